@@ -1,0 +1,58 @@
+//! Hand-written OpenAPI schema fragments where the derived one cannot say enough.
+
+use schemars::{Schema, SchemaGenerator, json_schema};
+
+/// Kubernetes' quantity grammar (the same pattern controller-gen emits for resource.Quantity), so
+/// the API server itself rejects `cpu: lots`.
+pub const QUANTITY_PATTERN: &str = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$";
+
+/// A map from resource name to quantity (a string, or an integer), at most 32 entries.
+pub fn quantity_map_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object",
+        "maxProperties": 32,
+        "additionalProperties": {
+            "x-kubernetes-int-or-string": true,
+            "maxLength": 64,
+            "pattern": QUANTITY_PATTERN,
+        },
+    })
+}
+
+/// A set of namespace names (DNS labels), at most 512.
+pub fn dns_label_list_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "maxItems": 512,
+        "x-kubernetes-list-type": "set",
+        "items": {
+            "type": "string",
+            "maxLength": 63,
+            "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        },
+    })
+}
+
+/// Reads a quantity map whose values may be YAML integers (`pods: 10`) as well as strings.
+pub fn deserialize_quantity_map<'de, D>(
+    deserializer: D,
+) -> Result<std::collections::BTreeMap<String, String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::Deserialize;
+    #[derive(Deserialize)]
+    #[serde(untagged, expecting = "a quantity: a string like \"500m\" or \"1Gi\", or an integer")]
+    enum IntOrString {
+        Int(i64),
+        Str(String),
+    }
+    let raw = std::collections::BTreeMap::<String, IntOrString>::deserialize(deserializer)?;
+    Ok(raw
+        .into_iter()
+        .map(|(key, value)| match value {
+            IntOrString::Int(i) => (key, i.to_string()),
+            IntOrString::Str(s) => (key, s),
+        })
+        .collect())
+}

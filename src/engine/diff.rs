@@ -1,0 +1,397 @@
+//! (desired, live) -> drift: what in a namespace differs from its baselines, and how.
+//!
+//! Our own labels and fields the API server adds are not drift. Fields others add to our objects
+//! are drift only where they weaken the baseline: an extra allow rule in our NetworkPolicy is, an
+//! extra annotation is not.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use k8s_openapi::api::core::v1::{LimitRangeItem, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicySpec;
+use k8s_openapi::api::rbac::v1::{PolicyRule, Subject};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
+use serde::Serialize;
+
+use super::object::{Kind, Object, Ownership, ownership};
+use super::quantity::{Quantity, same_quantity};
+use super::render::{DesiredState, PSA_LABEL_PREFIX};
+use crate::api::PodSecurityLevel;
+
+/// What a namespace holds now, as far as our baselines are concerned.
+#[derive(Clone, Debug, Default)]
+pub struct LiveState {
+    pub namespace_labels: BTreeMap<String, String>,
+    /// The `default` ServiceAccount, once the controller-manager has created it.
+    pub default_service_account: Option<ServiceAccount>,
+    /// Objects of the kinds we generate: those named like a desired object, and those carrying our
+    /// labels.
+    pub objects: Vec<Object>,
+}
+
+/// How something differs from its baseline.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum DriftReason {
+    /// The object or label does not exist.
+    Missing,
+    /// Someone changed it so it allows more than the baseline.
+    Weakened(String),
+    /// Someone changed it in another way.
+    Modified(String),
+    /// A same-named object exists that this operator did not create.
+    Conflict,
+    /// Ours, but its baseline no longer asks for it.
+    Stale,
+}
+
+impl DriftReason {
+    /// One word, for status and metrics labels.
+    pub fn short(&self) -> &'static str {
+        match self {
+            DriftReason::Missing => "Missing",
+            DriftReason::Weakened(_) => "Weakened",
+            DriftReason::Modified(_) => "Modified",
+            DriftReason::Conflict => "Conflict",
+            DriftReason::Stale => "Stale",
+        }
+    }
+}
+
+impl fmt::Display for DriftReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DriftReason::Weakened(detail) | DriftReason::Modified(detail) => {
+                write!(f, "{}: {detail}", self.short())
+            }
+            DriftReason::Conflict => {
+                write!(f, "Conflict: exists and was not created by zerotrust-operator")
+            }
+            other => f.write_str(other.short()),
+        }
+    }
+}
+
+/// One thing in a namespace that differs from a baseline.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Drift {
+    pub baseline: String,
+    pub kind: Kind,
+    /// Object name, or the label key for Namespace labels.
+    pub name: String,
+    pub reason: DriftReason,
+}
+
+impl fmt::Display for Drift {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.kind, self.name, self.reason)
+    }
+}
+
+/// Everything in `live` that differs from `desired`, in a stable order.
+pub fn diff(desired: &DesiredState, live: &LiveState) -> Vec<Drift> {
+    let mut drift = Vec::new();
+    let live_object = |kind: Kind, name: &str| {
+        live.objects
+            .iter()
+            .find(|o| o.kind() == kind && o.name() == name)
+    };
+    for wanted in &desired.objects {
+        let (kind, name) = (wanted.object.kind(), wanted.object.name());
+        let reason = match live_object(kind, name) {
+            None => Some(DriftReason::Missing),
+            Some(found) => match ownership(found.meta()) {
+                Ownership::Baseline(b) if b == wanted.baseline => compare(&wanted.object, found),
+                _ => Some(DriftReason::Conflict),
+            },
+        };
+        if let Some(reason) = reason {
+            drift.push(Drift {
+                baseline: wanted.baseline.clone(),
+                kind,
+                name: name.to_string(),
+                reason,
+            });
+        }
+    }
+    for found in &live.objects {
+        if let Ownership::Baseline(b) = ownership(found.meta())
+            && desired.baseline(&b).is_some()
+            && desired.object(found.kind(), found.name()).is_none()
+        {
+            drift.push(Drift {
+                baseline: b,
+                kind: found.kind(),
+                name: found.name().to_string(),
+                reason: DriftReason::Stale,
+            });
+        }
+    }
+    for (key, wanted) in &desired.namespace_labels {
+        if let Some(reason) = compare_label(key, &wanted.value, live.namespace_labels.get(key)) {
+            drift.push(Drift {
+                baseline: wanted.baseline.clone(),
+                kind: Kind::Namespace,
+                name: key.clone(),
+                reason,
+            });
+        }
+    }
+    if let (Some(baseline), Some(sa)) = (
+        &desired.disable_default_token_automount,
+        &live.default_service_account,
+    ) && sa.automount_service_account_token != Some(false)
+    {
+        drift.push(Drift {
+            baseline: baseline.clone(),
+            kind: Kind::ServiceAccount,
+            name: "default".to_string(),
+            reason: DriftReason::Weakened("automountServiceAccountToken is not false".to_string()),
+        });
+    }
+    drift
+}
+
+/// The value to apply for a PSA label: the desired one, unless the namespace already holds a
+/// stricter level (we never weaken a namespace).
+pub fn label_to_apply(key: &str, desired: &str, live: Option<&String>) -> String {
+    if is_level_label(key)
+        && let (Some(want), Some(have)) = (
+            PodSecurityLevel::parse(desired),
+            live.and_then(|v| PodSecurityLevel::parse(v)),
+        )
+        && have > want
+    {
+        return have.as_str().to_string();
+    }
+    desired.to_string()
+}
+
+fn is_level_label(key: &str) -> bool {
+    key.strip_prefix(PSA_LABEL_PREFIX)
+        .is_some_and(|mode| !mode.ends_with("-version"))
+}
+
+fn compare_label(key: &str, desired: &str, live: Option<&String>) -> Option<DriftReason> {
+    let Some(live) = live else {
+        return Some(DriftReason::Missing);
+    };
+    if !is_level_label(key) {
+        return (live != desired).then(|| DriftReason::Modified(format!("{live} instead of {desired}")));
+    }
+    match (PodSecurityLevel::parse(desired), PodSecurityLevel::parse(live)) {
+        (Some(want), Some(have)) if have >= want => None,
+        _ => Some(DriftReason::Weakened(format!("{live} instead of {desired}"))),
+    }
+}
+
+/// Compares one of our objects with what the baseline wants; `None` when it complies.
+fn compare(desired: &Object, live: &Object) -> Option<DriftReason> {
+    match (desired, live) {
+        (Object::NetworkPolicy(d), Object::NetworkPolicy(l)) => {
+            compare_network_policy(d.spec.as_ref(), l.spec.as_ref())
+        }
+        (Object::Role(d), Object::Role(l)) => compare_rules(
+            d.rules.as_deref().unwrap_or_default(),
+            l.rules.as_deref().unwrap_or_default(),
+        ),
+        (Object::RoleBinding(d), Object::RoleBinding(l)) => {
+            if d.role_ref != l.role_ref {
+                return Some(DriftReason::Modified("roleRef".to_string()));
+            }
+            compare_subjects(
+                d.subjects.as_deref().unwrap_or_default(),
+                l.subjects.as_deref().unwrap_or_default(),
+            )
+        }
+        (Object::ResourceQuota(d), Object::ResourceQuota(l)) => {
+            let d = d.spec.clone().unwrap_or_default();
+            let l = l.spec.clone().unwrap_or_default();
+            if l.scopes.as_ref().is_some_and(|s| !s.is_empty()) || l.scope_selector.is_some() {
+                return Some(DriftReason::Weakened("spec.scopes narrow the quota".to_string()));
+            }
+            compare_hard(&d.hard.unwrap_or_default(), &l.hard.unwrap_or_default())
+        }
+        (Object::LimitRange(d), Object::LimitRange(l)) => {
+            let d = d.spec.as_ref().map(|s| s.limits.as_slice()).unwrap_or_default();
+            let l = l.spec.as_ref().map(|s| s.limits.as_slice()).unwrap_or_default();
+            let same = d.len() == l.len() && d.iter().zip(l).all(|(a, b)| same_limit_item(a, b));
+            (!same).then(|| DriftReason::Modified("spec.limits".to_string()))
+        }
+        _ => Some(DriftReason::Conflict),
+    }
+}
+
+/// The API server defaults a port's protocol to TCP and policyTypes from the rules present.
+fn normalize_network_policy(spec: Option<&NetworkPolicySpec>) -> NetworkPolicySpec {
+    let mut spec = spec.cloned().unwrap_or_default();
+    let ports = spec
+        .ingress
+        .iter_mut()
+        .flatten()
+        .flat_map(|r| r.ports.iter_mut().flatten())
+        .chain(
+            spec.egress
+                .iter_mut()
+                .flatten()
+                .flat_map(|r| r.ports.iter_mut().flatten()),
+        );
+    for port in ports {
+        port.protocol.get_or_insert_with(|| "TCP".to_string());
+    }
+    if spec.policy_types.is_none() {
+        let mut types = vec!["Ingress".to_string()];
+        if spec.egress.is_some() {
+            types.push("Egress".to_string());
+        }
+        spec.policy_types = Some(types);
+    }
+    if let Some(types) = spec.policy_types.as_mut() {
+        types.sort();
+    }
+    spec.pod_selector.get_or_insert_with(Default::default);
+    // An empty selector may come back with empty maps instead of absent ones.
+    for selector in spec.pod_selector.iter_mut() {
+        if selector.match_labels.as_ref().is_some_and(|m| m.is_empty()) {
+            selector.match_labels = None;
+        }
+        if selector.match_expressions.as_ref().is_some_and(|m| m.is_empty()) {
+            selector.match_expressions = None;
+        }
+    }
+    spec
+}
+
+fn compare_network_policy(
+    desired: Option<&NetworkPolicySpec>,
+    live: Option<&NetworkPolicySpec>,
+) -> Option<DriftReason> {
+    let (d, l) = (normalize_network_policy(desired), normalize_network_policy(live));
+    if d == l {
+        return None;
+    }
+    let count = |rules: Option<usize>| rules.unwrap_or(0);
+    let (d_in, l_in) = (count(d.ingress.as_ref().map(Vec::len)), count(l.ingress.as_ref().map(Vec::len)));
+    let (d_out, l_out) = (count(d.egress.as_ref().map(Vec::len)), count(l.egress.as_ref().map(Vec::len)));
+    let weakened = if l_in > d_in {
+        Some(format!("spec.ingress has {} more allow rule(s)", l_in - d_in))
+    } else if l_out > d_out {
+        Some(format!("spec.egress has {} more allow rule(s)", l_out - d_out))
+    } else if d.pod_selector != l.pod_selector {
+        Some("spec.podSelector no longer selects every pod".to_string())
+    } else if let Some(dropped) = d
+        .policy_types
+        .iter()
+        .flatten()
+        .find(|t| !l.policy_types.iter().flatten().any(|x| x == *t))
+    {
+        Some(format!("spec.policyTypes no longer isolates {dropped}"))
+    } else {
+        None
+    };
+    Some(match weakened {
+        Some(detail) => DriftReason::Weakened(detail),
+        None => DriftReason::Modified("spec".to_string()),
+    })
+}
+
+/// A rule with its lists sorted and empty lists dropped, so order and `[]` vs absent don't matter.
+fn normalize_rule(rule: &PolicyRule) -> PolicyRule {
+    let sorted = |v: &Option<Vec<String>>| {
+        v.as_ref().filter(|v| !v.is_empty()).map(|v| {
+            let mut v = v.clone();
+            v.sort();
+            v.dedup();
+            v
+        })
+    };
+    PolicyRule {
+        api_groups: sorted(&rule.api_groups),
+        resources: sorted(&rule.resources),
+        resource_names: sorted(&rule.resource_names),
+        non_resource_urls: sorted(&rule.non_resource_urls),
+        verbs: sorted(&Some(rule.verbs.clone())).unwrap_or_default(),
+    }
+}
+
+fn compare_rules(desired: &[PolicyRule], live: &[PolicyRule]) -> Option<DriftReason> {
+    let key = |r: &PolicyRule| serde_json::to_string(&normalize_rule(r)).unwrap_or_default();
+    let d: BTreeSet<String> = desired.iter().map(key).collect();
+    let l: BTreeSet<String> = live.iter().map(key).collect();
+    if d == l {
+        return None;
+    }
+    let extra = l.difference(&d).count();
+    Some(if extra > 0 {
+        DriftReason::Weakened(format!("rules: {extra} rule(s) not in the baseline"))
+    } else {
+        DriftReason::Modified("rules: rule(s) removed".to_string())
+    })
+}
+
+fn subject_key(s: &Subject) -> (String, String, String, String) {
+    (
+        s.kind.clone(),
+        s.name.clone(),
+        s.namespace.clone().unwrap_or_default(),
+        s.api_group.clone().unwrap_or_default(),
+    )
+}
+
+fn compare_subjects(desired: &[Subject], live: &[Subject]) -> Option<DriftReason> {
+    let d: BTreeSet<_> = desired.iter().map(subject_key).collect();
+    let l: BTreeSet<_> = live.iter().map(subject_key).collect();
+    if d == l {
+        return None;
+    }
+    Some(match l.difference(&d).next() {
+        Some((kind, name, _, _)) => DriftReason::Weakened(format!("subjects: {kind} {name} added")),
+        None => DriftReason::Modified("subjects: subject(s) removed".to_string()),
+    })
+}
+
+fn compare_hard(
+    desired: &BTreeMap<String, K8sQuantity>,
+    live: &BTreeMap<String, K8sQuantity>,
+) -> Option<DriftReason> {
+    for (resource, want) in desired {
+        let Some(have) = live.get(resource) else {
+            return Some(DriftReason::Weakened(format!("spec.hard.{resource} removed")));
+        };
+        if same_quantity(&want.0, &have.0) {
+            continue;
+        }
+        let raised = match (Quantity::parse(&want.0), Quantity::parse(&have.0)) {
+            (Ok(w), Ok(h)) => h > w,
+            _ => true,
+        };
+        let detail = format!("spec.hard.{resource} is {} instead of {}", have.0, want.0);
+        return Some(if raised {
+            DriftReason::Weakened(detail)
+        } else {
+            DriftReason::Modified(detail)
+        });
+    }
+    live.keys()
+        .find(|k| !desired.contains_key(*k))
+        .map(|extra| DriftReason::Modified(format!("spec.hard.{extra} added")))
+}
+
+fn same_quantity_map(
+    a: &Option<BTreeMap<String, K8sQuantity>>,
+    b: &Option<BTreeMap<String, K8sQuantity>>,
+) -> bool {
+    let empty = BTreeMap::new();
+    let (a, b) = (a.as_ref().unwrap_or(&empty), b.as_ref().unwrap_or(&empty));
+    a.len() == b.len()
+        && a.iter()
+            .all(|(k, v)| b.get(k).is_some_and(|w| same_quantity(&v.0, &w.0)))
+}
+
+fn same_limit_item(a: &LimitRangeItem, b: &LimitRangeItem) -> bool {
+    a.type_ == b.type_
+        && same_quantity_map(&a.default, &b.default)
+        && same_quantity_map(&a.default_request, &b.default_request)
+        && same_quantity_map(&a.max, &b.max)
+        && same_quantity_map(&a.min, &b.min)
+        && same_quantity_map(&a.max_limit_request_ratio, &b.max_limit_request_ratio)
+}

@@ -1,0 +1,29 @@
+//! The pure core: validate, select, render, diff and plan. No API client anywhere in here, so the
+//! offline `render` preview and the operator compute exactly the same thing.
+
+mod diff;
+mod object;
+mod plan;
+mod quantity;
+mod render;
+mod select;
+mod template;
+mod validate;
+
+pub use diff::{Drift, DriftReason, LiveState, diff};
+pub use object::{
+    BASELINE_LABEL, FIELD_MANAGER, Kind, MANAGED_BY_LABEL, MANAGED_BY_VALUE, MANAGED_SELECTOR,
+    Object, Ownership, owner_labels, ownership,
+};
+pub use plan::{Action, namespace_labels, plan};
+pub use quantity::{Quantity, QuantityError};
+pub use render::{
+    DesiredObject, DesiredState, DesiredValue, PSA_LABEL_PREFIX, PSA_MODES, SelectedBaseline,
+    object_name, render,
+};
+pub use select::{ALWAYS_EXCLUDED, DEFAULT_OPERATOR_NAMESPACE, selects};
+pub use template::TemplateError;
+pub use validate::{FieldError, InvalidSpec, ValidBaseline, validate};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,136 @@
+//! The kinds of object the operator generates, and how it recognises the ones it made.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use k8s_openapi::api::core::v1::{LimitRange, ResourceQuota};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Serialize;
+
+/// Label on every generated object: who manages it.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// The value of [`MANAGED_BY_LABEL`] on our objects.
+pub const MANAGED_BY_VALUE: &str = "zerotrust-operator";
+/// Label on every generated object: which SecurityBaseline it belongs to.
+pub const BASELINE_LABEL: &str = "zerotrust.dev/baseline";
+/// The one server-side-apply field manager the operator writes with.
+pub const FIELD_MANAGER: &str = "zerotrust-operator";
+/// The label selector that finds every object we generated.
+pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=zerotrust-operator";
+
+/// Kinds the operator writes. Namespace and ServiceAccount are shared objects: we own only a few
+/// fields of them (PSA labels, automountServiceAccountToken), never the object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Kind {
+    Namespace,
+    ServiceAccount,
+    NetworkPolicy,
+    Role,
+    RoleBinding,
+    ResourceQuota,
+    LimitRange,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Namespace => "Namespace",
+            Kind::ServiceAccount => "ServiceAccount",
+            Kind::NetworkPolicy => "NetworkPolicy",
+            Kind::Role => "Role",
+            Kind::RoleBinding => "RoleBinding",
+            Kind::ResourceQuota => "ResourceQuota",
+            Kind::LimitRange => "LimitRange",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A namespaced object the operator generates and owns outright.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Object {
+    NetworkPolicy(NetworkPolicy),
+    Role(Role),
+    RoleBinding(RoleBinding),
+    ResourceQuota(ResourceQuota),
+    LimitRange(LimitRange),
+}
+
+impl Object {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Object::NetworkPolicy(_) => Kind::NetworkPolicy,
+            Object::Role(_) => Kind::Role,
+            Object::RoleBinding(_) => Kind::RoleBinding,
+            Object::ResourceQuota(_) => Kind::ResourceQuota,
+            Object::LimitRange(_) => Kind::LimitRange,
+        }
+    }
+
+    pub fn meta(&self) -> &ObjectMeta {
+        match self {
+            Object::NetworkPolicy(o) => &o.metadata,
+            Object::Role(o) => &o.metadata,
+            Object::RoleBinding(o) => &o.metadata,
+            Object::ResourceQuota(o) => &o.metadata,
+            Object::LimitRange(o) => &o.metadata,
+        }
+    }
+
+    pub fn meta_mut(&mut self) -> &mut ObjectMeta {
+        match self {
+            Object::NetworkPolicy(o) => &mut o.metadata,
+            Object::Role(o) => &mut o.metadata,
+            Object::RoleBinding(o) => &mut o.metadata,
+            Object::ResourceQuota(o) => &mut o.metadata,
+            Object::LimitRange(o) => &mut o.metadata,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        self.meta().name.as_deref().unwrap_or_default()
+    }
+}
+
+/// Who an existing object belongs to, as far as this operator is concerned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ownership {
+    /// Labelled for this baseline and applied by our field manager.
+    Baseline(String),
+    /// Not ours: no labels, or labels someone else wrote (no apply from our field manager).
+    Foreign,
+}
+
+/// Ours means both our labels and an apply by our field manager: labels alone can be forged by
+/// anyone who can create the object, and such an object must never be modified or deleted.
+pub fn ownership(meta: &ObjectMeta) -> Ownership {
+    let labels = meta.labels.as_ref();
+    let label = |key: &str| labels.and_then(|l| l.get(key)).map(String::as_str);
+    let applied_by_us = meta
+        .managed_fields
+        .iter()
+        .flatten()
+        .any(|entry| entry.manager.as_deref() == Some(FIELD_MANAGER));
+    match (label(MANAGED_BY_LABEL), label(BASELINE_LABEL)) {
+        (Some(MANAGED_BY_VALUE), Some(baseline)) if applied_by_us => {
+            Ownership::Baseline(baseline.to_string())
+        }
+        _ => Ownership::Foreign,
+    }
+}
+
+/// The labels every object generated for `baseline` carries.
+pub fn owner_labels(baseline: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string()),
+        (BASELINE_LABEL.to_string(), baseline.to_string()),
+    ])
+}

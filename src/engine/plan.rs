@@ -1,0 +1,100 @@
+//! (desired, live, drift) -> the writes that repair a namespace. Audit-mode baselines get none.
+
+use std::collections::BTreeMap;
+
+use super::diff::{Drift, DriftReason, LiveState, label_to_apply};
+use super::object::{Kind, Object};
+use super::render::DesiredState;
+use crate::api::{ConflictPolicy, Mode};
+
+/// One write to a namespace.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Server-side apply (forced: a repair takes back fields someone else changed).
+    Apply(Object),
+    /// Delete and create again: for changes the API cannot apply in place (a RoleBinding's roleRef).
+    Recreate(Object),
+    /// Delete one of our objects that its baseline no longer asks for; `uid` guards against
+    /// deleting a same-named object created since we looked.
+    Delete {
+        kind: Kind,
+        name: String,
+        uid: Option<String>,
+    },
+    /// Apply the Namespace labels we own (always the full set: with server-side apply, a label
+    /// left out of an apply is a label given up).
+    ApplyNamespaceLabels(BTreeMap<String, String>),
+    /// Apply `automountServiceAccountToken: false` to the `default` ServiceAccount.
+    DisableDefaultTokenAutomount,
+}
+
+/// The writes that bring `live` to `desired`, given the `drift` between them.
+pub fn plan(desired: &DesiredState, live: &LiveState, drift: &[Drift]) -> Vec<Action> {
+    let enforced = |baseline: &str| {
+        desired
+            .baseline(baseline)
+            .is_some_and(|b| b.mode == Mode::Enforce)
+    };
+    let mut actions = Vec::new();
+    let mut labels_drifted = false;
+    for d in drift.iter().filter(|d| enforced(&d.baseline)) {
+        match (d.kind, &d.reason) {
+            (Kind::Namespace, _) => labels_drifted = true,
+            (Kind::ServiceAccount, _) => actions.push(Action::DisableDefaultTokenAutomount),
+            (_, DriftReason::Stale) => {
+                let uid = live
+                    .objects
+                    .iter()
+                    .find(|o| o.kind() == d.kind && o.name() == d.name)
+                    .and_then(|o| o.meta().uid.clone());
+                actions.push(Action::Delete {
+                    kind: d.kind,
+                    name: d.name.clone(),
+                    uid,
+                });
+            }
+            (_, DriftReason::Conflict) => {
+                let adopt = desired
+                    .baseline(&d.baseline)
+                    .is_some_and(|b| b.conflict_policy == ConflictPolicy::Adopt);
+                if let (true, Some(wanted)) = (adopt, desired.object(d.kind, &d.name)) {
+                    actions.push(Action::Apply(wanted.object.clone()));
+                }
+            }
+            (Kind::RoleBinding, DriftReason::Modified(field)) if field == "roleRef" => {
+                if let Some(wanted) = desired.object(d.kind, &d.name) {
+                    actions.push(Action::Recreate(wanted.object.clone()));
+                }
+            }
+            _ => {
+                if let Some(wanted) = desired.object(d.kind, &d.name) {
+                    actions.push(Action::Apply(wanted.object.clone()));
+                }
+            }
+        }
+    }
+    if labels_drifted {
+        actions.push(Action::ApplyNamespaceLabels(namespace_labels(desired, live)));
+    }
+    actions
+}
+
+/// The PSA labels to own on the Namespace: those of Enforce-mode baselines, never weaker than what
+/// the namespace already has.
+pub fn namespace_labels(desired: &DesiredState, live: &LiveState) -> BTreeMap<String, String> {
+    desired
+        .namespace_labels
+        .iter()
+        .filter(|(_, v)| {
+            desired
+                .baseline(&v.baseline)
+                .is_some_and(|b| b.mode == Mode::Enforce)
+        })
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                label_to_apply(k, &v.value, live.namespace_labels.get(k)),
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,440 @@
+//! (baselines, namespace) -> the objects and labels that namespace must hold.
+//!
+//! Several baselines compose: each baseline's objects are its own (their names carry the baseline's
+//! name), and for the single-valued Pod Security labels the most restrictive level wins.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    LimitRange, LimitRangeItem, LimitRangeSpec as K8sLimitRangeSpec, Namespace, ResourceQuota,
+    ResourceQuotaSpec as K8sResourceQuotaSpec, ServiceAccount,
+};
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
+    NetworkPolicyPort, NetworkPolicySpec as K8sNetworkPolicySpec,
+};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde::Serialize;
+
+use super::object::{Kind, Object, owner_labels};
+use super::select::selects;
+use super::template;
+use super::validate::ValidBaseline;
+use crate::api::{
+    ConflictPolicy, LimitSpec, Mode, NetworkPolicySpec, PolicyType, RoleSpec,
+    SecurityBaselineSpec, SubjectKind,
+};
+
+/// Prefix of the Pod Security Admission labels.
+pub const PSA_LABEL_PREFIX: &str = "pod-security.kubernetes.io/";
+/// The three PSA modes, each a label `pod-security.kubernetes.io/<mode>` plus `<mode>-version`.
+pub const PSA_MODES: [&str; 3] = ["enforce", "audit", "warn"];
+const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
+
+/// A baseline that selects the namespace being rendered, with the settings that steer repair.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SelectedBaseline {
+    pub name: String,
+    pub mode: Mode,
+    pub conflict_policy: ConflictPolicy,
+}
+
+/// A generated object and the baseline it belongs to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DesiredObject {
+    pub baseline: String,
+    pub object: Object,
+}
+
+/// A value the operator wants on a shared object (a Namespace label, a ServiceAccount field), and
+/// the baseline that asked for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredValue {
+    pub value: String,
+    pub baseline: String,
+}
+
+/// Everything one namespace must hold under the baselines that select it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DesiredState {
+    pub namespace: String,
+    /// The baselines that select this namespace, by name.
+    pub baselines: Vec<SelectedBaseline>,
+    /// Generated objects, ordered by kind then name.
+    pub objects: Vec<DesiredObject>,
+    /// Pod Security labels for the Namespace, after composition.
+    pub namespace_labels: BTreeMap<String, DesiredValue>,
+    /// `Some` when the `default` ServiceAccount must have `automountServiceAccountToken: false`.
+    pub disable_default_token_automount: Option<String>,
+}
+
+impl DesiredState {
+    pub fn is_empty(&self) -> bool {
+        self.baselines.is_empty()
+    }
+
+    pub fn baseline(&self, name: &str) -> Option<&SelectedBaseline> {
+        self.baselines.iter().find(|b| b.name == name)
+    }
+
+    pub fn object(&self, kind: Kind, name: &str) -> Option<&DesiredObject> {
+        self.objects
+            .iter()
+            .find(|d| d.object.kind() == kind && d.object.name() == name)
+    }
+
+    /// The partial Namespace the operator applies: only the labels it owns.
+    pub fn namespace_patch(&self, labels: BTreeMap<String, String>) -> Namespace {
+        Namespace {
+            metadata: ObjectMeta {
+                name: Some(self.namespace.clone()),
+                labels: Some(labels),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        }
+    }
+
+    /// The partial `default` ServiceAccount the operator applies: only the automount field.
+    pub fn service_account_patch(&self) -> ServiceAccount {
+        ServiceAccount {
+            metadata: ObjectMeta {
+                name: Some("default".to_string()),
+                namespace: Some(self.namespace.clone()),
+                ..ObjectMeta::default()
+            },
+            automount_service_account_token: Some(false),
+            ..ServiceAccount::default()
+        }
+    }
+
+    /// What `render` prints: every object, then the partial Namespace and ServiceAccount, exactly
+    /// as the operator would apply them.
+    pub fn manifests(&self) -> Vec<serde_json::Value> {
+        let mut out: Vec<serde_json::Value> = self
+            .objects
+            .iter()
+            .map(|d| serde_json::to_value(&d.object).expect("k8s objects serialize"))
+            .collect();
+        if !self.namespace_labels.is_empty() {
+            let labels = self
+                .namespace_labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.value.clone()))
+                .collect();
+            out.push(serde_json::to_value(self.namespace_patch(labels)).expect("serializes"));
+        }
+        if self.disable_default_token_automount.is_some() {
+            out.push(serde_json::to_value(self.service_account_patch()).expect("serializes"));
+        }
+        out
+    }
+}
+
+/// Renders what `namespace` (with `labels`) must hold under every baseline in `baselines` that
+/// selects it. Deterministic: the same input always gives the same output, whatever the order of
+/// `baselines`.
+pub fn render(
+    baselines: &[ValidBaseline],
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+    operator_namespace: &str,
+) -> DesiredState {
+    let mut selected: Vec<&ValidBaseline> = baselines
+        .iter()
+        .filter(|b| selects(b, namespace, labels, operator_namespace))
+        .collect();
+    selected.sort_by(|a, b| a.name().cmp(b.name()));
+
+    let mut state = DesiredState {
+        namespace: namespace.to_string(),
+        ..DesiredState::default()
+    };
+    for baseline in &selected {
+        let name = baseline.name();
+        let spec = &baseline.baseline.spec;
+        state.baselines.push(SelectedBaseline {
+            name: name.to_string(),
+            mode: spec.mode,
+            conflict_policy: spec.conflict_policy,
+        });
+        for object in render_objects(name, spec, namespace) {
+            state.objects.push(DesiredObject {
+                baseline: name.to_string(),
+                object,
+            });
+        }
+        if state.disable_default_token_automount.is_none()
+            && spec.service_accounts.as_ref().and_then(|s| s.automount_default_token) == Some(false)
+        {
+            state.disable_default_token_automount = Some(name.to_string());
+        }
+    }
+    state
+        .objects
+        .sort_by(|a, b| (a.object.kind(), a.object.name()).cmp(&(b.object.kind(), b.object.name())));
+    state.namespace_labels = compose_pod_security(&selected);
+    state
+}
+
+/// The name of a generated object: `zt-<baseline>-<suffix>`.
+pub fn object_name(baseline: &str, suffix: &str) -> String {
+    format!("zt-{baseline}-{suffix}")
+}
+
+fn metadata(baseline: &str, namespace: &str, suffix: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(object_name(baseline, suffix)),
+        namespace: Some(namespace.to_string()),
+        labels: Some(owner_labels(baseline)),
+        ..ObjectMeta::default()
+    }
+}
+
+fn render_objects(baseline: &str, spec: &SecurityBaselineSpec, namespace: &str) -> Vec<Object> {
+    let mut objects = Vec::new();
+    if let Some(np) = &spec.network_policy {
+        objects.extend(network_policies(baseline, np, namespace).map(Object::NetworkPolicy));
+    }
+    for role in spec.rbac.iter().flat_map(|r| &r.roles) {
+        objects.push(Object::Role(role_object(baseline, role, namespace)));
+        objects.push(Object::RoleBinding(role_binding(baseline, role, namespace)));
+    }
+    if let Some(quota) = &spec.resource_quota {
+        objects.push(Object::ResourceQuota(ResourceQuota {
+            metadata: metadata(baseline, namespace, "quota"),
+            spec: Some(K8sResourceQuotaSpec {
+                hard: Some(quantities(&quota.hard)),
+                ..K8sResourceQuotaSpec::default()
+            }),
+            status: None,
+        }));
+    }
+    if let Some(limits) = &spec.limit_range {
+        objects.push(Object::LimitRange(LimitRange {
+            metadata: metadata(baseline, namespace, "limits"),
+            spec: Some(K8sLimitRangeSpec {
+                limits: limits.limits.iter().map(limit_item).collect(),
+            }),
+        }));
+    }
+    objects
+}
+
+fn quantities(map: &BTreeMap<String, String>) -> BTreeMap<String, Quantity> {
+    map.iter()
+        .map(|(k, v)| (k.clone(), Quantity(v.clone())))
+        .collect()
+}
+
+fn optional_quantities(map: &BTreeMap<String, String>) -> Option<BTreeMap<String, Quantity>> {
+    (!map.is_empty()).then(|| quantities(map))
+}
+
+fn limit_item(item: &LimitSpec) -> LimitRangeItem {
+    LimitRangeItem {
+        type_: item.type_.as_str().to_string(),
+        default: optional_quantities(&item.default),
+        default_request: optional_quantities(&item.default_request),
+        max: optional_quantities(&item.max),
+        min: optional_quantities(&item.min),
+        max_limit_request_ratio: optional_quantities(&item.max_limit_request_ratio),
+    }
+}
+
+fn policy_types(types: &[PolicyType]) -> Vec<String> {
+    let mut sorted = types.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    sorted.iter().map(|t| t.as_str().to_string()).collect()
+}
+
+fn select_labels(pairs: &[(&str, &str)]) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
+        match_expressions: None,
+    }
+}
+
+fn network_policies(
+    baseline: &str,
+    np: &NetworkPolicySpec,
+    namespace: &str,
+) -> impl Iterator<Item = NetworkPolicy> {
+    let all_pods = LabelSelector::default();
+    let mut policies = Vec::new();
+    if !np.default_deny.is_empty() {
+        policies.push(NetworkPolicy {
+            metadata: metadata(baseline, namespace, "default-deny"),
+            spec: Some(K8sNetworkPolicySpec {
+                pod_selector: Some(all_pods.clone()),
+                policy_types: Some(policy_types(&np.default_deny)),
+                ..K8sNetworkPolicySpec::default()
+            }),
+        });
+    }
+    if np.allow_dns {
+        let dns_port = |protocol: &str| NetworkPolicyPort {
+            protocol: Some(protocol.to_string()),
+            port: Some(IntOrString::Int(53)),
+            end_port: None,
+        };
+        policies.push(NetworkPolicy {
+            metadata: metadata(baseline, namespace, "allow-dns"),
+            spec: Some(K8sNetworkPolicySpec {
+                pod_selector: Some(all_pods.clone()),
+                policy_types: Some(vec![PolicyType::Egress.as_str().to_string()]),
+                egress: Some(vec![NetworkPolicyEgressRule {
+                    to: Some(vec![NetworkPolicyPeer {
+                        // Every namespace carries kubernetes.io/metadata.name; a custom label
+                        // on kube-system is something nobody remembers to set.
+                        namespace_selector: Some(select_labels(&[(
+                            "kubernetes.io/metadata.name",
+                            "kube-system",
+                        )])),
+                        pod_selector: Some(select_labels(&[("k8s-app", "kube-dns")])),
+                        ip_block: None,
+                    }]),
+                    ports: Some(vec![dns_port("UDP"), dns_port("TCP")]),
+                }]),
+                ingress: None,
+            }),
+        });
+    }
+    if np.allow_same_namespace {
+        let same_namespace = || NetworkPolicyPeer {
+            pod_selector: Some(LabelSelector::default()),
+            ..NetworkPolicyPeer::default()
+        };
+        let denies = |t| np.default_deny.contains(&t);
+        policies.push(NetworkPolicy {
+            metadata: metadata(baseline, namespace, "allow-same-namespace"),
+            spec: Some(K8sNetworkPolicySpec {
+                pod_selector: Some(all_pods),
+                // Only the denied directions: an allow policy isolates every direction it names.
+                policy_types: Some(policy_types(&np.default_deny)),
+                ingress: denies(PolicyType::Ingress).then(|| {
+                    vec![NetworkPolicyIngressRule {
+                        from: Some(vec![same_namespace()]),
+                        ports: None,
+                    }]
+                }),
+                egress: denies(PolicyType::Egress).then(|| {
+                    vec![NetworkPolicyEgressRule {
+                        to: Some(vec![same_namespace()]),
+                        ports: None,
+                    }]
+                }),
+            }),
+        });
+    }
+    policies.into_iter()
+}
+
+fn role_object(baseline: &str, role: &RoleSpec, namespace: &str) -> Role {
+    Role {
+        metadata: metadata(baseline, namespace, &role.name),
+        rules: Some(
+            role.rules
+                .iter()
+                .map(|rule| PolicyRule {
+                    api_groups: Some(rule.api_groups.clone()),
+                    resources: Some(rule.resources.clone()),
+                    verbs: rule.verbs.clone(),
+                    resource_names: (!rule.resource_names.is_empty())
+                        .then(|| rule.resource_names.clone()),
+                    non_resource_urls: None,
+                })
+                .collect(),
+        ),
+    }
+}
+
+fn role_binding(baseline: &str, role: &RoleSpec, namespace: &str) -> RoleBinding {
+    RoleBinding {
+        metadata: metadata(baseline, namespace, &role.name),
+        role_ref: RoleRef {
+            api_group: Some(RBAC_GROUP.to_string()),
+            kind: "Role".to_string(),
+            name: object_name(baseline, &role.name),
+        },
+        subjects: Some(
+            role.subjects
+                .iter()
+                .map(|s| {
+                    let name = template::expand(&s.name, namespace);
+                    match s.kind {
+                        SubjectKind::ServiceAccount => Subject {
+                            kind: "ServiceAccount".to_string(),
+                            name,
+                            namespace: Some(
+                                s.namespace
+                                    .as_deref()
+                                    .map(|ns| template::expand(ns, namespace))
+                                    .unwrap_or_else(|| namespace.to_string()),
+                            ),
+                            api_group: None,
+                        },
+                        SubjectKind::User | SubjectKind::Group => Subject {
+                            kind: if s.kind == SubjectKind::User { "User" } else { "Group" }
+                                .to_string(),
+                            name,
+                            namespace: None,
+                            api_group: Some(RBAC_GROUP.to_string()),
+                        },
+                    }
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// Orders PSA policy versions: `latest` above every `v1.NN`.
+fn version_rank(version: &str) -> u32 {
+    match version.strip_prefix("v1.").and_then(|m| m.parse().ok()) {
+        Some(minor) => minor,
+        None => u32::MAX,
+    }
+}
+
+/// For each PSA mode, the most restrictive level any selecting baseline asks for, with that
+/// baseline's version; ties go to the newer version, then to the first baseline by name.
+fn compose_pod_security(selected: &[&ValidBaseline]) -> BTreeMap<String, DesiredValue> {
+    let mut labels = BTreeMap::new();
+    for mode in PSA_MODES {
+        let winner = selected
+            .iter()
+            .filter_map(|b| {
+                let psa = b.baseline.spec.pod_security.as_ref()?;
+                let level = match mode {
+                    "enforce" => psa.enforce,
+                    "audit" => psa.audit,
+                    _ => psa.warn,
+                }?;
+                Some((level, b.baseline.spec.pod_security_version(), b.name()))
+            })
+            .max_by(|a, b| {
+                (a.0, version_rank(a.1))
+                    .cmp(&(b.0, version_rank(b.1)))
+                    .then_with(|| b.2.cmp(a.2))
+            });
+        if let Some((level, version, baseline)) = winner {
+            let value = |v: &str| DesiredValue {
+                value: v.to_string(),
+                baseline: baseline.to_string(),
+            };
+            labels.insert(format!("{PSA_LABEL_PREFIX}{mode}"), value(level.as_str()));
+            labels.insert(format!("{PSA_LABEL_PREFIX}{mode}-version"), value(version));
+        }
+    }
+    labels
+}
+
