@@ -119,7 +119,9 @@ pub enum ConflictPolicy {
 }
 
 /// A direction of traffic that a NetworkPolicy isolates.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema,
+)]
 pub enum PolicyType {
     /// Traffic into the namespace's pods.
     Ingress,
@@ -229,7 +231,10 @@ pub struct RbacSpec {
 #[x_kube(validation = Rule::new("self.allowPrivilegedVerbs || self.rules.all(r, !r.verbs.exists(v, v in ['escalate', 'bind', 'impersonate']))").message("the verbs escalate, bind and impersonate let a subject gain more privileges; set allowPrivilegedVerbs: true to grant them").field_path(".rules").reason(Reason::FieldValueForbidden))]
 pub struct RoleSpec {
     /// Suffix of the generated Role and RoleBinding names. Lowercase letters, digits and '-'.
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
 
     /// The Role's rules: explicit apiGroups, resources and verbs.

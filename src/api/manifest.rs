@@ -55,7 +55,10 @@ fn parse_document(document: usize, mut doc: Value) -> Result<SecurityBaseline, M
     }
     let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
     if kind != KIND {
-        return Err(field_error("kind", format!("must be {KIND}, found {kind:?}")));
+        return Err(field_error(
+            "kind",
+            format!("must be {KIND}, found {kind:?}"),
+        ));
     }
 
     // Checked above; the derived type reads them through its own path, which would show as unknown.
@@ -65,7 +68,9 @@ fn parse_document(document: usize, mut doc: Value) -> Result<SecurityBaseline, M
     }
     let mut unknown = Vec::new();
     let mut track = serde_path_to_error::Track::new();
-    let mut note_unknown = |path: serde_ignored::Path| unknown.push(path.to_string());
+    // serde_ignored writes `?` for each Option it passes through; users know no such segment.
+    let mut note_unknown =
+        |path: serde_ignored::Path| unknown.push(path.to_string().replace(".?", ""));
     let ignoring = serde_ignored::Deserializer::new(&doc, &mut note_unknown);
     let tracking = serde_path_to_error::Deserializer::new(ignoring, &mut track);
     let parsed = SecurityBaseline::deserialize(tracking);
@@ -136,8 +141,12 @@ mod tests {
     fn other_kinds_and_missing_names_are_refused() {
         let text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n";
         assert_eq!(field_of(parse_baselines(text).unwrap_err()), "apiVersion");
-        let text = "apiVersion: zerotrust.dev/v1alpha1\nkind: SecurityBaseline\nmetadata: {}\nspec: {}\n";
-        assert_eq!(field_of(parse_baselines(text).unwrap_err()), "metadata.name");
+        let text =
+            "apiVersion: zerotrust.dev/v1alpha1\nkind: SecurityBaseline\nmetadata: {}\nspec: {}\n";
+        assert_eq!(
+            field_of(parse_baselines(text).unwrap_err()),
+            "metadata.name"
+        );
         assert_eq!(parse_baselines("").unwrap_err(), ManifestError::Empty);
     }
 }

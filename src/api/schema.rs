@@ -42,7 +42,10 @@ where
 {
     use serde::Deserialize;
     #[derive(Deserialize)]
-    #[serde(untagged, expecting = "a quantity: a string like \"500m\" or \"1Gi\", or an integer")]
+    #[serde(
+        untagged,
+        expecting = "a quantity: a string like \"500m\" or \"1Gi\", or an integer"
+    )]
     enum IntOrString {
         Int(i64),
         Str(String),

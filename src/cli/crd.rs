@@ -16,3 +16,15 @@ pub fn run() -> ExitCode {
     print!("{}", crd_yaml());
     ExitCode::SUCCESS
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn committed_crd_matches_the_types() {
+        let committed = include_str!("../../crds/securitybaseline.yaml");
+        assert!(
+            committed == super::crd_yaml(),
+            "crds/securitybaseline.yaml is stale: run `cargo run -- crd > crds/securitybaseline.yaml`"
+        );
+    }
+}

@@ -78,7 +78,10 @@ pub fn render_to_yaml(args: &RenderArgs) -> Result<String, String> {
         .collect::<Result<_, _>>()?;
     let mut labels: BTreeMap<String, String> = args.labels.iter().cloned().collect();
     // The API server sets this label on every namespace; selectors may rely on it.
-    labels.insert("kubernetes.io/metadata.name".to_string(), args.namespace.clone());
+    labels.insert(
+        "kubernetes.io/metadata.name".to_string(),
+        args.namespace.clone(),
+    );
     let desired = render(&valid, &args.namespace, &labels, &args.operator_namespace);
     let names: Vec<&str> = desired.baselines.iter().map(|b| b.name.as_str()).collect();
     let mut out = if names.is_empty() {

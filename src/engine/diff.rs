@@ -64,7 +64,10 @@ impl fmt::Display for DriftReason {
                 write!(f, "{}: {detail}", self.short())
             }
             DriftReason::Conflict => {
-                write!(f, "Conflict: exists and was not created by zerotrust-operator")
+                write!(
+                    f,
+                    "Conflict: exists and was not created by zerotrust-operator"
+                )
             }
             other => f.write_str(other.short()),
         }
@@ -176,11 +179,17 @@ fn compare_label(key: &str, desired: &str, live: Option<&String>) -> Option<Drif
         return Some(DriftReason::Missing);
     };
     if !is_level_label(key) {
-        return (live != desired).then(|| DriftReason::Modified(format!("{live} instead of {desired}")));
+        return (live != desired)
+            .then(|| DriftReason::Modified(format!("{live} instead of {desired}")));
     }
-    match (PodSecurityLevel::parse(desired), PodSecurityLevel::parse(live)) {
+    match (
+        PodSecurityLevel::parse(desired),
+        PodSecurityLevel::parse(live),
+    ) {
         (Some(want), Some(have)) if have >= want => None,
-        _ => Some(DriftReason::Weakened(format!("{live} instead of {desired}"))),
+        _ => Some(DriftReason::Weakened(format!(
+            "{live} instead of {desired}"
+        ))),
     }
 }
 
@@ -207,13 +216,23 @@ fn compare(desired: &Object, live: &Object) -> Option<DriftReason> {
             let d = d.spec.clone().unwrap_or_default();
             let l = l.spec.clone().unwrap_or_default();
             if l.scopes.as_ref().is_some_and(|s| !s.is_empty()) || l.scope_selector.is_some() {
-                return Some(DriftReason::Weakened("spec.scopes narrow the quota".to_string()));
+                return Some(DriftReason::Weakened(
+                    "spec.scopes narrow the quota".to_string(),
+                ));
             }
             compare_hard(&d.hard.unwrap_or_default(), &l.hard.unwrap_or_default())
         }
         (Object::LimitRange(d), Object::LimitRange(l)) => {
-            let d = d.spec.as_ref().map(|s| s.limits.as_slice()).unwrap_or_default();
-            let l = l.spec.as_ref().map(|s| s.limits.as_slice()).unwrap_or_default();
+            let d = d
+                .spec
+                .as_ref()
+                .map(|s| s.limits.as_slice())
+                .unwrap_or_default();
+            let l = l
+                .spec
+                .as_ref()
+                .map(|s| s.limits.as_slice())
+                .unwrap_or_default();
             let same = d.len() == l.len() && d.iter().zip(l).all(|(a, b)| same_limit_item(a, b));
             (!same).then(|| DriftReason::Modified("spec.limits".to_string()))
         }
@@ -254,7 +273,11 @@ fn normalize_network_policy(spec: Option<&NetworkPolicySpec>) -> NetworkPolicySp
         if selector.match_labels.as_ref().is_some_and(|m| m.is_empty()) {
             selector.match_labels = None;
         }
-        if selector.match_expressions.as_ref().is_some_and(|m| m.is_empty()) {
+        if selector
+            .match_expressions
+            .as_ref()
+            .is_some_and(|m| m.is_empty())
+        {
             selector.match_expressions = None;
         }
     }
@@ -265,32 +288,38 @@ fn compare_network_policy(
     desired: Option<&NetworkPolicySpec>,
     live: Option<&NetworkPolicySpec>,
 ) -> Option<DriftReason> {
-    let (d, l) = (normalize_network_policy(desired), normalize_network_policy(live));
+    let (d, l) = (
+        normalize_network_policy(desired),
+        normalize_network_policy(live),
+    );
     if d == l {
         return None;
     }
     let count = |rules: Option<usize>| rules.unwrap_or(0);
-    let (d_in, l_in) = (count(d.ingress.as_ref().map(Vec::len)), count(l.ingress.as_ref().map(Vec::len)));
-    let (d_out, l_out) = (count(d.egress.as_ref().map(Vec::len)), count(l.egress.as_ref().map(Vec::len)));
-    let weakened = if l_in > d_in {
-        Some(format!("spec.ingress has {} more allow rule(s)", l_in - d_in))
-    } else if l_out > d_out {
-        Some(format!("spec.egress has {} more allow rule(s)", l_out - d_out))
-    } else if d.pod_selector != l.pod_selector {
-        Some("spec.podSelector no longer selects every pod".to_string())
-    } else if let Some(dropped) = d
+    let (d_in, l_in) = (
+        count(d.ingress.as_ref().map(Vec::len)),
+        count(l.ingress.as_ref().map(Vec::len)),
+    );
+    let (d_out, l_out) = (
+        count(d.egress.as_ref().map(Vec::len)),
+        count(l.egress.as_ref().map(Vec::len)),
+    );
+    let rules_count = |n: usize, what: &str| format!("spec.{what} has {n} more allow rule(s)");
+    let dropped_type = d
         .policy_types
         .iter()
         .flatten()
-        .find(|t| !l.policy_types.iter().flatten().any(|x| x == *t))
-    {
-        Some(format!("spec.policyTypes no longer isolates {dropped}"))
+        .find(|t| !l.policy_types.iter().flatten().any(|x| x == *t));
+    Some(if l_in > d_in {
+        DriftReason::Weakened(rules_count(l_in - d_in, "ingress"))
+    } else if l_out > d_out {
+        DriftReason::Weakened(rules_count(l_out - d_out, "egress"))
+    } else if d.pod_selector != l.pod_selector {
+        DriftReason::Weakened("spec.podSelector no longer selects every pod".to_string())
+    } else if let Some(dropped) = dropped_type {
+        DriftReason::Weakened(format!("spec.policyTypes no longer isolates {dropped}"))
     } else {
-        None
-    };
-    Some(match weakened {
-        Some(detail) => DriftReason::Weakened(detail),
-        None => DriftReason::Modified("spec".to_string()),
+        DriftReason::Modified("spec".to_string())
     })
 }
 
@@ -355,7 +384,9 @@ fn compare_hard(
 ) -> Option<DriftReason> {
     for (resource, want) in desired {
         let Some(have) = live.get(resource) else {
-            return Some(DriftReason::Weakened(format!("spec.hard.{resource} removed")));
+            return Some(DriftReason::Weakened(format!(
+                "spec.hard.{resource} removed"
+            )));
         };
         if same_quantity(&want.0, &have.0) {
             continue;

@@ -74,7 +74,9 @@ pub fn plan(desired: &DesiredState, live: &LiveState, drift: &[Drift]) -> Vec<Ac
         }
     }
     if labels_drifted {
-        actions.push(Action::ApplyNamespaceLabels(namespace_labels(desired, live)));
+        actions.push(Action::ApplyNamespaceLabels(namespace_labels(
+            desired, live,
+        )));
     }
     actions
 }

@@ -189,7 +189,9 @@ mod tests {
 
     #[test]
     fn garbage_is_refused() {
-        for bad in ["", "lots", "1.2.3", "1X", "Gi", "1e", "--1", "1 Gi", "1ee3", "1e999", "."] {
+        for bad in [
+            "", "lots", "1.2.3", "1X", "Gi", "1e", "--1", "1 Gi", "1ee3", "1e999", ".",
+        ] {
             assert!(Quantity::parse(bad).is_err(), "{bad:?} should not parse");
         }
     }

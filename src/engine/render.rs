@@ -24,8 +24,8 @@ use super::select::selects;
 use super::template;
 use super::validate::ValidBaseline;
 use crate::api::{
-    ConflictPolicy, LimitSpec, Mode, NetworkPolicySpec, PolicyType, RoleSpec,
-    SecurityBaselineSpec, SubjectKind,
+    ConflictPolicy, LimitSpec, Mode, NetworkPolicySpec, PolicyType, RoleSpec, SecurityBaselineSpec,
+    SubjectKind,
 };
 
 /// Prefix of the Pod Security Admission labels.
@@ -168,14 +168,18 @@ pub fn render(
             });
         }
         if state.disable_default_token_automount.is_none()
-            && spec.service_accounts.as_ref().and_then(|s| s.automount_default_token) == Some(false)
+            && spec
+                .service_accounts
+                .as_ref()
+                .and_then(|s| s.automount_default_token)
+                == Some(false)
         {
             state.disable_default_token_automount = Some(name.to_string());
         }
     }
-    state
-        .objects
-        .sort_by(|a, b| (a.object.kind(), a.object.name()).cmp(&(b.object.kind(), b.object.name())));
+    state.objects.sort_by(|a, b| {
+        (a.object.kind(), a.object.name()).cmp(&(b.object.kind(), b.object.name()))
+    });
     state.namespace_labels = compose_pod_security(&selected);
     state
 }
@@ -384,8 +388,12 @@ fn role_binding(baseline: &str, role: &RoleSpec, namespace: &str) -> RoleBinding
                             api_group: None,
                         },
                         SubjectKind::User | SubjectKind::Group => Subject {
-                            kind: if s.kind == SubjectKind::User { "User" } else { "Group" }
-                                .to_string(),
+                            kind: if s.kind == SubjectKind::User {
+                                "User"
+                            } else {
+                                "Group"
+                            }
+                            .to_string(),
                             name,
                             namespace: None,
                             api_group: Some(RBAC_GROUP.to_string()),
@@ -399,10 +407,10 @@ fn role_binding(baseline: &str, role: &RoleSpec, namespace: &str) -> RoleBinding
 
 /// Orders PSA policy versions: `latest` above every `v1.NN`.
 fn version_rank(version: &str) -> u32 {
-    match version.strip_prefix("v1.").and_then(|m| m.parse().ok()) {
-        Some(minor) => minor,
-        None => u32::MAX,
-    }
+    version
+        .strip_prefix("v1.")
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(u32::MAX)
 }
 
 /// For each PSA mode, the most restrictive level any selecting baseline asks for, with that
@@ -437,4 +445,3 @@ fn compose_pod_security(selected: &[&ValidBaseline]) -> BTreeMap<String, Desired
     }
     labels
 }
-

@@ -22,7 +22,13 @@ pub fn selects(
     if ALWAYS_EXCLUDED.contains(&name) || name == operator_namespace {
         return false;
     }
-    if baseline.baseline.spec.excluded_namespaces.iter().any(|n| n == name) {
+    if baseline
+        .baseline
+        .spec
+        .excluded_namespaces
+        .iter()
+        .any(|n| n == name)
+    {
         return false;
     }
     baseline
@@ -38,29 +44,55 @@ mod tests {
     use crate::engine::validate;
 
     fn baseline(spec: &str) -> ValidBaseline {
-        let text = format!("apiVersion: zerotrust.dev/v1alpha1\nkind: SecurityBaseline\nmetadata: {{name: b}}\nspec: {spec}\n");
+        let text = format!(
+            "apiVersion: zerotrust.dev/v1alpha1\nkind: SecurityBaseline\nmetadata: {{name: b}}\nspec: {spec}\n"
+        );
         validate(&parse_baselines(&text).unwrap()[0]).unwrap()
     }
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn absent_selector_selects_all_but_system_namespaces() {
         let b = baseline("{excludedNamespaces: [legacy]}");
         assert!(selects(&b, "team-a", &labels(&[]), "zerotrust-system"));
-        for name in ["kube-system", "kube-public", "kube-node-lease", "zerotrust-system", "legacy"] {
-            assert!(!selects(&b, name, &labels(&[]), "zerotrust-system"), "{name}");
+        for name in [
+            "kube-system",
+            "kube-public",
+            "kube-node-lease",
+            "zerotrust-system",
+            "legacy",
+        ] {
+            assert!(
+                !selects(&b, name, &labels(&[]), "zerotrust-system"),
+                "{name}"
+            );
         }
         assert!(!selects(&b, "ops", &labels(&[]), "ops"));
     }
 
     #[test]
     fn selector_is_honoured() {
-        let b = baseline("{namespaceSelector: {matchLabels: {tier: tenant}, matchExpressions: [{key: env, operator: NotIn, values: [sandbox]}]}}");
-        assert!(selects(&b, "a", &labels(&[("tier", "tenant")]), "zerotrust-system"));
-        assert!(!selects(&b, "a", &labels(&[("tier", "tenant"), ("env", "sandbox")]), "zerotrust-system"));
+        let b = baseline(
+            "{namespaceSelector: {matchLabels: {tier: tenant}, matchExpressions: [{key: env, operator: NotIn, values: [sandbox]}]}}",
+        );
+        assert!(selects(
+            &b,
+            "a",
+            &labels(&[("tier", "tenant")]),
+            "zerotrust-system"
+        ));
+        assert!(!selects(
+            &b,
+            "a",
+            &labels(&[("tier", "tenant"), ("env", "sandbox")]),
+            "zerotrust-system"
+        ));
         assert!(!selects(&b, "a", &labels(&[]), "zerotrust-system"));
     }
 }

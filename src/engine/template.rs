@@ -40,8 +40,16 @@ mod tests {
     fn only_namespace_is_known() {
         assert_eq!(check("team-${namespace}-view"), Ok(()));
         assert_eq!(check("plain"), Ok(()));
-        assert!(matches!(check("${team}"), Err(TemplateError::UnknownVariable(v)) if v == "${team}"));
-        assert!(matches!(check("a-${namespace"), Err(TemplateError::Unterminated(_))));
-        assert_eq!(expand("team-${namespace}:${namespace}", "dev"), "team-dev:dev");
+        assert!(
+            matches!(check("${team}"), Err(TemplateError::UnknownVariable(v)) if v == "${team}")
+        );
+        assert!(matches!(
+            check("a-${namespace"),
+            Err(TemplateError::Unterminated(_))
+        ));
+        assert_eq!(
+            expand("team-${namespace}:${namespace}", "dev"),
+            "team-dev:dev"
+        );
     }
 }

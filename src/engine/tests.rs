@@ -1,1 +1,860 @@
+//! Engine tests across render, diff and plan: examples first, then properties over arbitrary
+//! valid baselines and namespaces.
 
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::networking::v1::NetworkPolicyIngressRule;
+use k8s_openapi::api::rbac::v1::{PolicyRule, Subject};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ManagedFieldsEntry};
+use proptest::prelude::*;
+
+use super::*;
+use crate::api::*;
+
+const OPERATOR_NS: &str = "zerotrust-system";
+
+fn baseline(name: &str, spec: SecurityBaselineSpec) -> ValidBaseline {
+    let mut b = SecurityBaseline::new(name, spec);
+    b.metadata.generation = Some(1);
+    validate(&b).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn no_labels() -> BTreeMap<String, String> {
+    BTreeMap::new()
+}
+
+/// What the API server hands back for objects we applied: our managedFields entry, server-set
+/// metadata, quantities respelled, and someone's harmless extra label and annotation.
+fn as_live(desired: &DesiredState) -> LiveState {
+    let objects = desired
+        .objects
+        .iter()
+        .map(|d| {
+            let mut object = d.object.clone();
+            let meta = object.meta_mut();
+            meta.uid = Some(format!("uid-{}", meta.name.as_deref().unwrap_or_default()));
+            meta.resource_version = Some("42".to_string());
+            meta.managed_fields = Some(vec![ManagedFieldsEntry {
+                manager: Some(FIELD_MANAGER.to_string()),
+                operation: Some("Apply".to_string()),
+                ..ManagedFieldsEntry::default()
+            }]);
+            meta.labels
+                .get_or_insert_with(BTreeMap::new)
+                .insert("team".into(), "x".into());
+            meta.annotations = Some(BTreeMap::from([("note".to_string(), "hi".to_string())]));
+            respell_quantities(&mut object);
+            object
+        })
+        .collect();
+    let mut namespace_labels: BTreeMap<String, String> = desired
+        .namespace_labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.value.clone()))
+        .collect();
+    namespace_labels.insert(
+        "kubernetes.io/metadata.name".into(),
+        desired.namespace.clone(),
+    );
+    LiveState {
+        namespace_labels,
+        default_service_account: Some(ServiceAccount {
+            automount_service_account_token: desired
+                .disable_default_token_automount
+                .as_ref()
+                .map(|_| false),
+            ..ServiceAccount::default()
+        }),
+        objects,
+    }
+}
+
+/// The API server returns canonical quantities (`1000m` as `1`); ours prints them another way.
+fn respell_quantities(object: &mut Object) {
+    let respell = |map: &mut BTreeMap<String, K8sQuantity>| {
+        for q in map.values_mut() {
+            q.0 = Quantity::parse(&q.0).unwrap().to_string();
+        }
+    };
+    match object {
+        Object::ResourceQuota(q) => q
+            .spec
+            .iter_mut()
+            .flat_map(|s| s.hard.as_mut())
+            .for_each(respell),
+        Object::LimitRange(l) => {
+            for item in l.spec.iter_mut().flat_map(|s| s.limits.iter_mut()) {
+                for map in [
+                    &mut item.default,
+                    &mut item.default_request,
+                    &mut item.max,
+                    &mut item.min,
+                ] {
+                    map.iter_mut().for_each(respell);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn restricted_spec() -> SecurityBaselineSpec {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/restricted-tenants.yaml"
+    ))
+    .unwrap();
+    parse_baselines(&text).unwrap().remove(0).spec
+}
+
+fn tenant_labels() -> BTreeMap<String, String> {
+    BTreeMap::from([("tenant".to_string(), "true".to_string())])
+}
+
+#[test]
+fn every_example_renders() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let mut rendered = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for b in parse_baselines(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display())) {
+            let valid = validate(&b).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let labels = BTreeMap::from([
+                ("tenant".to_string(), "true".to_string()),
+                ("zerotrust.dev/audit".to_string(), "true".to_string()),
+            ]);
+            let desired = render(&[valid], "team-a", &labels, OPERATOR_NS);
+            assert_eq!(
+                desired.baselines.len(),
+                1,
+                "{} selects team-a",
+                path.display()
+            );
+            assert!(
+                !desired.manifests().is_empty(),
+                "{} renders objects",
+                path.display()
+            );
+            rendered += 1;
+        }
+    }
+    assert!(rendered >= 3, "examples/ holds at least three baselines");
+}
+
+#[test]
+fn restricted_example_renders_every_control() {
+    let desired = render(
+        &[baseline("tenants", restricted_spec())],
+        "team-a",
+        &tenant_labels(),
+        OPERATOR_NS,
+    );
+    let names: Vec<(Kind, &str)> = desired
+        .objects
+        .iter()
+        .map(|d| (d.object.kind(), d.object.name()))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            (Kind::NetworkPolicy, "zt-tenants-allow-dns"),
+            (Kind::NetworkPolicy, "zt-tenants-allow-same-namespace"),
+            (Kind::NetworkPolicy, "zt-tenants-default-deny"),
+            (Kind::Role, "zt-tenants-editor"),
+            (Kind::Role, "zt-tenants-viewer"),
+            (Kind::RoleBinding, "zt-tenants-editor"),
+            (Kind::RoleBinding, "zt-tenants-viewer"),
+            (Kind::ResourceQuota, "zt-tenants-quota"),
+            (Kind::LimitRange, "zt-tenants-limits"),
+        ]
+    );
+    for d in &desired.objects {
+        let labels = d.object.meta().labels.clone().unwrap();
+        assert_eq!(labels[MANAGED_BY_LABEL], "zerotrust-operator");
+        assert_eq!(labels[BASELINE_LABEL], "tenants");
+        assert_eq!(d.object.meta().namespace.as_deref(), Some("team-a"));
+    }
+    let Object::RoleBinding(rb) = &desired
+        .object(Kind::RoleBinding, "zt-tenants-viewer")
+        .unwrap()
+        .object
+    else {
+        panic!("a RoleBinding");
+    };
+    assert_eq!(
+        rb.subjects.as_ref().unwrap()[0].name,
+        "team-a-viewers",
+        "${{namespace}} is expanded"
+    );
+    assert_eq!(
+        desired.namespace_labels["pod-security.kubernetes.io/enforce"].value,
+        "restricted"
+    );
+    assert_eq!(
+        desired.namespace_labels["pod-security.kubernetes.io/enforce-version"].value,
+        "latest"
+    );
+    assert_eq!(
+        desired.disable_default_token_automount.as_deref(),
+        Some("tenants")
+    );
+    // Not selected without the label.
+    let unselected = render(
+        &[baseline("tenants", restricted_spec())],
+        "team-a",
+        &no_labels(),
+        OPERATOR_NS,
+    );
+    assert!(unselected.is_empty() && unselected.objects.is_empty());
+}
+
+#[test]
+fn default_deny_is_the_canonical_object() {
+    let spec = SecurityBaselineSpec {
+        network_policy: Some(NetworkPolicySpec {
+            default_deny: vec![PolicyType::Egress, PolicyType::Ingress],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let desired = render(&[baseline("b", spec)], "ns", &no_labels(), OPERATOR_NS);
+    let value = serde_json::to_value(&desired.objects[0].object).unwrap();
+    assert_eq!(
+        value["spec"],
+        serde_json::json!({"podSelector": {}, "policyTypes": ["Ingress", "Egress"]})
+    );
+}
+
+#[test]
+fn pod_security_composes_to_the_most_restrictive() {
+    let psa = |enforce, warn, version: &str| SecurityBaselineSpec {
+        pod_security: Some(PodSecuritySpec {
+            enforce: Some(enforce),
+            warn,
+            audit: None,
+            version: Some(version.into()),
+        }),
+        ..Default::default()
+    };
+    let a = baseline(
+        "a",
+        psa(
+            PodSecurityLevel::Baseline,
+            Some(PodSecurityLevel::Restricted),
+            "v1.30",
+        ),
+    );
+    let b = baseline("b", psa(PodSecurityLevel::Restricted, None, "v1.33"));
+    for order in [vec![a.clone(), b.clone()], vec![b.clone(), a.clone()]] {
+        let desired = render(&order, "ns", &no_labels(), OPERATOR_NS);
+        let label =
+            |k: &str| desired.namespace_labels[&format!("pod-security.kubernetes.io/{k}")].clone();
+        assert_eq!(
+            (label("enforce").value, label("enforce").baseline),
+            ("restricted".into(), "b".into())
+        );
+        assert_eq!(label("enforce-version").value, "v1.33");
+        assert_eq!(
+            (label("warn").value, label("warn").baseline),
+            ("restricted".into(), "a".into())
+        );
+        assert_eq!(label("warn-version").value, "v1.30");
+        assert!(
+            !desired
+                .namespace_labels
+                .contains_key("pod-security.kubernetes.io/audit")
+        );
+    }
+}
+
+#[test]
+fn several_baselines_keep_their_own_objects() {
+    let deny = |types| SecurityBaselineSpec {
+        network_policy: Some(NetworkPolicySpec {
+            default_deny: types,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let desired = render(
+        &[
+            baseline("b", deny(vec![PolicyType::Egress])),
+            baseline("a", deny(vec![PolicyType::Ingress])),
+        ],
+        "ns",
+        &no_labels(),
+        OPERATOR_NS,
+    );
+    let owners: Vec<(&str, &str)> = desired
+        .objects
+        .iter()
+        .map(|d| (d.baseline.as_str(), d.object.name()))
+        .collect();
+    assert_eq!(
+        owners,
+        vec![("a", "zt-a-default-deny"), ("b", "zt-b-default-deny")]
+    );
+}
+
+#[test]
+fn live_that_matches_has_no_drift_and_no_actions() {
+    let desired = render(
+        &[baseline("tenants", restricted_spec())],
+        "team-a",
+        &tenant_labels(),
+        OPERATOR_NS,
+    );
+    let live = as_live(&desired);
+    let drift = diff(&desired, &live);
+    assert_eq!(drift, vec![]);
+    assert_eq!(plan(&desired, &live, &drift), vec![]);
+}
+
+#[test]
+fn empty_namespace_is_all_missing_and_enforce_applies_everything() {
+    let desired = render(
+        &[baseline("tenants", restricted_spec())],
+        "team-a",
+        &tenant_labels(),
+        OPERATOR_NS,
+    );
+    let live = LiveState {
+        default_service_account: Some(ServiceAccount::default()),
+        ..LiveState::default()
+    };
+    let drift = diff(&desired, &live);
+    assert_eq!(
+        drift
+            .iter()
+            .filter(|d| d.reason == DriftReason::Missing)
+            .count(),
+        desired.objects.len() + 6
+    );
+    let actions = plan(&desired, &live, &drift);
+    let applies = actions
+        .iter()
+        .filter(|a| matches!(a, Action::Apply(_)))
+        .count();
+    assert_eq!(applies, desired.objects.len());
+    assert!(actions.contains(&Action::DisableDefaultTokenAutomount));
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::ApplyNamespaceLabels(l) if l.len() == 6))
+    );
+}
+
+#[test]
+fn audit_mode_plans_nothing() {
+    let mut spec = restricted_spec();
+    spec.mode = Mode::Audit;
+    let desired = render(
+        &[baseline("tenants", spec)],
+        "team-a",
+        &tenant_labels(),
+        OPERATOR_NS,
+    );
+    let live = LiveState::default();
+    let drift = diff(&desired, &live);
+    assert!(!drift.is_empty());
+    assert_eq!(plan(&desired, &live, &drift), vec![]);
+}
+
+#[test]
+fn foreign_objects_are_conflicts_and_only_adopt_touches_them() {
+    for forged_labels in [false, true] {
+        let mut spec = restricted_spec();
+        let desired = render(
+            &[baseline("tenants", spec.clone())],
+            "team-a",
+            &tenant_labels(),
+            OPERATOR_NS,
+        );
+        let mut live = as_live(&desired);
+        let quota = live
+            .objects
+            .iter_mut()
+            .find(|o| o.kind() == Kind::ResourceQuota)
+            .unwrap();
+        // A user's object: no apply by our field manager, with or without our labels copied onto it.
+        quota.meta_mut().managed_fields = None;
+        if !forged_labels {
+            quota.meta_mut().labels = None;
+        }
+        let drift = diff(&desired, &live);
+        assert_eq!(drift.len(), 1);
+        assert_eq!(
+            (drift[0].kind, &drift[0].reason),
+            (Kind::ResourceQuota, &DriftReason::Conflict)
+        );
+        assert_eq!(
+            plan(&desired, &live, &drift),
+            vec![],
+            "Report leaves it alone"
+        );
+
+        spec.conflict_policy = ConflictPolicy::Adopt;
+        let desired = render(
+            &[baseline("tenants", spec)],
+            "team-a",
+            &tenant_labels(),
+            OPERATOR_NS,
+        );
+        let actions = plan(&desired, &live, &diff(&desired, &live));
+        assert!(
+            matches!(&actions[..], [Action::Apply(Object::ResourceQuota(_))]),
+            "{actions:?}"
+        );
+    }
+}
+
+#[test]
+fn objects_no_longer_wanted_are_stale_and_deleted_by_uid() {
+    let full = render(
+        &[baseline("tenants", restricted_spec())],
+        "team-a",
+        &tenant_labels(),
+        OPERATOR_NS,
+    );
+    let live = as_live(&full);
+    let mut spec = restricted_spec();
+    spec.rbac
+        .as_mut()
+        .unwrap()
+        .roles
+        .retain(|r| r.name == "viewer");
+    let desired = render(
+        &[baseline("tenants", spec)],
+        "team-a",
+        &tenant_labels(),
+        OPERATOR_NS,
+    );
+    let drift = diff(&desired, &live);
+    assert_eq!(drift.len(), 2);
+    assert!(
+        drift
+            .iter()
+            .all(|d| d.reason == DriftReason::Stale && d.name == "zt-tenants-editor")
+    );
+    let actions = plan(&desired, &live, &drift);
+    assert!(actions.contains(&Action::Delete {
+        kind: Kind::Role,
+        name: "zt-tenants-editor".into(),
+        uid: Some("uid-zt-tenants-editor".into())
+    }));
+    // Objects of a baseline that does not select this namespace are not this diff's business.
+    let other = render(&[], "team-a", &tenant_labels(), OPERATOR_NS);
+    assert_eq!(diff(&other, &live), vec![]);
+}
+
+#[test]
+fn stricter_psa_is_not_drift_and_is_never_weakened() {
+    let spec = SecurityBaselineSpec {
+        pod_security: Some(PodSecuritySpec {
+            enforce: Some(PodSecurityLevel::Baseline),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let desired = render(&[baseline("b", spec)], "ns", &no_labels(), OPERATOR_NS);
+    let mut live = as_live(&desired);
+    live.namespace_labels.insert(
+        "pod-security.kubernetes.io/enforce".into(),
+        "restricted".into(),
+    );
+    assert_eq!(diff(&desired, &live), vec![]);
+    live.namespace_labels.insert(
+        "pod-security.kubernetes.io/enforce-version".into(),
+        "v1.20".into(),
+    );
+    let drift = diff(&desired, &live);
+    assert_eq!(drift.len(), 1);
+    let actions = plan(&desired, &live, &drift);
+    let Action::ApplyNamespaceLabels(labels) = &actions[0] else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(
+        labels["pod-security.kubernetes.io/enforce"], "restricted",
+        "a stricter level is kept"
+    );
+    assert_eq!(
+        labels["pod-security.kubernetes.io/enforce-version"],
+        "latest"
+    );
+}
+
+#[test]
+fn rolebinding_roleref_change_is_recreated() {
+    let desired = render(
+        &[baseline("tenants", restricted_spec())],
+        "team-a",
+        &tenant_labels(),
+        OPERATOR_NS,
+    );
+    let mut live = as_live(&desired);
+    for o in &mut live.objects {
+        if let Object::RoleBinding(rb) = o {
+            rb.role_ref.name = "cluster-admin".into();
+            rb.role_ref.kind = "ClusterRole".into();
+        }
+    }
+    let actions = plan(&desired, &live, &diff(&desired, &live));
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| matches!(a, Action::Recreate(_)))
+            .count(),
+        2
+    );
+}
+
+// ---- properties ---------------------------------------------------------------------------
+
+fn level() -> impl Strategy<Value = PodSecurityLevel> {
+    prop_oneof![
+        Just(PodSecurityLevel::Privileged),
+        Just(PodSecurityLevel::Baseline),
+        Just(PodSecurityLevel::Restricted)
+    ]
+}
+
+fn role(index: usize) -> impl Strategy<Value = RoleSpec> {
+    let rule = (
+        proptest::sample::subsequence(vec!["", "apps", "batch"], 1..=3),
+        proptest::sample::subsequence(vec!["pods", "services", "configmaps", "jobs"], 1..=4),
+        proptest::sample::subsequence(vec!["get", "list", "watch", "create", "delete"], 1..=5),
+        proptest::option::of(Just(vec!["only-this".to_string()])),
+    )
+        .prop_map(|(groups, resources, verbs, names)| RoleRule {
+            api_groups: groups.into_iter().map(String::from).collect(),
+            resources: resources.into_iter().map(String::from).collect(),
+            verbs: verbs.into_iter().map(String::from).collect(),
+            resource_names: names.unwrap_or_default(),
+        });
+    let subject = (0..3usize, "[a-z]{1,6}", any::<bool>()).prop_map(|(kind, name, templated)| {
+        let name = if templated {
+            format!("{name}-${{namespace}}")
+        } else {
+            name
+        };
+        match kind {
+            0 => RoleSubject {
+                kind: SubjectKind::User,
+                name,
+                namespace: None,
+            },
+            1 => RoleSubject {
+                kind: SubjectKind::Group,
+                name,
+                namespace: None,
+            },
+            _ => RoleSubject {
+                kind: SubjectKind::ServiceAccount,
+                name,
+                namespace: Some("${namespace}".into()),
+            },
+        }
+    });
+    (
+        proptest::collection::vec(rule, 1..3),
+        proptest::collection::vec(subject, 0..3),
+    )
+        .prop_map(move |(rules, subjects)| RoleSpec {
+            name: format!("role{index}"),
+            rules,
+            subjects,
+            allow_wildcards: false,
+            allow_privileged_verbs: false,
+        })
+}
+
+prop_compose! {
+    fn spec()(
+        deny in proptest::sample::subsequence(vec![PolicyType::Ingress, PolicyType::Egress], 0..=2),
+        dns in any::<bool>(),
+        same in any::<bool>(),
+        psa in proptest::option::of((proptest::option::of(level()), proptest::option::of(level()), proptest::option::of(level()), prop_oneof![Just("latest"), Just("v1.30"), Just("v1.33")])),
+        roles in (0..3usize).prop_flat_map(|n| (0..n).map(role).collect::<Vec<_>>()),
+        quota in proptest::option::of((1..500u32, 1..64u32)),
+        limit in proptest::option::of((1..1000u32, 1..1000u32)),
+        automount in proptest::option::of(any::<bool>()),
+        audit in any::<bool>(),
+    ) -> SecurityBaselineSpec {
+        let egress = deny.contains(&PolicyType::Egress);
+        SecurityBaselineSpec {
+            mode: if audit { Mode::Audit } else { Mode::Enforce },
+            network_policy: Some(NetworkPolicySpec { allow_dns: dns && egress, allow_same_namespace: same && !deny.is_empty(), default_deny: deny }),
+            pod_security: psa.map(|(enforce, audit, warn, version)| PodSecuritySpec { enforce, audit, warn, version: Some(version.to_string()) }),
+            rbac: Some(RbacSpec { roles }),
+            resource_quota: quota.map(|(pods, gib)| ResourceQuotaSpec { hard: BTreeMap::from([
+                ("pods".to_string(), pods.to_string()),
+                ("requests.memory".to_string(), format!("{}Mi", gib * 1024)),
+                ("requests.cpu".to_string(), format!("{}m", pods * 1000)),
+            ]) }),
+            limit_range: limit.map(|(a, b)| LimitRangeSpec { limits: vec![LimitSpec {
+                type_: LimitType::Container,
+                default: BTreeMap::from([("cpu".to_string(), format!("{}m", a.max(b)))]),
+                default_request: BTreeMap::from([("cpu".to_string(), format!("{}m", a.min(b)))]),
+                max: BTreeMap::new(), min: BTreeMap::new(), max_limit_request_ratio: BTreeMap::new(),
+            }] }),
+            service_accounts: automount.map(|a| ServiceAccountsSpec { automount_default_token: Some(a) }),
+            ..Default::default()
+        }
+    }
+}
+
+fn namespace_name() -> impl Strategy<Value = String> {
+    "[a-z][a-z0-9-]{0,10}[a-z0-9]".prop_filter("not a system namespace", |n| {
+        !ALWAYS_EXCLUDED.contains(&n.as_str()) && n != OPERATOR_NS
+    })
+}
+
+/// Every single edit that makes `live` weaker or different, given what was rendered.
+/// An edit of the live state, and the (kind, name) it touches.
+type Edit = (Kind, String, Box<dyn Fn(&mut LiveState)>);
+
+fn edits(desired: &DesiredState) -> Vec<Edit> {
+    let mut edits: Vec<Edit> = Vec::new();
+    for d in &desired.objects {
+        let (kind, name) = (d.object.kind(), d.object.name().to_string());
+        let find = move |live: &mut LiveState, f: &dyn Fn(&mut Object)| {
+            let name = name.clone();
+            let o = live
+                .objects
+                .iter_mut()
+                .find(|o| o.kind() == kind && o.name() == name)
+                .unwrap();
+            f(o)
+        };
+        let n = d.object.name().to_string();
+        {
+            let n = n.clone();
+            edits.push((
+                kind,
+                n.clone(),
+                Box::new(move |live| {
+                    live.objects
+                        .retain(|o| !(o.kind() == kind && o.name() == n))
+                }),
+            ));
+        }
+        let find = std::rc::Rc::new(find);
+        let mut push = |f: Box<dyn Fn(&mut Object)>| {
+            let find = find.clone();
+            edits.push((kind, n.clone(), Box::new(move |live| find(live, &*f))));
+        };
+        push(Box::new(|o| {
+            o.meta_mut()
+                .labels
+                .as_mut()
+                .unwrap()
+                .remove(MANAGED_BY_LABEL);
+        }));
+        match &d.object {
+            Object::NetworkPolicy(_) => {
+                push(Box::new(|o| {
+                    if let Object::NetworkPolicy(np) = o {
+                        np.spec
+                            .as_mut()
+                            .unwrap()
+                            .ingress
+                            .get_or_insert_with(Vec::new)
+                            .push(NetworkPolicyIngressRule::default());
+                    }
+                }));
+                push(Box::new(|o| {
+                    if let Object::NetworkPolicy(np) = o {
+                        np.spec.as_mut().unwrap().pod_selector = Some(LabelSelector {
+                            match_labels: Some(BTreeMap::from([("app".into(), "x".into())])),
+                            match_expressions: None,
+                        });
+                    }
+                }));
+                push(Box::new(|o| {
+                    if let Object::NetworkPolicy(np) = o {
+                        np.spec
+                            .as_mut()
+                            .unwrap()
+                            .policy_types
+                            .as_mut()
+                            .unwrap()
+                            .pop();
+                    }
+                }));
+                push(Box::new(|o| {
+                    if let Object::NetworkPolicy(np) = o {
+                        np.spec
+                            .as_mut()
+                            .unwrap()
+                            .egress
+                            .get_or_insert_with(Vec::new)
+                            .push(Default::default());
+                    }
+                }));
+            }
+            Object::Role(_) => {
+                push(Box::new(|o| {
+                    if let Object::Role(r) = o {
+                        r.rules.get_or_insert_with(Vec::new).push(PolicyRule {
+                            verbs: vec!["*".into()],
+                            api_groups: Some(vec!["*".into()]),
+                            resources: Some(vec!["*".into()]),
+                            ..Default::default()
+                        });
+                    }
+                }));
+                push(Box::new(|o| {
+                    if let Object::Role(r) = o {
+                        r.rules.as_mut().unwrap()[0].verbs.push("escalate".into());
+                    }
+                }));
+            }
+            Object::RoleBinding(_) => {
+                push(Box::new(|o| {
+                    if let Object::RoleBinding(rb) = o {
+                        rb.subjects.get_or_insert_with(Vec::new).push(Subject {
+                            kind: "User".into(),
+                            name: "mallory".into(),
+                            api_group: Some("rbac.authorization.k8s.io".into()),
+                            namespace: None,
+                        });
+                    }
+                }));
+                push(Box::new(|o| {
+                    if let Object::RoleBinding(rb) = o {
+                        rb.role_ref.name = "admin".into();
+                    }
+                }));
+            }
+            Object::ResourceQuota(_) => {
+                push(Box::new(|o| {
+                    if let Object::ResourceQuota(q) = o {
+                        q.spec
+                            .as_mut()
+                            .unwrap()
+                            .hard
+                            .as_mut()
+                            .unwrap()
+                            .insert("pods".into(), K8sQuantity("100000".into()));
+                    }
+                }));
+                push(Box::new(|o| {
+                    if let Object::ResourceQuota(q) = o {
+                        q.spec
+                            .as_mut()
+                            .unwrap()
+                            .hard
+                            .as_mut()
+                            .unwrap()
+                            .remove("requests.cpu");
+                    }
+                }));
+                push(Box::new(|o| {
+                    if let Object::ResourceQuota(q) = o {
+                        q.spec
+                            .as_mut()
+                            .unwrap()
+                            .hard
+                            .as_mut()
+                            .unwrap()
+                            .insert("services".into(), K8sQuantity("1".into()));
+                    }
+                }));
+            }
+            Object::LimitRange(_) => {
+                push(Box::new(|o| {
+                    if let Object::LimitRange(l) = o {
+                        l.spec.as_mut().unwrap().limits[0]
+                            .default
+                            .as_mut()
+                            .unwrap()
+                            .insert("cpu".into(), K8sQuantity("64".into()));
+                    }
+                }));
+            }
+        }
+    }
+    for (key, value) in &desired.namespace_labels {
+        let k = key.clone();
+        edits.push((
+            Kind::Namespace,
+            key.clone(),
+            Box::new(move |live| {
+                live.namespace_labels.remove(&k);
+            }),
+        ));
+        if value.value != "privileged" && !key.ends_with("-version") {
+            let k = key.clone();
+            edits.push((
+                Kind::Namespace,
+                key.clone(),
+                Box::new(move |live| {
+                    live.namespace_labels.insert(k.clone(), "privileged".into());
+                }),
+            ));
+        }
+    }
+    if desired.disable_default_token_automount.is_some() {
+        edits.push((
+            Kind::ServiceAccount,
+            "default".into(),
+            Box::new(|live| {
+                live.default_service_account
+                    .as_mut()
+                    .unwrap()
+                    .automount_service_account_token = Some(true);
+            }),
+        ));
+    }
+    edits
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn rendered_state_as_live_has_no_drift(specs in proptest::collection::vec(spec(), 1..3), ns in namespace_name()) {
+        let baselines: Vec<ValidBaseline> = specs.into_iter().enumerate().map(|(i, s)| baseline(&format!("b{i}"), s)).collect();
+        let desired = render(&baselines, &ns, &no_labels(), OPERATOR_NS);
+        let live = as_live(&desired);
+        prop_assert_eq!(diff(&desired, &live), vec![]);
+        prop_assert_eq!(plan(&desired, &live, &[]), vec![]);
+    }
+
+    #[test]
+    fn render_is_deterministic_and_order_free(specs in proptest::collection::vec(spec(), 1..4), ns in namespace_name()) {
+        let baselines: Vec<ValidBaseline> = specs.into_iter().enumerate().map(|(i, s)| baseline(&format!("b{i}"), s)).collect();
+        let mut reversed = baselines.clone();
+        reversed.reverse();
+        let a = render(&baselines, &ns, &no_labels(), OPERATOR_NS);
+        prop_assert_eq!(&a, &render(&reversed, &ns, &no_labels(), OPERATOR_NS));
+        for d in &a.objects {
+            let name = d.object.name();
+            let prefix = format!("zt-{}-", d.baseline);
+            prop_assert!(name.starts_with(&prefix), "{} starts with {}", name, prefix);
+            prop_assert!(super::validate::is_dns_subdomain(name), "{} is a valid object name", name);
+        }
+    }
+
+    #[test]
+    fn any_single_weakening_edit_is_detected(spec in spec(), ns in namespace_name(), pick in any::<proptest::sample::Index>()) {
+        let desired = render(&[baseline("b", spec)], &ns, &no_labels(), OPERATOR_NS);
+        let edits = edits(&desired);
+        prop_assume!(!edits.is_empty());
+        let (kind, name, edit) = &edits[pick.index(edits.len())];
+        let mut live = as_live(&desired);
+        edit(&mut live);
+        let drift = diff(&desired, &live);
+        prop_assert!(drift.iter().any(|d| d.kind == *kind && &d.name == name), "edit of {} {} not detected: {:?}", kind, name, drift);
+        // Enforce repairs what it finds (a Conflict is only reported, unless adopted).
+        if desired.baselines[0].mode == Mode::Enforce && drift.iter().any(|d| d.reason != DriftReason::Conflict) {
+            prop_assert!(!plan(&desired, &live, &drift).is_empty());
+        }
+    }
+}

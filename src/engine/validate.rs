@@ -33,7 +33,12 @@ pub struct InvalidSpec {
 impl fmt::Display for InvalidSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let listed: Vec<String> = self.errors.iter().map(ToString::to_string).collect();
-        write!(f, "SecurityBaseline {:?} is invalid: {}", self.baseline, listed.join("; "))
+        write!(
+            f,
+            "SecurityBaseline {:?} is invalid: {}",
+            self.baseline,
+            listed.join("; ")
+        )
     }
 }
 
@@ -66,7 +71,10 @@ pub fn validate(baseline: &SecurityBaseline) -> Result<ValidBaseline, InvalidSpe
     let spec = &baseline.spec;
     for (i, ns) in spec.excluded_namespaces.iter().enumerate() {
         if !is_dns_label(ns) {
-            errors.add(format!("spec.excludedNamespaces[{i}]"), format!("{ns:?} is not a namespace name"));
+            errors.add(
+                format!("spec.excludedNamespaces[{i}]"),
+                format!("{ns:?} is not a namespace name"),
+            );
         }
     }
     let selector = match &spec.namespace_selector {
@@ -91,17 +99,26 @@ pub fn validate(baseline: &SecurityBaseline) -> Result<ValidBaseline, InvalidSpe
             errors.add("spec.networkPolicy.allowSameNamespace", "needs defaultDeny");
         }
     }
-    if let Some(version) = spec.pod_security.as_ref().and_then(|p| p.version.as_deref())
+    if let Some(version) = spec
+        .pod_security
+        .as_ref()
+        .and_then(|p| p.version.as_deref())
         && !is_psa_version(version)
     {
-        errors.add("spec.podSecurity.version", format!("{version:?} must be \"latest\" or \"v1.NN\""));
+        errors.add(
+            "spec.podSecurity.version",
+            format!("{version:?} must be \"latest\" or \"v1.NN\""),
+        );
     }
     if let Some(rbac) = &spec.rbac {
         let mut seen = BTreeSet::new();
         for (i, role) in rbac.roles.iter().enumerate() {
             let path = format!("spec.rbac.roles[{i}]");
             if !seen.insert(role.name.as_str()) {
-                errors.add(format!("{path}.name"), format!("{:?} is used by another role", role.name));
+                errors.add(
+                    format!("{path}.name"),
+                    format!("{:?} is used by another role", role.name),
+                );
             }
             validate_role(role, &path, &mut errors);
         }
@@ -121,9 +138,15 @@ pub fn validate(baseline: &SecurityBaseline) -> Result<ValidBaseline, InvalidSpe
         }
     }
     if errors.0.is_empty() {
-        Ok(ValidBaseline { baseline: baseline.clone(), selector })
+        Ok(ValidBaseline {
+            baseline: baseline.clone(),
+            selector,
+        })
     } else {
-        Err(InvalidSpec { baseline: name, errors: errors.0 })
+        Err(InvalidSpec {
+            baseline: name,
+            errors: errors.0,
+        })
     }
 }
 
@@ -132,7 +155,10 @@ struct Errors(Vec<FieldError>);
 
 impl Errors {
     fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(FieldError { path: path.into(), message: message.into() });
+        self.0.push(FieldError {
+            path: path.into(),
+            message: message.into(),
+        });
     }
 }
 
@@ -152,16 +178,21 @@ fn validate_selector(
     for (i, req) in selector.match_expressions.iter().flatten().enumerate() {
         let path = format!("spec.namespaceSelector.matchExpressions[{i}]");
         if !is_label_key(&req.key) {
-            errors.add(format!("{path}.key"), format!("{:?} is not a valid label key", req.key));
+            errors.add(
+                format!("{path}.key"),
+                format!("{:?} is not a valid label key", req.key),
+            );
         }
         let values = req.values.as_deref().unwrap_or_default();
         match req.operator.as_str() {
-            "In" | "NotIn" if values.is_empty() => {
-                errors.add(format!("{path}.values"), format!("must not be empty for operator {}", req.operator))
-            }
-            "Exists" | "DoesNotExist" if !values.is_empty() => {
-                errors.add(format!("{path}.values"), format!("must be empty for operator {}", req.operator))
-            }
+            "In" | "NotIn" if values.is_empty() => errors.add(
+                format!("{path}.values"),
+                format!("must not be empty for operator {}", req.operator),
+            ),
+            "Exists" | "DoesNotExist" if !values.is_empty() => errors.add(
+                format!("{path}.values"),
+                format!("must be empty for operator {}", req.operator),
+            ),
             "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
             other => errors.add(
                 format!("{path}.operator"),
@@ -169,14 +200,20 @@ fn validate_selector(
             ),
         }
         for value in values.iter().filter(|v| !is_label_value(v)) {
-            errors.add(format!("{path}.values"), format!("{value:?} is not a valid label value"));
+            errors.add(
+                format!("{path}.values"),
+                format!("{value:?} is not a valid label value"),
+            );
         }
     }
 }
 
 fn validate_role(role: &RoleSpec, path: &str, errors: &mut Errors) {
     if !is_dns_label(&role.name) {
-        errors.add(format!("{path}.name"), format!("{:?} must be lowercase letters, digits and '-'", role.name));
+        errors.add(
+            format!("{path}.name"),
+            format!("{:?} must be lowercase letters, digits and '-'", role.name),
+        );
     }
     if role.rules.is_empty() {
         errors.add(format!("{path}.rules"), "must have at least one rule");
@@ -189,7 +226,10 @@ fn validate_role(role: &RoleSpec, path: &str, errors: &mut Errors) {
             ("verbs", &rule.verbs),
         ] {
             if items.is_empty() {
-                errors.add(format!("{rule_path}.{field}"), "must not be empty: list what is granted explicitly");
+                errors.add(
+                    format!("{rule_path}.{field}"),
+                    "must not be empty: list what is granted explicitly",
+                );
             }
             if !role.allow_wildcards && items.iter().any(|item| item == "*") {
                 errors.add(
@@ -199,7 +239,10 @@ fn validate_role(role: &RoleSpec, path: &str, errors: &mut Errors) {
             }
         }
         if !role.allow_privileged_verbs
-            && let Some(verb) = rule.verbs.iter().find(|v| PRIVILEGED_VERBS.contains(&v.as_str()))
+            && let Some(verb) = rule
+                .verbs
+                .iter()
+                .find(|v| PRIVILEGED_VERBS.contains(&v.as_str()))
         {
             errors.add(
                 format!("{rule_path}.verbs"),
@@ -216,17 +259,24 @@ fn validate_role(role: &RoleSpec, path: &str, errors: &mut Errors) {
         } else if subject.kind == SubjectKind::ServiceAccount
             && !is_dns_subdomain(&template::expand(&subject.name, "x"))
         {
-            errors.add(format!("{subject_path}.name"), format!("{:?} is not a ServiceAccount name", subject.name));
+            errors.add(
+                format!("{subject_path}.name"),
+                format!("{:?} is not a ServiceAccount name", subject.name),
+            );
         }
         match (&subject.namespace, subject.kind) {
-            (Some(_), SubjectKind::User | SubjectKind::Group) => {
-                errors.add(format!("{subject_path}.namespace"), "is only for ServiceAccount subjects")
-            }
+            (Some(_), SubjectKind::User | SubjectKind::Group) => errors.add(
+                format!("{subject_path}.namespace"),
+                "is only for ServiceAccount subjects",
+            ),
             (Some(ns), SubjectKind::ServiceAccount) => {
                 if let Err(e) = template::check(ns) {
                     errors.add(format!("{subject_path}.namespace"), e.to_string());
                 } else if !is_dns_label(&template::expand(ns, "x")) {
-                    errors.add(format!("{subject_path}.namespace"), format!("{ns:?} is not a namespace name"));
+                    errors.add(
+                        format!("{subject_path}.namespace"),
+                        format!("{ns:?} is not a namespace name"),
+                    );
                 }
             }
             (None, _) => {}
@@ -246,7 +296,9 @@ fn validate_quantities<'a>(
             errors.add(&item_path, "is not a valid resource name");
         }
         match Quantity::parse(value) {
-            Ok(q) if q.is_negative() => errors.add(&item_path, format!("{value:?} must not be negative")),
+            Ok(q) if q.is_negative() => {
+                errors.add(&item_path, format!("{value:?} must not be negative"))
+            }
             Ok(q) => parsed.push((resource.as_str(), q)),
             Err(e) => errors.add(&item_path, e.to_string()),
         }
@@ -258,15 +310,28 @@ fn validate_quantities<'a>(
 /// rather than an apply failure in every namespace.
 fn validate_limit(item: &LimitSpec, path: &str, errors: &mut Errors) {
     let default = validate_quantities(item.default.iter(), &format!("{path}.default"), errors);
-    let default_request =
-        validate_quantities(item.default_request.iter(), &format!("{path}.defaultRequest"), errors);
+    let default_request = validate_quantities(
+        item.default_request.iter(),
+        &format!("{path}.defaultRequest"),
+        errors,
+    );
     let max = validate_quantities(item.max.iter(), &format!("{path}.max"), errors);
     let min = validate_quantities(item.min.iter(), &format!("{path}.min"), errors);
-    validate_quantities(item.max_limit_request_ratio.iter(), &format!("{path}.maxLimitRequestRatio"), errors);
-    if item.type_ == LimitType::Pod && !(item.default.is_empty() && item.default_request.is_empty()) {
-        errors.add(path, "default and defaultRequest are not allowed for type Pod");
+    validate_quantities(
+        item.max_limit_request_ratio.iter(),
+        &format!("{path}.maxLimitRequestRatio"),
+        errors,
+    );
+    if item.type_ == LimitType::Pod && !(item.default.is_empty() && item.default_request.is_empty())
+    {
+        errors.add(
+            path,
+            "default and defaultRequest are not allowed for type Pod",
+        );
     }
-    let lookup = |list: &[(&str, Quantity)], key: &str| list.iter().find(|(k, _)| *k == key).map(|(_, q)| *q);
+    let lookup = |list: &[(&str, Quantity)], key: &str| {
+        list.iter().find(|(k, _)| *k == key).map(|(_, q)| *q)
+    };
     for (resource, request) in &default_request {
         if let Some(limit) = lookup(&default, resource)
             && *request > limit
@@ -281,34 +346,45 @@ fn validate_limit(item: &LimitSpec, path: &str, errors: &mut Errors) {
         if let Some(high) = lookup(&max, resource)
             && *low > high
         {
-            errors.add(format!("{path}.min[{resource:?}]"), format!("{low} is more than max {high}"));
+            errors.add(
+                format!("{path}.min[{resource:?}]"),
+                format!("{low} is more than max {high}"),
+            );
         }
     }
     for (resource, value) in default.iter().chain(&default_request) {
         if let Some(high) = lookup(&max, resource)
             && *value > high
         {
-            errors.add(format!("{path}.max[{resource:?}]"), format!("{high} is less than the default {value}"));
+            errors.add(
+                format!("{path}.max[{resource:?}]"),
+                format!("{high} is less than the default {value}"),
+            );
         }
         if let Some(low) = lookup(&min, resource)
             && *value < low
         {
-            errors.add(format!("{path}.min[{resource:?}]"), format!("{low} is more than the default {value}"));
+            errors.add(
+                format!("{path}.min[{resource:?}]"),
+                format!("{low} is more than the default {value}"),
+            );
         }
     }
 }
 
 fn is_psa_version(v: &str) -> bool {
     v == "latest"
-        || v.strip_prefix("v1.")
-            .is_some_and(|minor| !minor.is_empty() && minor.len() <= 3 && minor.bytes().all(|b| b.is_ascii_digit()))
+        || v.strip_prefix("v1.").is_some_and(|minor| {
+            !minor.is_empty() && minor.len() <= 3 && minor.bytes().all(|b| b.is_ascii_digit())
+        })
 }
 
 /// RFC 1123 label: what namespace names are.
 pub fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -321,7 +397,8 @@ pub fn is_dns_subdomain(s: &str) -> bool {
 fn is_label_value(s: &str) -> bool {
     s.is_empty()
         || (s.len() <= 63
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
             && s.starts_with(|c: char| c.is_ascii_alphanumeric())
             && s.ends_with(|c: char| c.is_ascii_alphanumeric()))
 }
@@ -362,11 +439,26 @@ mod tests {
     #[test]
     fn each_problem_names_its_field() {
         let cases = [
-            ("  networkPolicy: {defaultDeny: [Ingress], allowDNS: true}\n", "spec.networkPolicy.allowDNS"),
-            ("  networkPolicy: {allowSameNamespace: true}\n", "spec.networkPolicy.allowSameNamespace"),
-            ("  networkPolicy: {defaultDeny: [Egress, Egress]}\n", "spec.networkPolicy.defaultDeny"),
-            ("  podSecurity: {version: v2.0}\n", "spec.podSecurity.version"),
-            ("  excludedNamespaces: [Bad_Name]\n", "spec.excludedNamespaces[0]"),
+            (
+                "  networkPolicy: {defaultDeny: [Ingress], allowDNS: true}\n",
+                "spec.networkPolicy.allowDNS",
+            ),
+            (
+                "  networkPolicy: {allowSameNamespace: true}\n",
+                "spec.networkPolicy.allowSameNamespace",
+            ),
+            (
+                "  networkPolicy: {defaultDeny: [Egress, Egress]}\n",
+                "spec.networkPolicy.defaultDeny",
+            ),
+            (
+                "  podSecurity: {version: v2.0}\n",
+                "spec.podSecurity.version",
+            ),
+            (
+                "  excludedNamespaces: [Bad_Name]\n",
+                "spec.excludedNamespaces[0]",
+            ),
             (
                 "  rbac: {roles: [{name: r, rules: [{apiGroups: [''], resources: [pods], verbs: ['*']}]}]}\n",
                 "spec.rbac.roles[0].rules[0].verbs",
@@ -383,7 +475,10 @@ mod tests {
                 "  rbac: {roles: [{name: r, rules: [{apiGroups: [''], resources: [pods], verbs: []}]}]}\n",
                 "spec.rbac.roles[0].rules[0].verbs",
             ),
-            ("  rbac: {roles: [{name: r, rules: []}]}\n", "spec.rbac.roles[0].rules"),
+            (
+                "  rbac: {roles: [{name: r, rules: []}]}\n",
+                "spec.rbac.roles[0].rules",
+            ),
             (
                 "  rbac: {roles: [{name: r, rules: [{apiGroups: [''], resources: [pods], verbs: [get]}], subjects: [{kind: Group, name: '${team}'}]}]}\n",
                 "spec.rbac.roles[0].subjects[0].name",
@@ -396,16 +491,31 @@ mod tests {
                 "  rbac: {roles: [{name: r, rules: [{apiGroups: [''], resources: [pods], verbs: [get]}]}, {name: r, rules: [{apiGroups: [''], resources: [pods], verbs: [get]}]}]}\n",
                 "spec.rbac.roles[1].name",
             ),
-            ("  rbac: {roles: [{name: Bad, rules: [{apiGroups: [''], resources: [pods], verbs: [get]}]}]}\n", "spec.rbac.roles[0].name"),
-            ("  resourceQuota: {hard: {cpu: lots}}\n", "spec.resourceQuota.hard[\"cpu\"]"),
-            ("  resourceQuota: {hard: {pods: '-1'}}\n", "spec.resourceQuota.hard[\"pods\"]"),
+            (
+                "  rbac: {roles: [{name: Bad, rules: [{apiGroups: [''], resources: [pods], verbs: [get]}]}]}\n",
+                "spec.rbac.roles[0].name",
+            ),
+            (
+                "  resourceQuota: {hard: {cpu: lots}}\n",
+                "spec.resourceQuota.hard[\"cpu\"]",
+            ),
+            (
+                "  resourceQuota: {hard: {pods: '-1'}}\n",
+                "spec.resourceQuota.hard[\"pods\"]",
+            ),
             ("  resourceQuota: {hard: {}}\n", "spec.resourceQuota.hard"),
             (
                 "  limitRange: {limits: [{type: Container, default: {cpu: 100m}, defaultRequest: {cpu: 200m}}]}\n",
                 "spec.limitRange.limits[0].defaultRequest[\"cpu\"]",
             ),
-            ("  limitRange: {limits: [{type: Pod, default: {cpu: 1}}]}\n", "spec.limitRange.limits[0]"),
-            ("  limitRange: {limits: [{type: Container, min: {cpu: 2}, max: {cpu: 1}}]}\n", "spec.limitRange.limits[0].min[\"cpu\"]"),
+            (
+                "  limitRange: {limits: [{type: Pod, default: {cpu: 1}}]}\n",
+                "spec.limitRange.limits[0]",
+            ),
+            (
+                "  limitRange: {limits: [{type: Container, min: {cpu: 2}, max: {cpu: 1}}]}\n",
+                "spec.limitRange.limits[0].min[\"cpu\"]",
+            ),
             (
                 "  namespaceSelector: {matchExpressions: [{key: team, operator: Has}]}\n",
                 "spec.namespaceSelector.matchExpressions[0].operator",
@@ -414,11 +524,17 @@ mod tests {
                 "  namespaceSelector: {matchExpressions: [{key: team, operator: In}]}\n",
                 "spec.namespaceSelector.matchExpressions[0].values",
             ),
-            ("  namespaceSelector: {matchLabels: {'bad key!': x}}\n", "spec.namespaceSelector.matchLabels[\"bad key!\"]"),
+            (
+                "  namespaceSelector: {matchLabels: {'bad key!': x}}\n",
+                "spec.namespaceSelector.matchLabels[\"bad key!\"]",
+            ),
         ];
         for (spec, path) in cases {
             let errors = errors_of(spec);
-            assert!(errors.iter().any(|e| e == path), "{spec}: expected {path}, got {errors:?}");
+            assert!(
+                errors.iter().any(|e| e == path),
+                "{spec}: expected {path}, got {errors:?}"
+            );
         }
     }
 
