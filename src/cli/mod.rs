@@ -1,7 +1,10 @@
 //! The command line: one subcommand per user task.
 
+mod check;
+mod connection;
 mod crd;
 mod render;
+mod run;
 
 use std::process::ExitCode;
 
@@ -23,6 +26,10 @@ pub enum Command {
     Render(render::RenderArgs),
     /// Print the SecurityBaseline CustomResourceDefinition (the same YAML as crds/).
     Crd,
+    /// Run the operator.
+    Run(run::RunArgs),
+    /// Report drift and conflicts in the cluster without changing anything.
+    Check(check::CheckArgs),
 }
 
 impl Cli {
@@ -30,6 +37,8 @@ impl Cli {
         match self.command {
             Command::Render(args) => render::run(args),
             Command::Crd => crd::run(),
+            Command::Run(args) => run::run(args),
+            Command::Check(args) => check::run(args),
         }
     }
 }

@@ -15,7 +15,7 @@ pub use object::{
     BASELINE_LABEL, FIELD_MANAGER, Kind, MANAGED_BY_LABEL, MANAGED_BY_VALUE, MANAGED_SELECTOR,
     Object, Ownership, owner_labels, ownership,
 };
-pub use plan::{Action, namespace_labels, plan};
+pub use plan::{Action, namespace_labels, plan, repairable};
 pub use quantity::{Quantity, QuantityError};
 pub use render::{
     DesiredObject, DesiredState, DesiredValue, PSA_LABEL_PREFIX, PSA_MODES, SelectedBaseline,

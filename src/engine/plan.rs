@@ -28,16 +28,20 @@ pub enum Action {
     DisableDefaultTokenAutomount,
 }
 
+/// True when the operator repairs `drift` rather than only reporting it: its baseline is in
+/// Enforce mode, and it is not a conflict (unless the baseline adopts conflicting objects).
+pub fn repairable(desired: &DesiredState, drift: &Drift) -> bool {
+    desired.baseline(&drift.baseline).is_some_and(|b| {
+        b.mode == Mode::Enforce
+            && (drift.reason != DriftReason::Conflict || b.conflict_policy == ConflictPolicy::Adopt)
+    })
+}
+
 /// The writes that bring `live` to `desired`, given the `drift` between them.
 pub fn plan(desired: &DesiredState, live: &LiveState, drift: &[Drift]) -> Vec<Action> {
-    let enforced = |baseline: &str| {
-        desired
-            .baseline(baseline)
-            .is_some_and(|b| b.mode == Mode::Enforce)
-    };
     let mut actions = Vec::new();
     let mut labels_drifted = false;
-    for d in drift.iter().filter(|d| enforced(&d.baseline)) {
+    for d in drift.iter().filter(|d| repairable(desired, d)) {
         match (d.kind, &d.reason) {
             (Kind::Namespace, _) => labels_drifted = true,
             (Kind::ServiceAccount, _) => actions.push(Action::DisableDefaultTokenAutomount),
@@ -52,14 +56,6 @@ pub fn plan(desired: &DesiredState, live: &LiveState, drift: &[Drift]) -> Vec<Ac
                     name: d.name.clone(),
                     uid,
                 });
-            }
-            (_, DriftReason::Conflict) => {
-                let adopt = desired
-                    .baseline(&d.baseline)
-                    .is_some_and(|b| b.conflict_policy == ConflictPolicy::Adopt);
-                if let (true, Some(wanted)) = (adopt, desired.object(d.kind, &d.name)) {
-                    actions.push(Action::Apply(wanted.object.clone()));
-                }
             }
             (Kind::RoleBinding, DriftReason::Modified(field)) if field == "roleRef" => {
                 if let Some(wanted) = desired.object(d.kind, &d.name) {

@@ -34,7 +34,10 @@ pub fn control_plane() -> &'static ControlPlane {
             .output()
             .expect("hack/controlplane.sh runs");
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "hack/controlplane.sh up failed:\n{stdout}");
+        assert!(
+            out.status.success(),
+            "hack/controlplane.sh up failed:\n{stdout}"
+        );
         let kubeconfig = stdout
             .lines()
             .last()
@@ -43,11 +46,23 @@ pub fn control_plane() -> &'static ControlPlane {
             .to_string();
         let kubeconfig = PathBuf::from(kubeconfig);
         let kubectl = kubeconfig.with_file_name("kubectl");
-        let plane = ControlPlane { kubeconfig, kubectl };
-        let out = plane.kubectl(&["apply", "--server-side", "--force-conflicts", "-f", "crds/"], None);
+        let plane = ControlPlane {
+            kubeconfig,
+            kubectl,
+        };
+        let out = plane.kubectl(
+            &["apply", "--server-side", "--force-conflicts", "-f", "crds/"],
+            None,
+        );
         assert!(out.status.success(), "installing the CRD: {}", stderr(&out));
         let out = plane.kubectl(
-            &["wait", "--for", "condition=Established", "--timeout=60s", "crd/securitybaselines.zerotrust.dev"],
+            &[
+                "wait",
+                "--for",
+                "condition=Established",
+                "--timeout=60s",
+                "crd/securitybaselines.zerotrust.dev",
+            ],
             None,
         );
         assert!(out.status.success(), "CRD established: {}", stderr(&out));
@@ -69,7 +84,9 @@ impl ControlPlane {
             .spawn()
             .expect("kubectl runs");
         let mut input = child.stdin.take().expect("stdin");
-        input.write_all(stdin.unwrap_or_default().as_bytes()).expect("stdin written");
+        input
+            .write_all(stdin.unwrap_or_default().as_bytes())
+            .expect("stdin written");
         drop(input);
         child.wait_with_output().expect("kubectl finishes")
     }
@@ -110,13 +127,23 @@ pub async fn namespace(client: &Client, name: &str, labels: &[(&str, &str)]) -> 
     let ns = Namespace {
         metadata: ObjectMeta {
             name: Some(name.to_string()),
-            labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
             ..ObjectMeta::default()
         },
         ..Namespace::default()
     };
-    api.create(&PostParams::default(), &ns).await.expect("namespace created");
-    NamespaceGuard { name: name.to_string(), kubeconfig: control_plane().kubeconfig.clone() }
+    api.create(&PostParams::default(), &ns)
+        .await
+        .expect("namespace created");
+    NamespaceGuard {
+        name: name.to_string(),
+        kubeconfig: control_plane().kubeconfig.clone(),
+    }
 }
 
 /// Deletes its namespace on drop (without waiting), so a failed test leaves nothing behind.
@@ -128,7 +155,13 @@ pub struct NamespaceGuard {
 impl Drop for NamespaceGuard {
     fn drop(&mut self) {
         let _ = Command::new(&control_plane().kubectl)
-            .args(["delete", "namespace", &self.name, "--wait=false", "--ignore-not-found"])
+            .args([
+                "delete",
+                "namespace",
+                &self.name,
+                "--wait=false",
+                "--ignore-not-found",
+            ])
             .env("KUBECONFIG", &self.kubeconfig)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -147,7 +180,10 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -1,0 +1,98 @@
+//! `zerotrust-operator check`: a read-only compliance report with an exit code for pipelines.
+
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::connection::ClusterArgs;
+use crate::controller::check;
+use crate::engine::DEFAULT_OPERATOR_NAMESPACE;
+
+#[derive(Debug, Args)]
+#[command(
+    about = "Report drift and conflicts in the cluster; writes nothing",
+    long_about = "Reads the cluster, runs the operator's engine over every namespace the \
+SecurityBaselines select, and prints one row per difference: namespace, baseline, kind, name and \
+reason. Writes nothing. Exits 0 when every selected namespace is compliant, 1 when there is drift, a \
+conflict or an invalid baseline, and 2 when the cluster cannot be read."
+)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    /// Only this SecurityBaseline.
+    #[arg(long, value_name = "NAME")]
+    pub baseline: Option<String>,
+
+    /// The operator's namespace, which no baseline ever selects.
+    #[arg(long, env = "ZT_OPERATOR_NAMESPACE", default_value = DEFAULT_OPERATOR_NAMESPACE)]
+    pub operator_namespace: String,
+}
+
+pub fn run(args: CheckArgs) -> ExitCode {
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    runtime.block_on(async {
+        let client = match args.cluster.client().await {
+            Ok(client) => client,
+            Err(message) => {
+                eprintln!("error: {message}");
+                return ExitCode::from(2);
+            }
+        };
+        let report = match check(&client, args.baseline.as_deref(), &args.operator_namespace).await
+        {
+            Ok(report) => report,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        for invalid in &report.invalid {
+            println!("INVALID  {invalid}");
+        }
+        if !report.drift.is_empty() {
+            let rows: Vec<[String; 5]> = report
+                .drift
+                .iter()
+                .map(|(ns, d)| {
+                    [
+                        ns.clone(),
+                        d.baseline.clone(),
+                        d.kind.to_string(),
+                        d.name.clone(),
+                        d.reason.to_string(),
+                    ]
+                })
+                .collect();
+            let header = ["NAMESPACE", "BASELINE", "KIND", "NAME", "REASON"].map(String::from);
+            let widths: Vec<usize> = (0..4)
+                .map(|i| {
+                    rows.iter()
+                        .chain([&header])
+                        .map(|r| r[i].len())
+                        .max()
+                        .unwrap_or(0)
+                })
+                .collect();
+            for row in [&header].into_iter().chain(rows.iter()) {
+                let cells: Vec<String> = (0..4)
+                    .map(|i| format!("{:width$}", row[i], width = widths[i]))
+                    .collect();
+                println!("{}  {}", cells.join("  "), row[4]);
+            }
+        }
+        let drifted: std::collections::BTreeSet<&str> =
+            report.drift.iter().map(|(ns, _)| ns.as_str()).collect();
+        println!(
+            "{} namespace(s) checked: {} compliant, {} with drift or conflicts.",
+            report.namespaces,
+            report.namespaces - drifted.len(),
+            drifted.len()
+        );
+        if report.drift.is_empty() && report.invalid.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    })
+}

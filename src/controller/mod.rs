@@ -1,0 +1,399 @@
+//! The operator: watches feed caches and a per-namespace work queue; each namespace is reconciled
+//! by the engine; a status writer aggregates outcomes into each baseline's status.
+
+mod apply;
+mod check;
+mod error;
+mod index;
+mod reconcile;
+mod status;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{StreamExt, future};
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::{Action as Requeue, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tracing::{debug, info, warn};
+
+use apply::Written;
+pub use check::{Report, check};
+pub use error::Error;
+use index::{NamespacedIndex, is_newer, strip_metadata};
+pub use reconcile::RESYNC;
+use status::{Outcomes, compute_status, status_patch};
+
+use crate::api::SecurityBaseline;
+use crate::engine::{FIELD_MANAGER, Kind, LiveState, MANAGED_SELECTOR, Object, selects, validate};
+
+/// How the operator runs.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The operator's own namespace, never selected by any baseline.
+    pub operator_namespace: String,
+    /// Namespaces reconciled at once.
+    pub concurrency: u16,
+    /// How often baseline statuses are recomputed (and written, if changed).
+    pub status_interval: Duration,
+}
+
+/// The caches of generated objects, one shared watch per kind.
+pub struct Caches {
+    pub network_policies: Arc<NamespacedIndex<NetworkPolicy>>,
+    pub roles: Arc<NamespacedIndex<Role>>,
+    pub role_bindings: Arc<NamespacedIndex<RoleBinding>>,
+    pub quotas: Arc<NamespacedIndex<ResourceQuota>>,
+    pub limit_ranges: Arc<NamespacedIndex<LimitRange>>,
+    pub service_accounts: Arc<NamespacedIndex<ServiceAccount>>,
+    /// Namespaces as our label applies returned them, until the watch catches up.
+    fresh_namespaces: Mutex<HashMap<String, Arc<Namespace>>>,
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub operator_namespace: String,
+    pub namespaces: Store<Namespace>,
+    pub baselines: Store<SecurityBaseline>,
+    pub caches: Caches,
+    pub outcomes: Outcomes,
+    pub recorder: Recorder,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Caches {
+    pub fn new() -> Self {
+        Caches {
+            network_policies: NamespacedIndex::new(),
+            roles: NamespacedIndex::new(),
+            role_bindings: NamespacedIndex::new(),
+            quotas: NamespacedIndex::new(),
+            limit_ranges: NamespacedIndex::new(),
+            service_accounts: NamespacedIndex::new(),
+            fresh_namespaces: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// True once every watch has delivered its first full list.
+    pub fn ready(&self) -> bool {
+        self.network_policies.is_ready()
+            && self.roles.is_ready()
+            && self.role_bindings.is_ready()
+            && self.quotas.is_ready()
+            && self.limit_ranges.is_ready()
+            && self.service_accounts.is_ready()
+    }
+
+    /// What the caches hold for `namespace`.
+    pub fn live_state(&self, namespace: &Namespace) -> LiveState {
+        let name = namespace.name_any();
+        let mut objects: Vec<Object> = Vec::new();
+        objects.extend(owned(self.network_policies.in_namespace(&name)).map(Object::NetworkPolicy));
+        objects.extend(owned(self.roles.in_namespace(&name)).map(Object::Role));
+        objects.extend(owned(self.role_bindings.in_namespace(&name)).map(Object::RoleBinding));
+        objects.extend(owned(self.quotas.in_namespace(&name)).map(Object::ResourceQuota));
+        objects.extend(owned(self.limit_ranges.in_namespace(&name)).map(Object::LimitRange));
+        LiveState {
+            namespace_labels: namespace.labels().clone(),
+            default_service_account: self
+                .service_accounts
+                .in_namespace(&name)
+                .into_iter()
+                .next()
+                .map(|sa| (*sa).clone()),
+            objects,
+        }
+    }
+}
+
+impl Caches {
+    /// Holds what we just wrote in `namespace`, so the next reconcile does not mistake cache lag
+    /// for drift.
+    pub fn write_through(&self, namespace: &str, written: Written) {
+        let strip = |meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+            strip_metadata(meta, false)
+        };
+        match written {
+            Written::Object(mut object) => {
+                strip(object.meta_mut());
+                match object {
+                    Object::NetworkPolicy(o) => self.network_policies.write_through(o),
+                    Object::Role(o) => self.roles.write_through(o),
+                    Object::RoleBinding(o) => self.role_bindings.write_through(o),
+                    Object::ResourceQuota(o) => self.quotas.write_through(o),
+                    Object::LimitRange(o) => self.limit_ranges.write_through(o),
+                }
+            }
+            Written::ServiceAccount(mut sa) => {
+                strip(&mut sa.metadata);
+                self.service_accounts.write_through(sa);
+            }
+            Written::Deleted { kind, name } => match kind {
+                Kind::NetworkPolicy => self.network_policies.forget(namespace, &name),
+                Kind::Role => self.roles.forget(namespace, &name),
+                Kind::RoleBinding => self.role_bindings.forget(namespace, &name),
+                Kind::ResourceQuota => self.quotas.forget(namespace, &name),
+                Kind::LimitRange => self.limit_ranges.forget(namespace, &name),
+                Kind::Namespace | Kind::ServiceAccount => {}
+            },
+            Written::Namespace(mut ns) => {
+                strip_metadata(&mut ns.metadata, true);
+                let mut fresh = self.fresh_namespaces.lock().expect("fresh namespaces lock");
+                fresh.insert(namespace.to_string(), Arc::new(ns));
+            }
+        }
+    }
+
+    /// The newest Namespace we know: the watched one, or the one our last label apply returned.
+    pub fn newest_namespace(&self, watched: Arc<Namespace>) -> Arc<Namespace> {
+        let mut fresh = self.fresh_namespaces.lock().expect("fresh namespaces lock");
+        let name = watched.name_any();
+        match fresh.get(&name) {
+            Some(ours) if is_newer(&ours.metadata, &watched.metadata) => ours.clone(),
+            _ => {
+                fresh.remove(&name);
+                watched
+            }
+        }
+    }
+}
+
+fn owned<K: Clone>(objects: Vec<Arc<K>>) -> impl Iterator<Item = K> {
+    objects.into_iter().map(|o| (*o).clone())
+}
+
+impl Default for Caches {
+    fn default() -> Self {
+        Caches::new()
+    }
+}
+
+fn error_policy(namespace: Arc<Namespace>, error: &Error, ctx: Arc<Context>) -> Requeue {
+    let name = namespace.name_any();
+    let mut failures = ctx.failures.lock().expect("failures lock");
+    let n = failures.entry(name.clone()).or_default();
+    *n = n.saturating_add(1);
+    // Exponential backoff per namespace, 250 ms up to 5 minutes.
+    let delay = Duration::from_millis(250u64.saturating_mul(1 << (*n).min(10)))
+        .min(Duration::from_secs(300));
+    warn!(namespace = name, error = %error, retry_in = ?delay, "reconcile failed");
+    Requeue::requeue(delay)
+}
+
+/// One shared, label-filtered watch of `K`, feeding `index`; yields each touched object.
+fn watch_into<K>(
+    client: &Client,
+    index: &Arc<NamespacedIndex<K>>,
+    config: watcher::Config,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let api: Api<K> = Api::all(client.clone());
+    index
+        .feed(
+            watcher(api, config)
+                .default_backoff()
+                .modify(|o: &mut K| strip_metadata(o.meta_mut(), false)),
+        )
+        .touched_objects()
+}
+
+fn namespace_of<K: Resource>(object: K) -> Option<ObjectRef<Namespace>> {
+    object.meta().namespace.as_deref().map(ObjectRef::new)
+}
+
+/// Runs the operator until the process is asked to stop.
+pub async fn run(client: Client, settings: Settings) -> Result<(), Error> {
+    let (namespace_store, namespace_writer) = reflector::store::<Namespace>();
+    let (baseline_store, baseline_writer) = reflector::store::<SecurityBaseline>();
+    let caches = Caches::new();
+    let managed = || watcher::Config::default().labels(MANAGED_SELECTOR);
+    let triggers = (
+        watch_into(&client, &caches.network_policies, managed()),
+        watch_into(&client, &caches.roles, managed()),
+        watch_into(&client, &caches.role_bindings, managed()),
+        watch_into(&client, &caches.quotas, managed()),
+        watch_into(&client, &caches.limit_ranges, managed()),
+        watch_into(
+            &client,
+            &caches.service_accounts,
+            watcher::Config::default().fields("metadata.name=default"),
+        ),
+    );
+
+    let namespaces = watcher(
+        Api::<Namespace>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    // Keep our own field set on Namespaces: it says which labels we own.
+    .modify(|ns: &mut Namespace| strip_metadata(&mut ns.metadata, true))
+    .reflect(namespace_writer)
+    .applied_objects();
+
+    // A baseline change re-queues every namespace (it may now select or unselect any of them);
+    // status writes do not, since they change neither generation nor deletion.
+    let mut seen: HashMap<String, (Option<i64>, bool)> = HashMap::new();
+    let baseline_changes = watcher(
+        Api::<SecurityBaseline>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .modify(|b: &mut SecurityBaseline| strip_metadata(&mut b.metadata, false))
+    .reflect(baseline_writer)
+    .filter_map(move |event| {
+        let changed = match &event {
+            Ok(watcher::Event::Apply(b)) | Ok(watcher::Event::InitApply(b)) => {
+                let key = (
+                    b.metadata.generation,
+                    b.metadata.deletion_timestamp.is_some(),
+                );
+                seen.insert(b.name_any(), key) != Some(key)
+            }
+            Ok(watcher::Event::Delete(b)) => {
+                seen.remove(&b.name_any());
+                true
+            }
+            Ok(watcher::Event::InitDone) => true,
+            _ => false,
+        };
+        future::ready(changed.then_some(()))
+    });
+
+    let reporter = Reporter {
+        controller: FIELD_MANAGER.to_string(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(client.clone(), reporter),
+        client: client.clone(),
+        operator_namespace: settings.operator_namespace.clone(),
+        namespaces: namespace_store.clone(),
+        baselines: baseline_store.clone(),
+        caches,
+        outcomes: Outcomes::default(),
+        failures: Mutex::new(HashMap::new()),
+    });
+
+    let controller = Controller::for_stream(namespaces, namespace_store)
+        .with_config(ControllerConfig::default().concurrency(settings.concurrency))
+        .watches_stream(triggers.0, namespace_of)
+        .watches_stream(triggers.1, namespace_of)
+        .watches_stream(triggers.2, namespace_of)
+        .watches_stream(triggers.3, namespace_of)
+        .watches_stream(triggers.4, namespace_of)
+        .watches_stream(triggers.5, namespace_of)
+        .reconcile_all_on(baseline_changes)
+        .shutdown_on_signal()
+        .run(
+            |ns, ctx: Arc<Context>| {
+                let name = ns.name_any();
+                async move {
+                    let result = reconcile::reconcile(ns, ctx.clone()).await;
+                    if result.is_ok() {
+                        ctx.failures.lock().expect("failures lock").remove(&name);
+                    }
+                    result
+                }
+            },
+            error_policy,
+            ctx.clone(),
+        )
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                debug!(error = %e, "controller event");
+            }
+        });
+
+    let status_writer = write_statuses(ctx.clone(), settings.status_interval);
+    info!(
+        operator_namespace = settings.operator_namespace,
+        "zerotrust-operator running"
+    );
+    tokio::select! {
+        _ = controller => info!("controller stopped"),
+        _ = status_writer => warn!("status writer stopped"),
+    }
+    Ok(())
+}
+
+/// Every `interval`, recomputes each baseline's status and writes it if it changed.
+async fn write_statuses(ctx: Arc<Context>, interval: Duration) {
+    let api: Api<SecurityBaseline> = Api::all(ctx.client.clone());
+    if ctx.namespaces.wait_until_ready().await.is_err() {
+        return;
+    }
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut known: BTreeMap<String, Option<String>> = BTreeMap::new();
+    loop {
+        ticker.tick().await;
+        // Until every cache is full, outcomes would undercount: write nothing.
+        if !ctx.caches.ready() {
+            continue;
+        }
+        let baselines = ctx.baselines.state();
+        let namespaces = ctx.namespaces.state();
+        let current: BTreeMap<String, Option<String>> =
+            baselines.iter().map(|b| (b.name_any(), b.uid())).collect();
+        for (gone, uid) in known.iter().filter(|(k, uid)| current.get(*k) != Some(uid)) {
+            ctx.outcomes.forget_baseline(gone, uid.as_deref());
+        }
+        known = current;
+        for baseline in baselines {
+            if let Err(e) = write_status(&ctx, &api, &baseline, &namespaces).await {
+                warn!(baseline = baseline.name_any(), error = %e, "status write failed");
+            }
+        }
+    }
+}
+
+async fn write_status(
+    ctx: &Context,
+    api: &Api<SecurityBaseline>,
+    baseline: &SecurityBaseline,
+    namespaces: &[Arc<Namespace>],
+) -> Result<(), kube::Error> {
+    let name = baseline.name_any();
+    let (selected, invalid) = match validate(baseline) {
+        Ok(valid) => {
+            let selected = namespaces
+                .iter()
+                .filter(|ns| ns.metadata.deletion_timestamp.is_none())
+                .filter(|ns| selects(&valid, &ns.name_any(), ns.labels(), &ctx.operator_namespace))
+                .map(|ns| ns.name_any())
+                .collect::<Vec<_>>();
+            (selected, None)
+        }
+        Err(invalid) => (Vec::new(), Some(invalid)),
+    };
+    let (status, repairs) = compute_status(baseline, &selected, &ctx.outcomes, invalid.as_ref());
+    if ctx.outcomes.current_status(baseline) == status {
+        return Ok(());
+    }
+    api.patch_status(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(status_patch(&status)),
+    )
+    .await?;
+    ctx.outcomes.status_written(baseline, status, repairs);
+    debug!(baseline = name, "status written");
+    Ok(())
+}

@@ -1,0 +1,217 @@
+//! One namespace, one pass: read the caches, let the engine render, diff and plan, apply the plan,
+//! record the outcome for each baseline. A compliant namespace costs no API request at all.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::runtime::controller::Action as Requeue;
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use tracing::{info, instrument, warn};
+
+use super::Context;
+use super::apply::{Written, delete_object, execute, exists};
+use super::error::Error;
+use super::status::{Outcome, drift_records};
+use crate::api::{DeletionPolicy, Mode, SecurityBaseline};
+use crate::engine::{
+    Drift, DriftReason, Kind, Ownership, ValidBaseline, diff, ownership, plan, render, repairable,
+    validate,
+};
+
+/// The safety-net resync; repair is driven by watch events, not by this.
+pub const RESYNC: Duration = Duration::from_secs(600);
+
+#[instrument(skip_all, fields(namespace = %namespace.name_any()))]
+pub async fn reconcile(namespace: Arc<Namespace>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    let namespace = ctx.caches.newest_namespace(namespace);
+    let name = namespace.name_any();
+    if namespace.metadata.deletion_timestamp.is_some() {
+        // A terminating namespace only affects itself: nothing to write, nothing to count.
+        ctx.outcomes.forget_namespace(&name, &[]);
+        return Ok(Requeue::await_change());
+    }
+    let baselines = ctx.baselines.state();
+    let valid: Vec<ValidBaseline> = baselines
+        .iter()
+        .filter(|b| b.metadata.deletion_timestamp.is_none())
+        .filter_map(|b| validate(b).ok())
+        .collect();
+    let desired = render(&valid, &name, namespace.labels(), &ctx.operator_namespace);
+    let live = ctx.caches.live_state(&namespace);
+    let mut drift = diff(&desired, &live);
+
+    // Our caches only see labelled objects: a "missing" object may be someone else's.
+    for d in drift
+        .iter_mut()
+        .filter(|d| d.reason == DriftReason::Missing)
+    {
+        if matches!(d.kind, Kind::Namespace | Kind::ServiceAccount) {
+            continue;
+        }
+        if exists(&ctx.client, &name, d.kind, &d.name).await? {
+            d.reason = DriftReason::Conflict;
+        }
+    }
+
+    for action in plan(&desired, &live, &drift) {
+        let written = execute(&ctx.client, &desired, &action).await?;
+        ctx.caches.write_through(&name, written);
+    }
+    cleanup_unselected(&ctx, &namespace, &baselines, &desired).await?;
+
+    let selected: Vec<&str> = desired.baselines.iter().map(|b| b.name.as_str()).collect();
+    ctx.outcomes.forget_namespace(&name, &selected);
+    for baseline in &desired.baselines {
+        let generation = valid
+            .iter()
+            .find(|v| v.name() == baseline.name)
+            .and_then(|v| v.baseline.metadata.generation)
+            .unwrap_or(0);
+        let mine = || drift.iter().filter(|d| d.baseline == baseline.name);
+        let (records, drift_count) =
+            drift_records(&name, mine().filter(|d| !repairable(&desired, d)));
+        let repaired: Vec<&Drift> = mine().filter(|d| repairable(&desired, d)).collect();
+        let outcome = Outcome {
+            generation,
+            drift: records,
+            drift_count,
+        };
+        let previous = ctx.outcomes.previous(&baseline.name, &name);
+        // Onboarding (no earlier outcome) creates; only a namespace we saw comply can drift.
+        let was_compliant = previous.as_ref().is_some_and(|p| p.drift_count == 0);
+        let repairs = if was_compliant {
+            repaired.len() as i64
+        } else {
+            0
+        };
+        if repairs > 0 {
+            let source = baselines.iter().find(|b| b.name_any() == baseline.name);
+            report_repairs(&ctx, &namespace, source.map(Arc::as_ref), &repaired).await;
+        }
+        if baseline.mode == Mode::Audit
+            && drift_count > 0
+            && previous.as_ref().map(|p| &p.drift) != Some(&outcome.drift)
+        {
+            let source = baselines.iter().find(|b| b.name_any() == baseline.name);
+            report_drift(&ctx, &namespace, source.map(Arc::as_ref), mine().collect()).await;
+        }
+        ctx.outcomes.record(&baseline.name, &name, outcome, repairs);
+    }
+    Ok(Requeue::requeue(RESYNC))
+}
+
+/// Objects of baselines that no longer select this namespace (or are being deleted) go away only
+/// when that baseline says `deletionPolicy: Delete`; otherwise they stay, as security controls should.
+async fn cleanup_unselected(
+    ctx: &Context,
+    namespace: &Namespace,
+    baselines: &[Arc<SecurityBaseline>],
+    desired: &crate::engine::DesiredState,
+) -> Result<(), Error> {
+    let name = namespace.name_any();
+    for object in ctx.caches.live_state(namespace).objects {
+        let Ownership::Baseline(owner) = ownership(object.meta()) else {
+            continue;
+        };
+        if desired.baseline(&owner).is_some() {
+            continue;
+        }
+        let deletes = baselines
+            .iter()
+            .any(|b| b.name_any() == owner && b.spec.deletion_policy == DeletionPolicy::Delete);
+        if deletes {
+            let uid = object.meta().uid.clone();
+            delete_object(
+                &ctx.client,
+                &name,
+                object.kind(),
+                object.name(),
+                uid.as_deref(),
+            )
+            .await?;
+            let (kind, object_name) = (object.kind(), object.name().to_string());
+            ctx.caches.write_through(
+                &name,
+                Written::Deleted {
+                    kind,
+                    name: object_name,
+                },
+            );
+            info!(kind = %object.kind(), object = object.name(), baseline = owner, "deleted (deletionPolicy: Delete)");
+        }
+    }
+    Ok(())
+}
+
+fn summary(drift: &[&Drift]) -> String {
+    let mut text = drift
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join("; ");
+    if text.len() > 900 {
+        let mut end = 900;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("...");
+    }
+    text
+}
+
+async fn publish(
+    ctx: &Context,
+    event: &Event,
+    namespace: &Namespace,
+    baseline: Option<&SecurityBaseline>,
+) {
+    // Events about a namespace live in that namespace, where `kubectl get events -n` finds them.
+    let mut in_namespace = namespace.object_ref(&());
+    in_namespace.namespace = Some(namespace.name_any());
+    let mut references = vec![in_namespace];
+    references.extend(baseline.map(|b| b.object_ref(&())));
+    for reference in references {
+        if let Err(e) = ctx.recorder.publish(event, &reference).await {
+            warn!(error = %e, "publishing an event failed");
+        }
+    }
+}
+
+async fn report_repairs(
+    ctx: &Context,
+    namespace: &Namespace,
+    baseline: Option<&SecurityBaseline>,
+    repaired: &[&Drift],
+) {
+    let note = format!("{}: repaired {}", namespace.name_any(), summary(repaired));
+    info!(repairs = repaired.len(), "{note}");
+    let event = Event {
+        type_: EventType::Normal,
+        reason: "DriftRepaired".to_string(),
+        note: Some(note),
+        action: "Repair".to_string(),
+        secondary: None,
+    };
+    publish(ctx, &event, namespace, baseline).await;
+}
+
+async fn report_drift(
+    ctx: &Context,
+    namespace: &Namespace,
+    baseline: Option<&SecurityBaseline>,
+    drift: Vec<&Drift>,
+) {
+    let note = format!("{}: {}", namespace.name_any(), summary(&drift));
+    info!(drift = drift.len(), "drift detected (Audit mode): {note}");
+    let event = Event {
+        type_: EventType::Warning,
+        reason: "DriftDetected".to_string(),
+        note: Some(note),
+        action: "Audit".to_string(),
+        secondary: None,
+    };
+    publish(ctx, &event, namespace, baseline).await;
+}
