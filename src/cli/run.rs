@@ -34,6 +34,10 @@ pub struct RunArgs {
     /// How often baseline statuses are recomputed, in milliseconds (written only when changed).
     #[arg(long, env = "ZT_STATUS_INTERVAL_MS", default_value_t = 1000)]
     pub status_interval_ms: u64,
+
+    /// Stop when standard input closes (for test harnesses).
+    #[arg(long, hide = true)]
+    pub stop_on_stdin_close: bool,
 }
 
 pub fn run(args: RunArgs) -> ExitCode {
@@ -51,6 +55,7 @@ pub fn run(args: RunArgs) -> ExitCode {
             operator_namespace: args.operator_namespace,
             concurrency: args.concurrency,
             status_interval: Duration::from_millis(args.status_interval_ms.max(100)),
+            stop_on_stdin_close: args.stop_on_stdin_close,
         };
         match run_operator(client, settings).await {
             Ok(()) => ExitCode::SUCCESS,

@@ -11,8 +11,9 @@ use kube::api::{DeleteParams, GetParams, Patch, PatchParams, Preconditions};
 use kube::{Api, Client, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::json;
 
-use crate::engine::{Action, DesiredState, FIELD_MANAGER, Kind, Object};
+use crate::engine::{Action, DesiredState, FIELD_MANAGER, Kind, Object, compare};
 
 /// Forced: a repair takes back the fields someone else changed. Only ever used on objects that are
 /// ours, or that a baseline explicitly adopts.
@@ -46,12 +47,84 @@ async fn apply_object(
     namespace: &str,
     object: &Object,
 ) -> Result<Object, kube::Error> {
+    let applied = apply_typed(client, namespace, object).await?;
+    if compare(object, &applied).is_none() {
+        return Ok(applied);
+    }
+    // Under server-side apply, fields someone else added (an extra allow rule, an extra quota key)
+    // belong to them and an apply cannot remove them. The object is ours: replace the part of it
+    // the baseline defines, guarded by the resource version we just saw.
+    replace_defined_fields(client, namespace, object, &applied).await
+}
+
+async fn apply_typed(
+    client: &Client,
+    namespace: &str,
+    object: &Object,
+) -> Result<Object, kube::Error> {
     Ok(match object {
         Object::NetworkPolicy(o) => Object::NetworkPolicy(apply_one(client, namespace, o).await?),
         Object::Role(o) => Object::Role(apply_one(client, namespace, o).await?),
         Object::RoleBinding(o) => Object::RoleBinding(apply_one(client, namespace, o).await?),
         Object::ResourceQuota(o) => Object::ResourceQuota(apply_one(client, namespace, o).await?),
         Object::LimitRange(o) => Object::LimitRange(apply_one(client, namespace, o).await?),
+    })
+}
+
+/// Where the baseline-defined part of each kind lives.
+fn defined_field(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Role => "rules",
+        Kind::RoleBinding => "subjects",
+        _ => "spec",
+    }
+}
+
+async fn replace_defined_fields(
+    client: &Client,
+    namespace: &str,
+    desired: &Object,
+    applied: &Object,
+) -> Result<Object, kube::Error> {
+    let field = defined_field(desired.kind());
+    let value = serde_json::to_value(desired).map_err(kube::Error::SerdeError)?[field].clone();
+    let patch: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": "/metadata/resourceVersion", "value": applied.meta().resource_version},
+        {"op": "add", "path": format!("/{field}"), "value": value},
+    ]))
+    .map_err(kube::Error::SerdeError)?;
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PatchParams::default()
+    };
+    let name = desired.name();
+    let patch = Patch::Json::<()>(patch);
+    Ok(match desired {
+        Object::NetworkPolicy(_) => Object::NetworkPolicy(
+            namespaced(client, namespace)
+                .patch(name, &params, &patch)
+                .await?,
+        ),
+        Object::Role(_) => Object::Role(
+            namespaced(client, namespace)
+                .patch(name, &params, &patch)
+                .await?,
+        ),
+        Object::RoleBinding(_) => Object::RoleBinding(
+            namespaced(client, namespace)
+                .patch(name, &params, &patch)
+                .await?,
+        ),
+        Object::ResourceQuota(_) => Object::ResourceQuota(
+            namespaced(client, namespace)
+                .patch(name, &params, &patch)
+                .await?,
+        ),
+        Object::LimitRange(_) => Object::LimitRange(
+            namespaced(client, namespace)
+                .patch(name, &params, &patch)
+                .await?,
+        ),
     })
 }
 
@@ -112,8 +185,8 @@ pub async fn delete_object(
 }
 
 /// Whether an object of `kind` named `name` exists. Our caches hold only labelled objects, so a
-/// same-named object someone else created is invisible to them; this read (served from the API
-/// server's cache) keeps us from applying over it.
+/// same-named object someone else created is invisible to them; this read keeps us from applying
+/// over it.
 pub async fn exists(
     client: &Client,
     namespace: &str,
@@ -127,8 +200,9 @@ pub async fn exists(
             + Clone
             + Debug,
     {
+        // A quorum read: the API server's watch cache may not have an object created a moment ago.
         Ok(namespaced::<K>(client, namespace)
-            .get_metadata_opt_with(name, &GetParams::any())
+            .get_metadata_opt_with(name, &GetParams::default())
             .await?
             .is_some())
     }

@@ -44,6 +44,15 @@ pub struct Settings {
     pub concurrency: u16,
     /// How often baseline statuses are recomputed (and written, if changed).
     pub status_interval: Duration,
+    /// Stop when standard input closes: lets a test harness own the process's lifetime.
+    pub stop_on_stdin_close: bool,
+}
+
+async fn stdin_closed() {
+    use tokio::io::AsyncReadExt;
+    let mut stdin = tokio::io::stdin();
+    let mut buffer = [0u8; 256];
+    while matches!(stdin.read(&mut buffer).await, Ok(n) if n > 0) {}
 }
 
 /// The caches of generated objects, one shared watch per kind.
@@ -326,9 +335,17 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), Error> {
         operator_namespace = settings.operator_namespace,
         "zerotrust-operator running"
     );
+    let stdin_closed = async {
+        if settings.stop_on_stdin_close {
+            stdin_closed().await
+        } else {
+            future::pending().await
+        }
+    };
     tokio::select! {
         _ = controller => info!("controller stopped"),
         _ = status_writer => warn!("status writer stopped"),
+        _ = stdin_closed => info!("standard input closed: stopping"),
     }
     Ok(())
 }

@@ -16,8 +16,8 @@ use super::error::Error;
 use super::status::{Outcome, drift_records};
 use crate::api::{DeletionPolicy, Mode, SecurityBaseline};
 use crate::engine::{
-    Drift, DriftReason, Kind, Ownership, ValidBaseline, diff, ownership, plan, render, repairable,
-    validate,
+    Drift, DriftReason, Kind, Ownership, ValidBaseline, applied_by_us, diff, ownership, plan,
+    render, repairable, validate,
 };
 
 /// The safety-net resync; repair is driven by watch events, not by this.
@@ -72,7 +72,17 @@ pub async fn reconcile(namespace: Arc<Namespace>, ctx: Arc<Context>) -> Result<R
         let mine = || drift.iter().filter(|d| d.baseline == baseline.name);
         let (records, drift_count) =
             drift_records(&name, mine().filter(|d| !repairable(&desired, d)));
-        let repaired: Vec<&Drift> = mine().filter(|d| repairable(&desired, d)).collect();
+        // Setting the default ServiceAccount the first time is onboarding, not a repair.
+        let first_touch = |d: &Drift| {
+            d.kind == Kind::ServiceAccount
+                && live
+                    .default_service_account
+                    .as_ref()
+                    .is_some_and(|sa| !applied_by_us(&sa.metadata))
+        };
+        let repaired: Vec<&Drift> = mine()
+            .filter(|d| repairable(&desired, d) && !first_touch(d))
+            .collect();
         let outcome = Outcome {
             generation,
             drift: records,
@@ -188,11 +198,15 @@ async fn report_repairs(
 ) {
     let note = format!("{}: repaired {}", namespace.name_any(), summary(repaired));
     info!(repairs = repaired.len(), "{note}");
+    // Events with the same action fold into one series; one series per kind keeps each kind's
+    // repairs visible without letting a fight over one object flood the API server.
+    let mut kinds: Vec<&str> = repaired.iter().map(|d| d.kind.as_str()).collect();
+    kinds.dedup();
     let event = Event {
         type_: EventType::Normal,
         reason: "DriftRepaired".to_string(),
         note: Some(note),
-        action: "Repair".to_string(),
+        action: format!("Repair{}", kinds.join("")),
         secondary: None,
     };
     publish(ctx, &event, namespace, baseline).await;

@@ -194,7 +194,7 @@ fn compare_label(key: &str, desired: &str, live: Option<&String>) -> Option<Drif
 }
 
 /// Compares one of our objects with what the baseline wants; `None` when it complies.
-fn compare(desired: &Object, live: &Object) -> Option<DriftReason> {
+pub fn compare(desired: &Object, live: &Object) -> Option<DriftReason> {
     match (desired, live) {
         (Object::NetworkPolicy(d), Object::NetworkPolicy(l)) => {
             compare_network_policy(d.spec.as_ref(), l.spec.as_ref())
@@ -256,6 +256,13 @@ fn normalize_network_policy(spec: Option<&NetworkPolicySpec>) -> NetworkPolicySp
         );
     for port in ports {
         port.protocol.get_or_insert_with(|| "TCP".to_string());
+    }
+    // An empty rule list is stored as an absent one.
+    if spec.ingress.as_ref().is_some_and(Vec::is_empty) {
+        spec.ingress = None;
+    }
+    if spec.egress.as_ref().is_some_and(Vec::is_empty) {
+        spec.egress = None;
     }
     if spec.policy_types.is_none() {
         let mut types = vec!["Ingress".to_string()];

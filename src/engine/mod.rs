@@ -10,10 +10,10 @@ mod select;
 mod template;
 mod validate;
 
-pub use diff::{Drift, DriftReason, LiveState, diff};
+pub use diff::{Drift, DriftReason, LiveState, compare, diff};
 pub use object::{
     BASELINE_LABEL, FIELD_MANAGER, Kind, MANAGED_BY_LABEL, MANAGED_BY_VALUE, MANAGED_SELECTOR,
-    Object, Ownership, owner_labels, ownership,
+    Object, Ownership, applied_by_us, owner_labels, ownership,
 };
 pub use plan::{Action, namespace_labels, plan, repairable};
 pub use quantity::{Quantity, QuantityError};

@@ -114,17 +114,20 @@ pub enum Ownership {
 pub fn ownership(meta: &ObjectMeta) -> Ownership {
     let labels = meta.labels.as_ref();
     let label = |key: &str| labels.and_then(|l| l.get(key)).map(String::as_str);
-    let applied_by_us = meta
-        .managed_fields
-        .iter()
-        .flatten()
-        .any(|entry| entry.manager.as_deref() == Some(FIELD_MANAGER));
     match (label(MANAGED_BY_LABEL), label(BASELINE_LABEL)) {
-        (Some(MANAGED_BY_VALUE), Some(baseline)) if applied_by_us => {
+        (Some(MANAGED_BY_VALUE), Some(baseline)) if applied_by_us(meta) => {
             Ownership::Baseline(baseline.to_string())
         }
         _ => Ownership::Foreign,
     }
+}
+
+/// True when our field manager has written to the object.
+pub fn applied_by_us(meta: &ObjectMeta) -> bool {
+    meta.managed_fields
+        .iter()
+        .flatten()
+        .any(|entry| entry.manager.as_deref() == Some(FIELD_MANAGER))
 }
 
 /// The labels every object generated for `baseline` carries.

@@ -6,8 +6,8 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
@@ -198,4 +198,35 @@ where
         Err(kube::Error::Api(e)) if e.code == 404 => {}
         Err(e) => panic!("deleting {name}: {e}"),
     }
+}
+
+/// The operator under test: one process per test binary, started on first use with the test
+/// cluster's kubeconfig. It stops when this test process exits (its standard input closes).
+pub fn operator() {
+    static OPERATOR: OnceLock<Mutex<std::process::Child>> = OnceLock::new();
+    OPERATOR.get_or_init(|| {
+        let plane = control_plane();
+        let log = std::env::temp_dir().join(format!(
+            "zerotrust-operator-test-{}.log",
+            std::process::id()
+        ));
+        let log_file = std::fs::File::create(&log).expect("operator log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_zerotrust-operator"))
+            .args([
+                "run",
+                "--stop-on-stdin-close",
+                "--status-interval-ms",
+                "200",
+            ])
+            .arg("--kubeconfig")
+            .arg(&plane.kubeconfig)
+            .env("RUST_LOG", "info,kube=warn")
+            .stdin(Stdio::piped())
+            .stdout(log_file.try_clone().expect("log file"))
+            .stderr(log_file)
+            .spawn()
+            .expect("the operator starts");
+        eprintln!("operator log: {}", log.display());
+        Mutex::new(child)
+    });
 }

@@ -1,0 +1,691 @@
+//! The operator end to end on the real control plane: the three user stories (applying a baseline,
+//! onboarding new namespaces, drift shown and repaired), both modes, composition, conflicts,
+//! deletion policy, selector changes, invalid specs and the `check` command.
+//!
+//! Every test uses its own label value, so its baselines select only its own namespaces.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{
+    Event as CoreEvent, LimitRange, Namespace, ResourceQuota, ServiceAccount,
+};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+use support::*;
+use zerotrust_operator::api::{SecurityBaseline, SecurityBaselineStatus};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A restricted baseline selecting namespaces labelled `zt-test=<selector>`.
+fn restricted(name: &str, selector: &str, mode: &str, extra: &str) -> String {
+    format!(
+        r#"apiVersion: zerotrust.dev/v1alpha1
+kind: SecurityBaseline
+metadata:
+  name: {name}
+spec:
+  mode: {mode}
+  namespaceSelector:
+    matchLabels: {{zt-test: {selector}}}
+  networkPolicy:
+    defaultDeny: [Ingress, Egress]
+    allowDNS: true
+  podSecurity: {{enforce: restricted, warn: restricted}}
+  rbac:
+    roles:
+      - name: viewer
+        rules: [{{apiGroups: [""], resources: [pods], verbs: [get, list, watch]}}]
+        subjects: [{{kind: Group, name: "${{namespace}}-viewers"}}]
+  resourceQuota:
+    hard: {{pods: "20", requests.cpu: "2"}}
+  limitRange:
+    limits: [{{type: Container, default: {{cpu: 500m}}, defaultRequest: {{cpu: 100m}}}}]
+  serviceAccounts: {{automountDefaultToken: false}}
+{extra}"#
+    )
+}
+
+fn apply(yaml: &str) {
+    let out = control_plane().kubectl(&["apply", "-f", "-"], Some(yaml));
+    assert!(out.status.success(), "kubectl apply: {}", stderr(&out));
+}
+
+fn delete_baseline(name: &str) {
+    control_plane().kubectl(
+        &[
+            "delete",
+            "securitybaseline",
+            name,
+            "--ignore-not-found",
+            "--wait=false",
+        ],
+        None,
+    );
+}
+
+async fn status(client: &Client, name: &str) -> SecurityBaselineStatus {
+    let api: Api<SecurityBaseline> = Api::all(client.clone());
+    api.get(name)
+        .await
+        .ok()
+        .and_then(|b| b.status)
+        .unwrap_or_default()
+}
+
+async fn wait_status(
+    client: &Client,
+    name: &str,
+    what: &str,
+    ok: impl Fn(&SecurityBaselineStatus) -> bool,
+) -> SecurityBaselineStatus {
+    eventually(WAIT, what, || async {
+        let s = status(client, name).await;
+        ok(&s).then_some(s)
+    })
+    .await
+}
+
+fn ready(s: &SecurityBaselineStatus) -> Option<&str> {
+    s.conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.status.as_str())
+}
+
+/// The names of our generated objects in a namespace, as "Kind/name".
+async fn generated(client: &Client, ns: &str) -> BTreeSet<String> {
+    let lp = ListParams::default().labels("app.kubernetes.io/managed-by=zerotrust-operator");
+    let mut found = BTreeSet::new();
+    macro_rules! collect {
+        ($kind:ty, $label:literal) => {
+            for o in Api::<$kind>::namespaced(client.clone(), ns)
+                .list(&lp)
+                .await
+                .expect("list")
+                .items
+            {
+                found.insert(format!("{}/{}", $label, o.name_any()));
+            }
+        };
+    }
+    collect!(NetworkPolicy, "NetworkPolicy");
+    collect!(Role, "Role");
+    collect!(RoleBinding, "RoleBinding");
+    collect!(ResourceQuota, "ResourceQuota");
+    collect!(LimitRange, "LimitRange");
+    found
+}
+
+fn expected_objects(baseline: &str) -> BTreeSet<String> {
+    [
+        format!("NetworkPolicy/zt-{baseline}-default-deny"),
+        format!("NetworkPolicy/zt-{baseline}-allow-dns"),
+        format!("Role/zt-{baseline}-viewer"),
+        format!("RoleBinding/zt-{baseline}-viewer"),
+        format!("ResourceQuota/zt-{baseline}-quota"),
+        format!("LimitRange/zt-{baseline}-limits"),
+    ]
+    .into_iter()
+    .collect()
+}
+
+async fn ns_labels(client: &Client, ns: &str) -> std::collections::BTreeMap<String, String> {
+    Api::<Namespace>::all(client.clone())
+        .get(ns)
+        .await
+        .expect("namespace")
+        .labels()
+        .clone()
+}
+
+/// Fully onboarded: every object, the PSA labels and the default ServiceAccount setting.
+async fn onboarded(client: &Client, ns: &str, baseline: &str) -> bool {
+    let labels = ns_labels(client, ns).await;
+    let sa = Api::<ServiceAccount>::namespaced(client.clone(), ns)
+        .get_opt("default")
+        .await
+        .ok()
+        .flatten();
+    generated(client, ns).await == expected_objects(baseline)
+        && labels
+            .get("pod-security.kubernetes.io/enforce")
+            .map(String::as_str)
+            == Some("restricted")
+        && sa.is_some_and(|sa| sa.automount_service_account_token == Some(false))
+}
+
+async fn wait_onboarded(client: &Client, ns: &str, baseline: &str) -> Duration {
+    let start = Instant::now();
+    eventually(WAIT, &format!("{ns} onboarded by {baseline}"), || async {
+        onboarded(client, ns, baseline).await.then_some(())
+    })
+    .await;
+    start.elapsed()
+}
+
+async fn events_for(client: &Client, ns: &str, reason: &str) -> Vec<String> {
+    let api: Api<CoreEvent> = Api::namespaced(client.clone(), ns);
+    api.list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .map(|e| e.message.unwrap_or_default())
+        .collect()
+}
+
+#[tokio::test]
+async fn applying_a_baseline_onboards_every_matching_namespace() {
+    operator();
+    let client = client().await;
+    let tag = unique("apply");
+    let mut namespaces = Vec::new();
+    for i in 0..3 {
+        namespaces.push(namespace(&client, &format!("{tag}-{i}"), &[("zt-test", &tag)]).await);
+    }
+    let other = namespace(&client, &format!("{tag}-other"), &[]).await;
+    let name = tag.clone();
+    apply(&restricted(&name, &tag, "Enforce", ""));
+
+    for ns in &namespaces {
+        wait_onboarded(&client, &ns.name, &name).await;
+    }
+    let s = wait_status(&client, &name, "status counts", |s| {
+        s.selected_namespaces == 3 && s.compliant_namespaces == 3
+    })
+    .await;
+    assert_eq!((s.drifted_namespaces, ready(&s)), (0, Some("True")));
+    assert!(
+        generated(&client, &other.name).await.is_empty(),
+        "an unselected namespace is untouched"
+    );
+
+    let out = control_plane().kubectl(&["get", "securitybaselines", &name, "--no-headers"], None);
+    let row: Vec<String> = stdout(&out).split_whitespace().map(String::from).collect();
+    assert_eq!(
+        &row[..6],
+        [name.as_str(), "Enforce", "3", "3", "0", "True"],
+        "kubectl get shows true numbers"
+    );
+    delete_baseline(&name);
+}
+
+#[tokio::test]
+async fn new_and_relabelled_namespaces_are_onboarded_by_the_watch() {
+    operator();
+    let client = client().await;
+    let tag = unique("onboard");
+    let name = tag.clone();
+    apply(&restricted(&name, &tag, "Enforce", ""));
+    wait_status(&client, &name, "baseline observed", |s| {
+        ready(s) == Some("True")
+    })
+    .await;
+
+    let created = Instant::now();
+    let fresh = namespace(&client, &format!("{tag}-new"), &[("zt-test", &tag)]).await;
+    wait_onboarded(&client, &fresh.name, &name).await;
+    // The safety-net resync is 10 minutes away: this can only have been the watch.
+    eprintln!(
+        "onboarding latency (creation -> compliant): {:?}",
+        created.elapsed()
+    );
+
+    let later = namespace(&client, &format!("{tag}-later"), &[]).await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let label = |value: Option<&str>| json!({"metadata": {"labels": {"zt-test": value}}});
+    namespaces
+        .patch(
+            &later.name,
+            &PatchParams::default(),
+            &Patch::Merge(label(Some(&tag))),
+        )
+        .await
+        .unwrap();
+    wait_onboarded(&client, &later.name, &name).await;
+    wait_status(&client, &name, "two selected", |s| {
+        s.selected_namespaces == 2 && s.compliant_namespaces == 2
+    })
+    .await;
+
+    // Unselected under deletionPolicy Orphan: counted out, controls left in place.
+    namespaces
+        .patch(
+            &later.name,
+            &PatchParams::default(),
+            &Patch::Merge(label(None)),
+        )
+        .await
+        .unwrap();
+    wait_status(&client, &name, "one selected", |s| {
+        s.selected_namespaces == 1
+    })
+    .await;
+    assert_eq!(
+        generated(&client, &later.name).await,
+        expected_objects(&name),
+        "Orphan keeps the controls"
+    );
+    delete_baseline(&name);
+}
+
+#[tokio::test]
+async fn enforce_mode_repairs_drift_and_reports_it() {
+    operator();
+    let client = client().await;
+    let tag = unique("repair");
+    let ns = namespace(&client, &tag, &[("zt-test", &tag)]).await;
+    let name = tag.clone();
+    apply(&restricted(&name, &tag, "Enforce", ""));
+    wait_onboarded(&client, &ns.name, &name).await;
+    wait_status(&client, &name, "compliant", |s| s.compliant_namespaces == 1).await;
+
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns.name);
+    let deny = format!("zt-{name}-default-deny");
+    // 1. The default-deny NetworkPolicy is deleted.
+    let start = Instant::now();
+    policies.delete(&deny, &Default::default()).await.unwrap();
+    eventually(WAIT, "default-deny restored", || async {
+        policies.get_opt(&deny).await.ok().flatten()
+    })
+    .await;
+    eprintln!("repair latency (delete -> restored): {:?}", start.elapsed());
+
+    // 2. An allow-all ingress rule is added to it.
+    let allow_all = json!({"spec": {"ingress": [{}]}});
+    policies
+        .patch(&deny, &PatchParams::default(), &Patch::Merge(&allow_all))
+        .await
+        .unwrap();
+    eventually(WAIT, "allow rule removed", || async {
+        let np = policies.get(&deny).await.ok()?;
+        np.spec?.ingress.is_none_or(|r| r.is_empty()).then_some(())
+    })
+    .await;
+
+    // 3. The quota is raised.
+    let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), &ns.name);
+    let quota = format!("zt-{name}-quota");
+    quotas
+        .patch(
+            &quota,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"hard": {"pods": "1000"}}})),
+        )
+        .await
+        .unwrap();
+    eventually(WAIT, "quota restored", || async {
+        let q = quotas.get(&quota).await.ok()?;
+        (q.spec?.hard?.get("pods")?.0 == "20").then_some(())
+    })
+    .await;
+
+    // 4. Pod Security is weakened to privileged.
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let weaken =
+        json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "privileged"}}});
+    namespaces
+        .patch(&ns.name, &PatchParams::default(), &Patch::Merge(&weaken))
+        .await
+        .unwrap();
+    eventually(WAIT, "PSA label restored", || async {
+        let labels = ns_labels(&client, &ns.name).await;
+        (labels.get("pod-security.kubernetes.io/enforce")? == "restricted").then_some(())
+    })
+    .await;
+
+    let s = wait_status(&client, &name, "four repairs counted", |s| {
+        s.repairs >= 4 && s.compliant_namespaces == 1
+    })
+    .await;
+    assert_eq!(s.drifted_namespaces, 0);
+    let events = eventually(WAIT, "repair events in the namespace", || async {
+        let e = events_for(&client, &ns.name, "DriftRepaired").await;
+        (e.len() >= 2).then_some(e)
+    })
+    .await;
+    assert!(
+        events.iter().any(|m| m.contains(&deny)),
+        "an event names the repaired policy: {events:?}"
+    );
+    delete_baseline(&name);
+}
+
+#[tokio::test]
+async fn audit_mode_reports_drift_and_never_writes() {
+    operator();
+    let client = client().await;
+    let tag = unique("audit");
+    let ns = namespace(&client, &tag, &[("zt-test", &tag)]).await;
+    let name = tag.clone();
+    apply(&restricted(&name, &tag, "Audit", ""));
+    let s = wait_status(&client, &name, "drift reported", |s| {
+        s.drifted_namespaces == 1
+    })
+    .await;
+    assert_eq!(
+        (s.selected_namespaces, s.compliant_namespaces, ready(&s)),
+        (1, 0, Some("False"))
+    );
+    assert!(!s.drift.is_empty() && s.drift.len() <= 20);
+    assert!(
+        s.drift
+            .iter()
+            .any(|d| d.kind == "NetworkPolicy" && d.reason == "Missing" && d.namespace == ns.name),
+        "{:?}",
+        s.drift
+    );
+    assert!(s.drift_count as usize >= s.drift.len());
+
+    // Nothing was written: no objects, no labels, token automount untouched.
+    tokio::time::sleep(Duration::from_millis(500)).await; // give a wrong write the chance to show
+    assert!(generated(&client, &ns.name).await.is_empty());
+    assert!(
+        !ns_labels(&client, &ns.name)
+            .await
+            .keys()
+            .any(|k| k.starts_with("pod-security"))
+    );
+    let events = eventually(WAIT, "drift event", || async {
+        let e = events_for(&client, &ns.name, "DriftDetected").await;
+        (!e.is_empty()).then_some(e)
+    })
+    .await;
+    assert!(events[0].contains("Missing"), "{events:?}");
+
+    // Fixed by hand -> compliant.
+    let deny = serde_json::from_value::<NetworkPolicy>(json!({
+        "metadata": {"name": format!("zt-{name}-default-deny")},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    }))
+    .unwrap();
+    Api::<NetworkPolicy>::namespaced(client.clone(), &ns.name)
+        .create(&PostParams::default(), &deny)
+        .await
+        .unwrap();
+    let s = wait_status(
+        &client,
+        &name,
+        "conflict reported for a hand-made object",
+        |s| s.drift.iter().any(|d| d.reason.starts_with("Conflict")),
+    )
+    .await;
+    assert!(
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Conflict" && c.status == "True")
+    );
+    delete_baseline(&name);
+}
+
+#[tokio::test]
+async fn several_baselines_compose_on_one_namespace() {
+    operator();
+    let client = client().await;
+    let tag = unique("compose");
+    let ns = namespace(&client, &tag, &[("zt-test", &tag)]).await;
+    let (a, b) = (format!("{tag}-a"), format!("{tag}-b"));
+    apply(&restricted(&a, &tag, "Enforce", ""));
+    apply(&format!(
+        "apiVersion: zerotrust.dev/v1alpha1\nkind: SecurityBaseline\nmetadata: {{name: {b}}}\nspec:\n  namespaceSelector: {{matchLabels: {{zt-test: {tag}}}}}\n  networkPolicy: {{defaultDeny: [Ingress]}}\n  podSecurity: {{enforce: baseline, audit: restricted}}\n"
+    ));
+    eventually(WAIT, "both baselines' objects", || async {
+        let found = generated(&client, &ns.name).await;
+        let labels = ns_labels(&client, &ns.name).await;
+        (found.contains(&format!("NetworkPolicy/zt-{a}-default-deny"))
+            && found.contains(&format!("NetworkPolicy/zt-{b}-default-deny"))
+            && labels
+                .get("pod-security.kubernetes.io/audit")
+                .is_some_and(|v| v == "restricted"))
+        .then_some(())
+    })
+    .await;
+    let labels = ns_labels(&client, &ns.name).await;
+    assert_eq!(
+        labels["pod-security.kubernetes.io/enforce"], "restricted",
+        "the most restrictive level wins"
+    );
+    for baseline in [&a, &b] {
+        wait_status(&client, baseline, "compliant", |s| {
+            s.compliant_namespaces == 1
+        })
+        .await;
+    }
+    delete_baseline(&a);
+    delete_baseline(&b);
+}
+
+#[tokio::test]
+async fn a_same_named_object_we_did_not_create_is_reported_then_adopted_on_request() {
+    operator();
+    let client = client().await;
+    let tag = unique("conflict");
+    let ns = namespace(&client, &tag, &[("zt-test", &tag)]).await;
+    let name = tag.clone();
+    let theirs = serde_json::from_value::<NetworkPolicy>(json!({
+        "metadata": {"name": format!("zt-{name}-default-deny"), "labels": {"owner": "someone-else"}},
+        "spec": {"podSelector": {}, "ingress": [{}], "policyTypes": ["Ingress"]}
+    }))
+    .unwrap();
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns.name);
+    let before = policies
+        .create(&PostParams::default(), &theirs)
+        .await
+        .unwrap();
+    apply(&restricted(&name, &tag, "Enforce", ""));
+
+    let s = wait_status(&client, &name, "conflict reported", |s| {
+        s.drift.iter().any(|d| d.reason.starts_with("Conflict"))
+    })
+    .await;
+    assert_eq!(s.drifted_namespaces, 1);
+    eventually(WAIT, "the other objects applied", || async {
+        (generated(&client, &ns.name).await.len() == 5).then_some(())
+    })
+    .await;
+    let after = policies
+        .get(&format!("zt-{name}-default-deny"))
+        .await
+        .unwrap();
+    assert_eq!(
+        after.metadata.resource_version, before.metadata.resource_version,
+        "their object is untouched"
+    );
+
+    apply(&restricted(
+        &name,
+        &tag,
+        "Enforce",
+        "  conflictPolicy: Adopt\n",
+    ));
+    wait_onboarded(&client, &ns.name, &name).await;
+    let adopted = policies
+        .get(&format!("zt-{name}-default-deny"))
+        .await
+        .unwrap();
+    assert!(
+        adopted.spec.unwrap().ingress.is_none_or(|r| r.is_empty()),
+        "adopted and made to match"
+    );
+    wait_status(&client, &name, "compliant after adoption", |s| {
+        s.compliant_namespaces == 1
+    })
+    .await;
+    delete_baseline(&name);
+}
+
+#[tokio::test]
+async fn deletion_policy_delete_removes_exactly_our_objects_orphan_keeps_them() {
+    operator();
+    let client = client().await;
+    let tag = unique("deletion");
+    let ns = namespace(&client, &tag, &[("zt-test", &tag)]).await;
+    let (keep, remove) = (format!("{tag}-keep"), format!("{tag}-del"));
+    apply(&restricted(&keep, &tag, "Enforce", ""));
+    apply(&restricted(
+        &remove,
+        &tag,
+        "Enforce",
+        "  deletionPolicy: Delete\n",
+    ));
+    // A user's own policy in the namespace, which nothing may touch.
+    let mine = serde_json::from_value::<NetworkPolicy>(json!({
+        "metadata": {"name": "users-own"}, "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}
+    }))
+    .unwrap();
+    Api::<NetworkPolicy>::namespaced(client.clone(), &ns.name)
+        .create(&PostParams::default(), &mine)
+        .await
+        .unwrap();
+    eventually(WAIT, "both onboarded", || async {
+        (generated(&client, &ns.name).await.len() == 12).then_some(())
+    })
+    .await;
+
+    // The namespace stops matching both baselines.
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .patch(
+            &ns.name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"zt-test": null}}})),
+        )
+        .await
+        .unwrap();
+    eventually(WAIT, "Delete baseline's objects removed", || async {
+        (generated(&client, &ns.name).await == expected_objects(&keep)).then_some(())
+    })
+    .await;
+    assert!(
+        Api::<NetworkPolicy>::namespaced(client.clone(), &ns.name)
+            .get_opt("users-own")
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // Deleting an Orphan baseline leaves every control in place.
+    delete_baseline(&keep);
+    delete_baseline(&remove);
+    let api: Api<SecurityBaseline> = Api::all(client.clone());
+    eventually(WAIT, "baseline gone", || async {
+        api.get_opt(&keep)
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(generated(&client, &ns.name).await, expected_objects(&keep));
+}
+
+#[tokio::test]
+async fn a_selector_change_converges_in_place() {
+    operator();
+    let client = client().await;
+    let tag = unique("selector");
+    let (first, second) = (format!("{tag}-one"), format!("{tag}-two"));
+    let one = namespace(&client, &first, &[("zt-test", &first)]).await;
+    let two = namespace(&client, &second, &[("zt-test", &second)]).await;
+    let name = tag.clone();
+    apply(&restricted(&name, &first, "Enforce", ""));
+    wait_onboarded(&client, &one.name, &name).await;
+    apply(&restricted(&name, &second, "Enforce", ""));
+    wait_onboarded(&client, &two.name, &name).await;
+    let s = wait_status(&client, &name, "new selection counted", |s| {
+        s.selected_namespaces == 1 && s.compliant_namespaces == 1
+    })
+    .await;
+    assert_eq!(s.observed_generation, Some(2));
+    assert_eq!(
+        generated(&client, &one.name).await,
+        expected_objects(&name),
+        "Orphan keeps the old namespace's controls"
+    );
+    delete_baseline(&name);
+}
+
+#[tokio::test]
+async fn a_semantically_invalid_baseline_is_reported_and_touches_nothing() {
+    operator();
+    let client = client().await;
+    let tag = unique("invalid");
+    let ns = namespace(&client, &tag, &[("zt-test", &tag)]).await;
+    let name = tag.clone();
+    // Passes the schema (operators are free text there) but not the engine.
+    apply(&format!(
+        "apiVersion: zerotrust.dev/v1alpha1\nkind: SecurityBaseline\nmetadata: {{name: {name}}}\nspec:\n  namespaceSelector: {{matchExpressions: [{{key: zt-test, operator: Has, values: [{tag}]}}]}}\n  networkPolicy: {{defaultDeny: [Ingress]}}\n"
+    ));
+    let s = wait_status(&client, &name, "InvalidSpec", |s| ready(s) == Some("False")).await;
+    let condition = s.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!(condition.reason, "InvalidSpec");
+    assert!(
+        condition
+            .message
+            .contains("spec.namespaceSelector.matchExpressions[0].operator"),
+        "{}",
+        condition.message
+    );
+    assert!(generated(&client, &ns.name).await.is_empty());
+    delete_baseline(&name);
+}
+
+#[tokio::test]
+async fn check_reports_drift_with_its_exit_code() {
+    operator();
+    let client = client().await;
+    let tag = unique("check");
+    let ns = namespace(&client, &tag, &[("zt-test", &tag)]).await;
+    let name = tag.clone();
+    apply(&restricted(&name, &tag, "Enforce", ""));
+    wait_onboarded(&client, &ns.name, &name).await;
+    let check = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_zerotrust-operator"))
+            .args(["check", "--baseline", &name, "--kubeconfig"])
+            .arg(&control_plane().kubeconfig)
+            .output()
+            .unwrap()
+    };
+    let out = eventually(WAIT, "check passes", || async {
+        let out = check();
+        out.status.success().then_some(out)
+    })
+    .await;
+    assert!(
+        stdout(&out).contains("1 namespace(s) checked: 1 compliant"),
+        "{}",
+        stdout(&out)
+    );
+
+    apply(&restricted(&name, &tag, "Audit", ""));
+    wait_status(&client, &name, "audit mode observed", |s| {
+        s.observed_generation == Some(2)
+    })
+    .await;
+    Api::<NetworkPolicy>::namespaced(client.clone(), &ns.name)
+        .delete(&format!("zt-{name}-default-deny"), &Default::default())
+        .await
+        .unwrap();
+    let out = eventually(WAIT, "check fails", || async {
+        let out = check();
+        (out.status.code() == Some(1)).then_some(out)
+    })
+    .await;
+    let table = stdout(&out);
+    assert!(
+        table.contains("NAMESPACE")
+            && table.contains(&format!("zt-{name}-default-deny"))
+            && table.contains("Missing"),
+        "{table}"
+    );
+    delete_baseline(&name);
+}
