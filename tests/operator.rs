@@ -56,6 +56,17 @@ fn apply(yaml: &str) {
     assert!(out.status.success(), "kubectl apply: {}", stderr(&out));
 }
 
+/// Deletes the named baselines when the test ends, passed or failed.
+struct Cleanup(Vec<String>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            delete_baseline(name);
+        }
+    }
+}
+
 fn delete_baseline(name: &str) {
     control_plane().kubectl(
         &[
@@ -192,6 +203,7 @@ async fn applying_a_baseline_onboards_every_matching_namespace() {
     }
     let other = namespace(&client, &format!("{tag}-other"), &[]).await;
     let name = tag.clone();
+    let _cleanup = Cleanup(vec![name.clone()]);
     apply(&restricted(&name, &tag, "Enforce", ""));
 
     for ns in &namespaces {
@@ -214,7 +226,6 @@ async fn applying_a_baseline_onboards_every_matching_namespace() {
         [name.as_str(), "Enforce", "3", "3", "0", "True"],
         "kubectl get shows true numbers"
     );
-    delete_baseline(&name);
 }
 
 #[tokio::test]
@@ -223,6 +234,7 @@ async fn new_and_relabelled_namespaces_are_onboarded_by_the_watch() {
     let client = client().await;
     let tag = unique("onboard");
     let name = tag.clone();
+    let _cleanup = Cleanup(vec![name.clone()]);
     apply(&restricted(&name, &tag, "Enforce", ""));
     wait_status(&client, &name, "baseline observed", |s| {
         ready(s) == Some("True")
@@ -273,7 +285,6 @@ async fn new_and_relabelled_namespaces_are_onboarded_by_the_watch() {
         expected_objects(&name),
         "Orphan keeps the controls"
     );
-    delete_baseline(&name);
 }
 
 #[tokio::test]
@@ -283,6 +294,7 @@ async fn enforce_mode_repairs_drift_and_reports_it() {
     let tag = unique("repair");
     let ns = namespace(&client, &tag, &[("zt-test", &tag)]).await;
     let name = tag.clone();
+    let _cleanup = Cleanup(vec![name.clone()]);
     apply(&restricted(&name, &tag, "Enforce", ""));
     wait_onboarded(&client, &ns.name, &name).await;
     wait_status(&client, &name, "compliant", |s| s.compliant_namespaces == 1).await;
@@ -355,7 +367,6 @@ async fn enforce_mode_repairs_drift_and_reports_it() {
         events.iter().any(|m| m.contains(&deny)),
         "an event names the repaired policy: {events:?}"
     );
-    delete_baseline(&name);
 }
 
 #[tokio::test]
@@ -365,6 +376,7 @@ async fn audit_mode_reports_drift_and_never_writes() {
     let tag = unique("audit");
     let ns = namespace(&client, &tag, &[("zt-test", &tag)]).await;
     let name = tag.clone();
+    let _cleanup = Cleanup(vec![name.clone()]);
     apply(&restricted(&name, &tag, "Audit", ""));
     let s = wait_status(&client, &name, "drift reported", |s| {
         s.drifted_namespaces == 1
@@ -422,7 +434,6 @@ async fn audit_mode_reports_drift_and_never_writes() {
             .iter()
             .any(|c| c.type_ == "Conflict" && c.status == "True")
     );
-    delete_baseline(&name);
 }
 
 #[tokio::test]
@@ -432,6 +443,7 @@ async fn several_baselines_compose_on_one_namespace() {
     let tag = unique("compose");
     let ns = namespace(&client, &tag, &[("zt-test", &tag)]).await;
     let (a, b) = (format!("{tag}-a"), format!("{tag}-b"));
+    let _cleanup = Cleanup(vec![a.clone(), b.clone()]);
     apply(&restricted(&a, &tag, "Enforce", ""));
     apply(&format!(
         "apiVersion: zerotrust.dev/v1alpha1\nkind: SecurityBaseline\nmetadata: {{name: {b}}}\nspec:\n  namespaceSelector: {{matchLabels: {{zt-test: {tag}}}}}\n  networkPolicy: {{defaultDeny: [Ingress]}}\n  podSecurity: {{enforce: baseline, audit: restricted}}\n"
@@ -458,8 +470,6 @@ async fn several_baselines_compose_on_one_namespace() {
         })
         .await;
     }
-    delete_baseline(&a);
-    delete_baseline(&b);
 }
 
 #[tokio::test]
@@ -469,6 +479,7 @@ async fn a_same_named_object_we_did_not_create_is_reported_then_adopted_on_reque
     let tag = unique("conflict");
     let ns = namespace(&client, &tag, &[("zt-test", &tag)]).await;
     let name = tag.clone();
+    let _cleanup = Cleanup(vec![name.clone()]);
     let theirs = serde_json::from_value::<NetworkPolicy>(json!({
         "metadata": {"name": format!("zt-{name}-default-deny"), "labels": {"owner": "someone-else"}},
         "spec": {"podSelector": {}, "ingress": [{}], "policyTypes": ["Ingress"]}
@@ -518,7 +529,6 @@ async fn a_same_named_object_we_did_not_create_is_reported_then_adopted_on_reque
         s.compliant_namespaces == 1
     })
     .await;
-    delete_baseline(&name);
 }
 
 #[tokio::test]
@@ -528,6 +538,7 @@ async fn deletion_policy_delete_removes_exactly_our_objects_orphan_keeps_them() 
     let tag = unique("deletion");
     let ns = namespace(&client, &tag, &[("zt-test", &tag)]).await;
     let (keep, remove) = (format!("{tag}-keep"), format!("{tag}-del"));
+    let _cleanup = Cleanup(vec![keep.clone(), remove.clone()]);
     apply(&restricted(&keep, &tag, "Enforce", ""));
     apply(&restricted(
         &remove,
@@ -597,6 +608,7 @@ async fn a_selector_change_converges_in_place() {
     let one = namespace(&client, &first, &[("zt-test", &first)]).await;
     let two = namespace(&client, &second, &[("zt-test", &second)]).await;
     let name = tag.clone();
+    let _cleanup = Cleanup(vec![name.clone()]);
     apply(&restricted(&name, &first, "Enforce", ""));
     wait_onboarded(&client, &one.name, &name).await;
     apply(&restricted(&name, &second, "Enforce", ""));
@@ -611,7 +623,6 @@ async fn a_selector_change_converges_in_place() {
         expected_objects(&name),
         "Orphan keeps the old namespace's controls"
     );
-    delete_baseline(&name);
 }
 
 #[tokio::test]
@@ -621,6 +632,7 @@ async fn a_semantically_invalid_baseline_is_reported_and_touches_nothing() {
     let tag = unique("invalid");
     let ns = namespace(&client, &tag, &[("zt-test", &tag)]).await;
     let name = tag.clone();
+    let _cleanup = Cleanup(vec![name.clone()]);
     // Passes the schema (operators are free text there) but not the engine.
     apply(&format!(
         "apiVersion: zerotrust.dev/v1alpha1\nkind: SecurityBaseline\nmetadata: {{name: {name}}}\nspec:\n  namespaceSelector: {{matchExpressions: [{{key: zt-test, operator: Has, values: [{tag}]}}]}}\n  networkPolicy: {{defaultDeny: [Ingress]}}\n"
@@ -636,7 +648,6 @@ async fn a_semantically_invalid_baseline_is_reported_and_touches_nothing() {
         condition.message
     );
     assert!(generated(&client, &ns.name).await.is_empty());
-    delete_baseline(&name);
 }
 
 #[tokio::test]
@@ -646,6 +657,7 @@ async fn check_reports_drift_with_its_exit_code() {
     let tag = unique("check");
     let ns = namespace(&client, &tag, &[("zt-test", &tag)]).await;
     let name = tag.clone();
+    let _cleanup = Cleanup(vec![name.clone()]);
     apply(&restricted(&name, &tag, "Enforce", ""));
     wait_onboarded(&client, &ns.name, &name).await;
     let check = || {
@@ -687,5 +699,4 @@ async fn check_reports_drift_with_its_exit_code() {
             && table.contains("Missing"),
         "{table}"
     );
-    delete_baseline(&name);
 }
