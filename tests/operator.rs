@@ -613,11 +613,13 @@ async fn a_selector_change_converges_in_place() {
     wait_onboarded(&client, &one.name, &name).await;
     apply(&restricted(&name, &second, "Enforce", ""));
     wait_onboarded(&client, &two.name, &name).await;
-    let s = wait_status(&client, &name, "new selection counted", |s| {
-        s.selected_namespaces == 1 && s.compliant_namespaces == 1
+    // The status of the new generation counts only the newly selected namespace.
+    wait_status(&client, &name, "new selection counted", |s| {
+        s.observed_generation == Some(2)
+            && s.selected_namespaces == 1
+            && s.compliant_namespaces == 1
     })
     .await;
-    assert_eq!(s.observed_generation, Some(2));
     assert_eq!(
         generated(&client, &one.name).await,
         expected_objects(&name),
@@ -698,5 +700,77 @@ async fn check_reports_drift_with_its_exit_code() {
             && table.contains(&format!("zt-{name}-default-deny"))
             && table.contains("Missing"),
         "{table}"
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_delete_policy_baseline_removes_its_objects_and_its_labels() {
+    operator();
+    let client = client().await;
+    let tag = unique("finalize");
+    let ns = namespace(&client, &tag, &[("zt-test", &tag)]).await;
+    let name = tag.clone();
+    let _cleanup = Cleanup(vec![name.clone()]);
+    apply(&format!(
+        "apiVersion: zerotrust.dev/v1alpha1\nkind: SecurityBaseline\nmetadata: {{name: {name}}}\nspec:\n  namespaceSelector: {{matchLabels: {{zt-test: {tag}}}}}\n  deletionPolicy: Delete\n  networkPolicy: {{defaultDeny: [Ingress]}}\n  podSecurity: {{enforce: baseline, warn: baseline}}\n"
+    ));
+    eventually(WAIT, "onboarded", || async {
+        let labels = ns_labels(&client, &ns.name).await;
+        (labels
+            .get("pod-security.kubernetes.io/warn")
+            .is_some_and(|v| v == "baseline")
+            && generated(&client, &ns.name).await.len() == 1)
+            .then_some(())
+    })
+    .await;
+    let api: Api<SecurityBaseline> = Api::all(client.clone());
+    eventually(WAIT, "cleanup finalizer added", || async {
+        let b = api.get(&name).await.ok()?;
+        b.finalizers()
+            .iter()
+            .any(|f| f == "zerotrust.dev/cleanup")
+            .then_some(())
+    })
+    .await;
+    // Someone makes one label stricter (not drift): that value is theirs and survives the cleanup.
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let theirs = json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": ns.name, "labels": {"pod-security.kubernetes.io/warn": "restricted"}}
+    });
+    namespaces
+        .patch(
+            &ns.name,
+            &PatchParams::apply("someone-else").force(),
+            &Patch::Apply(theirs),
+        )
+        .await
+        .unwrap();
+
+    delete_baseline(&name);
+    eventually(WAIT, "baseline gone after cleanup", || async {
+        api.get_opt(&name).await.ok()?.is_none().then_some(())
+    })
+    .await;
+    assert!(
+        generated(&client, &ns.name).await.is_empty(),
+        "every object it created is gone"
+    );
+    let labels = ns_labels(&client, &ns.name).await;
+    assert!(
+        !labels.contains_key("pod-security.kubernetes.io/enforce"),
+        "our label is removed: {labels:?}"
+    );
+    assert_eq!(
+        labels
+            .get("pod-security.kubernetes.io/warn")
+            .map(String::as_str),
+        Some("restricted"),
+        "theirs stays"
+    );
+    assert_eq!(
+        labels.get("zt-test"),
+        Some(&tag),
+        "other labels are untouched"
     );
 }

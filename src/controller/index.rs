@@ -56,6 +56,17 @@ impl<K: Resource + Clone> NamespacedIndex<K> {
         state.objects.keys().cloned().collect()
     }
 
+    /// How many objects satisfy `test`.
+    pub fn count(&self, test: impl Fn(&K) -> bool) -> usize {
+        let state = self.inner.read().expect("index lock");
+        state
+            .objects
+            .values()
+            .flat_map(BTreeMap::values)
+            .filter(|o| test(o))
+            .count()
+    }
+
     pub fn len(&self) -> usize {
         let state = self.inner.read().expect("index lock");
         state.objects.values().map(BTreeMap::len).sum()

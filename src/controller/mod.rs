@@ -33,7 +33,10 @@ pub use reconcile::RESYNC;
 use status::{Outcomes, compute_status, status_patch};
 
 use crate::api::SecurityBaseline;
-use crate::engine::{FIELD_MANAGER, Kind, LiveState, MANAGED_SELECTOR, Object, selects, validate};
+use crate::engine::{
+    FIELD_MANAGER, Kind, LiveState, MANAGED_SELECTOR, Object, Ownership, owned_label_keys,
+    ownership, selects, validate,
+};
 
 /// How the operator runs.
 #[derive(Clone, Debug)]
@@ -102,6 +105,18 @@ impl Caches {
             && self.service_accounts.is_ready()
     }
 
+    /// How many cached objects belong to `baseline`.
+    pub fn owned_by(&self, baseline: &str) -> usize {
+        let ours = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+            ownership(meta) == Ownership::Baseline(baseline.to_string())
+        };
+        self.network_policies.count(|o| ours(&o.metadata))
+            + self.roles.count(|o| ours(&o.metadata))
+            + self.role_bindings.count(|o| ours(&o.metadata))
+            + self.quotas.count(|o| ours(&o.metadata))
+            + self.limit_ranges.count(|o| ours(&o.metadata))
+    }
+
     /// What the caches hold for `namespace`.
     pub fn live_state(&self, namespace: &Namespace) -> LiveState {
         let name = namespace.name_any();
@@ -120,6 +135,7 @@ impl Caches {
                 .next()
                 .map(|sa| (*sa).clone()),
             objects,
+            owned_namespace_labels: owned_label_keys(&namespace.metadata),
         }
     }
 }
@@ -374,11 +390,61 @@ async fn write_statuses(ctx: Arc<Context>, interval: Duration) {
         }
         known = current;
         for baseline in baselines {
+            if let Err(e) = manage_finalizer(&ctx, &api, &baseline).await {
+                warn!(baseline = baseline.name_any(), error = %e, "finalizer update failed");
+            }
+            if baseline.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
             if let Err(e) = write_status(&ctx, &api, &baseline, &namespaces).await {
                 warn!(baseline = baseline.name_any(), error = %e, "status write failed");
             }
         }
     }
+}
+
+/// Held by `deletionPolicy: Delete` baselines, so their objects are removed before they go.
+pub const CLEANUP_FINALIZER: &str = "zerotrust.dev/cleanup";
+
+/// Adds our finalizer to Delete baselines, and removes it when the policy changes or, during
+/// deletion, once no object of the baseline is left.
+async fn manage_finalizer(
+    ctx: &Context,
+    api: &Api<SecurityBaseline>,
+    baseline: &SecurityBaseline,
+) -> Result<(), kube::Error> {
+    let name = baseline.name_any();
+    let wants = baseline.spec.deletion_policy == crate::api::DeletionPolicy::Delete;
+    let has = baseline.finalizers().iter().any(|f| f == CLEANUP_FINALIZER);
+    let keep = match (baseline.metadata.deletion_timestamp.is_some(), wants, has) {
+        (false, true, false) => true,
+        (false, false, true) => false,
+        (true, _, true) if ctx.caches.owned_by(&name) == 0 => false,
+        _ => return Ok(()),
+    };
+    // Server-side apply of our one list entry: other controllers' finalizers are untouched.
+    let finalizers: Vec<&str> = if keep {
+        vec![CLEANUP_FINALIZER]
+    } else {
+        vec![]
+    };
+    let patch = serde_json::json!({
+        "apiVersion": "zerotrust.dev/v1alpha1",
+        "kind": "SecurityBaseline",
+        "metadata": {"name": name, "finalizers": finalizers},
+    });
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(patch),
+    )
+    .await?;
+    info!(
+        baseline = name,
+        finalizer = keep,
+        "cleanup finalizer updated"
+    );
+    Ok(())
 }
 
 async fn write_status(

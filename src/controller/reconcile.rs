@@ -16,8 +16,8 @@ use super::error::Error;
 use super::status::{Outcome, drift_records};
 use crate::api::{DeletionPolicy, Mode, SecurityBaseline};
 use crate::engine::{
-    Drift, DriftReason, Kind, Ownership, ValidBaseline, applied_by_us, diff, ownership, plan,
-    render, repairable, validate,
+    Drift, DriftReason, Kind, LiveState, Ownership, ValidBaseline, applied_by_us, diff, ownership,
+    plan, released_labels, render, repairable, validate,
 };
 
 /// The safety-net resync; repair is driven by watch events, not by this.
@@ -33,12 +33,20 @@ pub async fn reconcile(namespace: Arc<Namespace>, ctx: Arc<Context>) -> Result<R
         return Ok(Requeue::await_change());
     }
     let baselines = ctx.baselines.state();
-    let valid: Vec<ValidBaseline> = baselines
+    let (valid, deleting): (Vec<ValidBaseline>, Vec<ValidBaseline>) = baselines
         .iter()
-        .filter(|b| b.metadata.deletion_timestamp.is_none())
         .filter_map(|b| validate(b).ok())
-        .collect();
+        .partition(|v| v.baseline.metadata.deletion_timestamp.is_none());
     let desired = render(&valid, &name, namespace.labels(), &ctx.operator_namespace);
+    // Baselines whose objects leave this namespace: deletionPolicy Delete, and no longer
+    // selecting it or being deleted. (An invalid baseline's objects stay: we cannot tell what it meant.)
+    let leaving: Vec<ValidBaseline> = valid
+        .iter()
+        .chain(&deleting)
+        .filter(|v| v.baseline.spec.deletion_policy == DeletionPolicy::Delete)
+        .filter(|v| desired.baseline(v.name()).is_none())
+        .cloned()
+        .collect();
     let live = ctx.caches.live_state(&namespace);
     let mut drift = diff(&desired, &live);
 
@@ -55,11 +63,12 @@ pub async fn reconcile(namespace: Arc<Namespace>, ctx: Arc<Context>) -> Result<R
         }
     }
 
-    for action in plan(&desired, &live, &drift) {
+    let released = released_labels(&desired, &leaving, &live);
+    for action in plan(&desired, &live, &drift, &released) {
         let written = execute(&ctx.client, &desired, &action).await?;
         ctx.caches.write_through(&name, written);
     }
-    cleanup_unselected(&ctx, &namespace, &baselines, &desired).await?;
+    remove_leaving_objects(&ctx, &name, &live, &leaving).await?;
 
     let selected: Vec<&str> = desired.baselines.iter().map(|b| b.name.as_str()).collect();
     ctx.outcomes.forget_namespace(&name, &selected);
@@ -112,45 +121,32 @@ pub async fn reconcile(namespace: Arc<Namespace>, ctx: Arc<Context>) -> Result<R
     Ok(Requeue::requeue(RESYNC))
 }
 
-/// Objects of baselines that no longer select this namespace (or are being deleted) go away only
-/// when that baseline says `deletionPolicy: Delete`; otherwise they stay, as security controls should.
-async fn cleanup_unselected(
+/// Deletes exactly the objects the leaving baselines (`deletionPolicy: Delete`) created here.
+async fn remove_leaving_objects(
     ctx: &Context,
-    namespace: &Namespace,
-    baselines: &[Arc<SecurityBaseline>],
-    desired: &crate::engine::DesiredState,
+    namespace: &str,
+    live: &LiveState,
+    leaving: &[ValidBaseline],
 ) -> Result<(), Error> {
-    let name = namespace.name_any();
-    for object in ctx.caches.live_state(namespace).objects {
+    for object in &live.objects {
         let Ownership::Baseline(owner) = ownership(object.meta()) else {
             continue;
         };
-        if desired.baseline(&owner).is_some() {
+        if !leaving.iter().any(|b| b.name() == owner) {
             continue;
         }
-        let deletes = baselines
-            .iter()
-            .any(|b| b.name_any() == owner && b.spec.deletion_policy == DeletionPolicy::Delete);
-        if deletes {
-            let uid = object.meta().uid.clone();
-            delete_object(
-                &ctx.client,
-                &name,
-                object.kind(),
-                object.name(),
-                uid.as_deref(),
-            )
-            .await?;
-            let (kind, object_name) = (object.kind(), object.name().to_string());
-            ctx.caches.write_through(
-                &name,
-                Written::Deleted {
-                    kind,
-                    name: object_name,
-                },
-            );
-            info!(kind = %object.kind(), object = object.name(), baseline = owner, "deleted (deletionPolicy: Delete)");
-        }
+        let (kind, name) = (object.kind(), object.name().to_string());
+        delete_object(
+            &ctx.client,
+            namespace,
+            kind,
+            &name,
+            object.meta().uid.as_deref(),
+        )
+        .await?;
+        info!(%kind, object = %name, baseline = owner, "deleted (deletionPolicy: Delete)");
+        ctx.caches
+            .write_through(namespace, Written::Deleted { kind, name });
     }
     Ok(())
 }

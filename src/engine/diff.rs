@@ -27,6 +27,8 @@ pub struct LiveState {
     /// Objects of the kinds we generate: those named like a desired object, and those carrying our
     /// labels.
     pub objects: Vec<Object>,
+    /// Namespace label keys our field manager owns (from its managedFields entry).
+    pub owned_namespace_labels: BTreeSet<String>,
 }
 
 /// How something differs from its baseline.

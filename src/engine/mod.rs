@@ -13,13 +13,13 @@ mod validate;
 pub use diff::{Drift, DriftReason, LiveState, compare, diff};
 pub use object::{
     BASELINE_LABEL, FIELD_MANAGER, Kind, MANAGED_BY_LABEL, MANAGED_BY_VALUE, MANAGED_SELECTOR,
-    Object, Ownership, applied_by_us, owner_labels, ownership,
+    Object, Ownership, applied_by_us, owned_label_keys, owner_labels, ownership,
 };
-pub use plan::{Action, namespace_labels, plan, repairable};
+pub use plan::{Action, namespace_labels, plan, released_labels, repairable};
 pub use quantity::{Quantity, QuantityError};
 pub use render::{
     DesiredObject, DesiredState, DesiredValue, PSA_LABEL_PREFIX, PSA_MODES, SelectedBaseline,
-    object_name, render,
+    object_name, pod_security_labels, render,
 };
 pub use select::{ALWAYS_EXCLUDED, DEFAULT_OPERATOR_NAMESPACE, selects};
 pub use template::TemplateError;

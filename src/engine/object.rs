@@ -1,6 +1,6 @@
 //! The kinds of object the operator generates, and how it recognises the ones it made.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use k8s_openapi::api::core::v1::{LimitRange, ResourceQuota};
@@ -128,6 +128,23 @@ pub fn applied_by_us(meta: &ObjectMeta) -> bool {
         .iter()
         .flatten()
         .any(|entry| entry.manager.as_deref() == Some(FIELD_MANAGER))
+}
+
+/// The label keys our field manager owns on an object, read from its managedFields entry
+/// (`{"f:metadata": {"f:labels": {"f:<key>": {}}}}`).
+pub fn owned_label_keys(meta: &ObjectMeta) -> BTreeSet<String> {
+    meta.managed_fields
+        .iter()
+        .flatten()
+        .filter(|e| e.manager.as_deref() == Some(FIELD_MANAGER))
+        .filter_map(|e| e.fields_v1.as_ref())
+        .filter_map(|f| f.0.get("f:metadata")?.get("f:labels")?.as_object().cloned())
+        .flat_map(|labels| {
+            labels
+                .into_iter()
+                .filter_map(|(k, _)| k.strip_prefix("f:").map(String::from))
+        })
+        .collect()
 }
 
 /// The labels every object generated for `baseline` carries.

@@ -1,10 +1,11 @@
 //! (desired, live, drift) -> the writes that repair a namespace. Audit-mode baselines get none.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::diff::{Drift, DriftReason, LiveState, label_to_apply};
 use super::object::{Kind, Object};
-use super::render::DesiredState;
+use super::render::{DesiredState, pod_security_labels};
+use super::validate::ValidBaseline;
 use crate::api::{ConflictPolicy, Mode};
 
 /// One write to a namespace.
@@ -37,8 +38,34 @@ pub fn repairable(desired: &DesiredState, drift: &Drift) -> bool {
     })
 }
 
-/// The writes that bring `live` to `desired`, given the `drift` between them.
-pub fn plan(desired: &DesiredState, live: &LiveState, drift: &[Drift]) -> Vec<Action> {
+/// PSA labels to give up: those a leaving baseline (`deletionPolicy: Delete`, and no longer
+/// selecting the namespace or being deleted) set, that no selecting baseline wants, and whose value
+/// is still the one it set (a value someone changed is theirs, and stays).
+pub fn released_labels(
+    desired: &DesiredState,
+    leaving: &[ValidBaseline],
+    live: &LiveState,
+) -> BTreeSet<String> {
+    leaving
+        .iter()
+        .flat_map(pod_security_labels)
+        .filter(|(key, value)| {
+            !desired.namespace_labels.contains_key(key)
+                && live.owned_namespace_labels.contains(key)
+                && live.namespace_labels.get(key) == Some(value)
+        })
+        .map(|(key, _)| key)
+        .collect()
+}
+
+/// The writes that bring `live` to `desired`, given the `drift` between them and the labels to
+/// give up.
+pub fn plan(
+    desired: &DesiredState,
+    live: &LiveState,
+    drift: &[Drift],
+    released: &BTreeSet<String>,
+) -> Vec<Action> {
     let mut actions = Vec::new();
     let mut labels_drifted = false;
     for d in drift.iter().filter(|d| repairable(desired, d)) {
@@ -69,17 +96,27 @@ pub fn plan(desired: &DesiredState, live: &LiveState, drift: &[Drift]) -> Vec<Ac
             }
         }
     }
-    if labels_drifted {
+    if labels_drifted || !released.is_empty() {
         actions.push(Action::ApplyNamespaceLabels(namespace_labels(
-            desired, live,
+            desired, live, released,
         )));
     }
     actions
 }
 
 /// The PSA labels to own on the Namespace: those of Enforce-mode baselines, never weaker than what
-/// the namespace already has.
-pub fn namespace_labels(desired: &DesiredState, live: &LiveState) -> BTreeMap<String, String> {
+/// the namespace already has, plus those we own already and are not releasing (an apply that left
+/// them out would remove them, and `deletionPolicy: Orphan` keeps security controls in place).
+pub fn namespace_labels(
+    desired: &DesiredState,
+    live: &LiveState,
+    released: &BTreeSet<String>,
+) -> BTreeMap<String, String> {
+    let kept = live
+        .owned_namespace_labels
+        .iter()
+        .filter(|k| !released.contains(*k) && !desired.namespace_labels.contains_key(*k))
+        .filter_map(|k| Some((k.clone(), live.namespace_labels.get(k)?.clone())));
     desired
         .namespace_labels
         .iter()
@@ -94,5 +131,6 @@ pub fn namespace_labels(desired: &DesiredState, live: &LiveState) -> BTreeMap<St
                 label_to_apply(k, &v.value, live.namespace_labels.get(k)),
             )
         })
+        .chain(kept)
         .collect()
 }

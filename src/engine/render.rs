@@ -405,6 +405,14 @@ fn role_binding(baseline: &str, role: &RoleSpec, namespace: &str) -> RoleBinding
     }
 }
 
+/// The PSA labels one baseline sets on the namespaces it selects, on its own.
+pub fn pod_security_labels(baseline: &ValidBaseline) -> BTreeMap<String, String> {
+    compose_pod_security(&[baseline])
+        .into_iter()
+        .map(|(k, v)| (k, v.value))
+        .collect()
+}
+
 /// Orders PSA policy versions: `latest` above every `v1.NN`.
 fn version_rank(version: &str) -> u32 {
     version

@@ -21,6 +21,10 @@ fn baseline(name: &str, spec: SecurityBaselineSpec) -> ValidBaseline {
     validate(&b).unwrap_or_else(|e| panic!("{e}"))
 }
 
+fn none() -> std::collections::BTreeSet<String> {
+    std::collections::BTreeSet::new()
+}
+
 fn no_labels() -> BTreeMap<String, String> {
     BTreeMap::new()
 }
@@ -67,6 +71,7 @@ fn as_live(desired: &DesiredState) -> LiveState {
                 .map(|_| false),
             ..ServiceAccount::default()
         }),
+        owned_namespace_labels: desired.namespace_labels.keys().cloned().collect(),
         objects,
     }
 }
@@ -313,7 +318,7 @@ fn live_that_matches_has_no_drift_and_no_actions() {
     let live = as_live(&desired);
     let drift = diff(&desired, &live);
     assert_eq!(drift, vec![]);
-    assert_eq!(plan(&desired, &live, &drift), vec![]);
+    assert_eq!(plan(&desired, &live, &drift, &none()), vec![]);
 }
 
 #[test]
@@ -336,7 +341,7 @@ fn empty_namespace_is_all_missing_and_enforce_applies_everything() {
             .count(),
         desired.objects.len() + 6
     );
-    let actions = plan(&desired, &live, &drift);
+    let actions = plan(&desired, &live, &drift, &none());
     let applies = actions
         .iter()
         .filter(|a| matches!(a, Action::Apply(_)))
@@ -363,7 +368,7 @@ fn audit_mode_plans_nothing() {
     let live = LiveState::default();
     let drift = diff(&desired, &live);
     assert!(!drift.is_empty());
-    assert_eq!(plan(&desired, &live, &drift), vec![]);
+    assert_eq!(plan(&desired, &live, &drift, &none()), vec![]);
 }
 
 #[test]
@@ -394,7 +399,7 @@ fn foreign_objects_are_conflicts_and_only_adopt_touches_them() {
             (Kind::ResourceQuota, &DriftReason::Conflict)
         );
         assert_eq!(
-            plan(&desired, &live, &drift),
+            plan(&desired, &live, &drift, &none()),
             vec![],
             "Report leaves it alone"
         );
@@ -406,7 +411,7 @@ fn foreign_objects_are_conflicts_and_only_adopt_touches_them() {
             &tenant_labels(),
             OPERATOR_NS,
         );
-        let actions = plan(&desired, &live, &diff(&desired, &live));
+        let actions = plan(&desired, &live, &diff(&desired, &live), &none());
         assert!(
             matches!(&actions[..], [Action::Apply(Object::ResourceQuota(_))]),
             "{actions:?}"
@@ -442,7 +447,7 @@ fn objects_no_longer_wanted_are_stale_and_deleted_by_uid() {
             .iter()
             .all(|d| d.reason == DriftReason::Stale && d.name == "zt-tenants-editor")
     );
-    let actions = plan(&desired, &live, &drift);
+    let actions = plan(&desired, &live, &drift, &none());
     assert!(actions.contains(&Action::Delete {
         kind: Kind::Role,
         name: "zt-tenants-editor".into(),
@@ -475,7 +480,7 @@ fn stricter_psa_is_not_drift_and_is_never_weakened() {
     );
     let drift = diff(&desired, &live);
     assert_eq!(drift.len(), 1);
-    let actions = plan(&desired, &live, &drift);
+    let actions = plan(&desired, &live, &drift, &none());
     let Action::ApplyNamespaceLabels(labels) = &actions[0] else {
         panic!("{actions:?}")
     };
@@ -486,6 +491,119 @@ fn stricter_psa_is_not_drift_and_is_never_weakened() {
     assert_eq!(
         labels["pod-security.kubernetes.io/enforce-version"],
         "latest"
+    );
+}
+
+#[test]
+fn labels_of_a_leaving_delete_baseline_are_released_others_kept() {
+    let psa = |level, policy| SecurityBaselineSpec {
+        pod_security: Some(PodSecuritySpec {
+            enforce: Some(level),
+            ..Default::default()
+        }),
+        deletion_policy: policy,
+        namespace_selector: Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([("nothing".into(), "here".into())])),
+            match_expressions: None,
+        }),
+        ..Default::default()
+    };
+    let leaving = baseline(
+        "gone",
+        psa(PodSecurityLevel::Restricted, DeletionPolicy::Delete),
+    );
+    let orphaned = baseline(
+        "kept",
+        psa(PodSecurityLevel::Restricted, DeletionPolicy::Orphan),
+    );
+    let desired = render(
+        &[leaving.clone(), orphaned.clone()],
+        "ns",
+        &no_labels(),
+        OPERATOR_NS,
+    );
+    assert!(desired.is_empty(), "neither selects the namespace");
+    let enforce = "pod-security.kubernetes.io/enforce".to_string();
+    let version = "pod-security.kubernetes.io/enforce-version".to_string();
+    let mut live = LiveState {
+        namespace_labels: BTreeMap::from([
+            (enforce.clone(), "restricted".into()),
+            (version.clone(), "latest".into()),
+        ]),
+        owned_namespace_labels: [enforce.clone(), version.clone()].into(),
+        ..LiveState::default()
+    };
+    let released = released_labels(&desired, std::slice::from_ref(&leaving), &live);
+    assert_eq!(released, [enforce.clone(), version.clone()].into());
+    let actions = plan(&desired, &live, &[], &released);
+    assert_eq!(
+        actions,
+        vec![Action::ApplyNamespaceLabels(BTreeMap::new())],
+        "giving up both labels"
+    );
+    // Orphan: nothing is released.
+    assert_eq!(released_labels(&desired, &[], &live), none());
+    assert_eq!(plan(&desired, &live, &[], &none()), vec![]);
+    // A value someone changed is theirs and stays.
+    live.namespace_labels
+        .insert(enforce.clone(), "baseline".into());
+    assert_eq!(
+        released_labels(&desired, &[leaving], &live),
+        [version].into()
+    );
+}
+
+#[test]
+fn owned_labels_not_released_are_kept_in_every_label_apply() {
+    let spec = SecurityBaselineSpec {
+        pod_security: Some(PodSecuritySpec {
+            enforce: Some(PodSecurityLevel::Baseline),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let desired = render(&[baseline("b", spec)], "ns", &no_labels(), OPERATOR_NS);
+    let mut live = as_live(&desired);
+    live.namespace_labels
+        .remove("pod-security.kubernetes.io/enforce");
+    live.namespace_labels.insert(
+        "pod-security.kubernetes.io/audit".into(),
+        "restricted".into(),
+    );
+    live.owned_namespace_labels
+        .insert("pod-security.kubernetes.io/audit".into());
+    let actions = plan(&desired, &live, &diff(&desired, &live), &none());
+    let [Action::ApplyNamespaceLabels(labels)] = &actions[..] else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(
+        labels["pod-security.kubernetes.io/audit"], "restricted",
+        "an orphaned label we own stays ours"
+    );
+    assert_eq!(labels["pod-security.kubernetes.io/enforce"], "baseline");
+}
+
+#[test]
+fn owned_label_keys_come_from_our_managed_fields() {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ObjectMeta};
+    let entry = |manager: &str, key: &str| ManagedFieldsEntry {
+        manager: Some(manager.into()),
+        operation: Some("Apply".into()),
+        fields_v1: Some(FieldsV1(
+            serde_json::json!({"f:metadata": {"f:labels": {format!("f:{key}"): {}}}}),
+        )),
+        ..Default::default()
+    };
+    let meta = ObjectMeta {
+        managed_fields: Some(vec![
+            entry(FIELD_MANAGER, "pod-security.kubernetes.io/warn"),
+            entry("kubectl", "team"),
+        ]),
+        ..Default::default()
+    };
+    assert_eq!(
+        owned_label_keys(&meta),
+        ["pod-security.kubernetes.io/warn".to_string()].into()
     );
 }
 
@@ -504,7 +622,7 @@ fn rolebinding_roleref_change_is_recreated() {
             rb.role_ref.kind = "ClusterRole".into();
         }
     }
-    let actions = plan(&desired, &live, &diff(&desired, &live));
+    let actions = plan(&desired, &live, &diff(&desired, &live), &none());
     assert_eq!(
         actions
             .iter()
@@ -824,7 +942,7 @@ proptest! {
         let desired = render(&baselines, &ns, &no_labels(), OPERATOR_NS);
         let live = as_live(&desired);
         prop_assert_eq!(diff(&desired, &live), vec![]);
-        prop_assert_eq!(plan(&desired, &live, &[]), vec![]);
+        prop_assert_eq!(plan(&desired, &live, &[], &none()), vec![]);
     }
 
     #[test]
@@ -854,7 +972,7 @@ proptest! {
         prop_assert!(drift.iter().any(|d| d.kind == *kind && &d.name == name), "edit of {} {} not detected: {:?}", kind, name, drift);
         // Enforce repairs what it finds (a Conflict is only reported, unless adopted).
         if desired.baselines[0].mode == Mode::Enforce && drift.iter().any(|d| d.reason != DriftReason::Conflict) {
-            prop_assert!(!plan(&desired, &live, &drift).is_empty());
+            prop_assert!(!plan(&desired, &live, &drift, &none()).is_empty());
         }
     }
 }
