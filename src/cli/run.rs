@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::connection::{ClusterArgs, LogArgs};
-use crate::controller::{Settings, run as run_operator};
+use crate::controller::{LeaderElection, Settings, run as run_operator};
 use crate::engine::DEFAULT_OPERATOR_NAMESPACE;
 
 #[derive(Debug, Args)]
@@ -35,6 +35,34 @@ pub struct RunArgs {
     #[arg(long, env = "ZT_STATUS_INTERVAL_MS", default_value_t = 1000)]
     pub status_interval_ms: u64,
 
+    /// Address for /metrics, /healthz and /readyz, or "none".
+    #[arg(long, env = "ZT_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_addr: String,
+
+    /// Take part in leader election: only the holder of the Lease reconciles and writes.
+    #[arg(long, env = "ZT_LEADER_ELECT")]
+    pub leader_elect: bool,
+
+    /// Name of the leader election Lease.
+    #[arg(long, env = "ZT_LEASE_NAME", default_value = "zerotrust-operator")]
+    pub lease_name: String,
+
+    /// Namespace of the Lease; default: the operator namespace.
+    #[arg(long, env = "ZT_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+
+    /// Seconds a lease stays valid after its last renewal; a standby takes over after that.
+    #[arg(long, env = "ZT_LEASE_DURATION_SECONDS", default_value_t = 10)]
+    pub lease_duration_seconds: u64,
+
+    /// Seconds before expiry at which the leader renews.
+    #[arg(long, env = "ZT_LEASE_RENEW_GRACE_SECONDS", default_value_t = 3)]
+    pub lease_renew_grace_seconds: u64,
+
+    /// This process's identity in the election; default: $POD_NAME, else host name and pid.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+
     /// Stop when standard input closes (for test harnesses).
     #[arg(long, hide = true)]
     pub stop_on_stdin_close: bool,
@@ -51,11 +79,39 @@ pub fn run(args: RunArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let http_addr = match args.http_addr.as_str() {
+            "none" => None,
+            addr => match addr.parse() {
+                Ok(addr) => Some(addr),
+                Err(e) => {
+                    eprintln!("error: --http-addr {addr:?}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            },
+        };
+        let identity = args.identity.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            format!("{}-{}", host.trim(), std::process::id())
+        });
+        let leader_election = args.leader_elect.then(|| LeaderElection {
+            lease_name: args.lease_name.clone(),
+            lease_namespace: args
+                .lease_namespace
+                .clone()
+                .unwrap_or_else(|| args.operator_namespace.clone()),
+            identity,
+            lease_duration: args.lease_duration_seconds.max(2),
+            renew_grace: args
+                .lease_renew_grace_seconds
+                .clamp(1, args.lease_duration_seconds.max(2) - 1),
+        });
         let settings = Settings {
             operator_namespace: args.operator_namespace,
             concurrency: args.concurrency,
             status_interval: Duration::from_millis(args.status_interval_ms.max(100)),
             stop_on_stdin_close: args.stop_on_stdin_close,
+            http_addr,
+            leader_election,
         };
         match run_operator(client, settings).await {
             Ok(()) => ExitCode::SUCCESS,

@@ -5,6 +5,10 @@
 pub enum Error {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    #[error("leader election: {0}")]
+    Lease(String),
+    #[error("lost the leader lease; restart to stand by")]
+    LeadershipLost,
 }
 
 impl Error {
@@ -13,6 +17,7 @@ impl Error {
         match self {
             Error::Kube(kube::Error::Api(_)) => "api",
             Error::Kube(_) => "client",
+            Error::Lease(_) | Error::LeadershipLost => "lease",
         }
     }
 }

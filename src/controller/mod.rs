@@ -4,11 +4,14 @@
 mod apply;
 mod check;
 mod error;
+mod http;
 mod index;
+mod metrics;
 mod reconcile;
 mod status;
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,13 +25,17 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
+use kube_lease_manager::LeaseManagerBuilder;
 use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
 
 use apply::Written;
 pub use check::{Report, check};
 pub use error::Error;
+use http::Health;
 use index::{NamespacedIndex, is_newer, strip_metadata};
+pub use metrics::Metrics;
+use metrics::{NamespaceStateLabels, ResultLabels};
 pub use reconcile::RESYNC;
 use status::{Outcomes, compute_status, status_patch};
 
@@ -49,6 +56,23 @@ pub struct Settings {
     pub status_interval: Duration,
     /// Stop when standard input closes: lets a test harness own the process's lifetime.
     pub stop_on_stdin_close: bool,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served; `None` serves nothing.
+    pub http_addr: Option<SocketAddr>,
+    /// Leader election; `None` runs as the only instance.
+    pub leader_election: Option<LeaderElection>,
+}
+
+/// Only the holder of a `coordination.k8s.io` Lease writes; the others wait to take over.
+#[derive(Clone, Debug)]
+pub struct LeaderElection {
+    pub lease_name: String,
+    pub lease_namespace: String,
+    /// Unique per process: the pod name in a cluster.
+    pub identity: String,
+    /// Seconds a lease is valid after its last renewal.
+    pub lease_duration: u64,
+    /// Seconds before expiry at which the holder renews.
+    pub renew_grace: u64,
 }
 
 async fn stdin_closed() {
@@ -56,6 +80,125 @@ async fn stdin_closed() {
     let mut stdin = tokio::io::stdin();
     let mut buffer = [0u8; 256];
     while matches!(stdin.read(&mut buffer).await, Ok(n) if n > 0) {}
+}
+
+/// Completes on SIGTERM, SIGINT, or (if asked) when standard input closes.
+async fn stop_requested(stdin: bool) {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => future::pending::<()>().await,
+        }
+    };
+    let stdin = async {
+        if stdin {
+            stdin_closed().await
+        } else {
+            future::pending().await
+        }
+    };
+    tokio::select! {
+        _ = terminate => info!("SIGTERM: stopping"),
+        _ = tokio::signal::ctrl_c() => info!("SIGINT: stopping"),
+        _ = stdin => info!("standard input closed: stopping"),
+    }
+}
+
+/// A future that completes once `stop` turns true.
+fn on(
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> impl Future<Output = ()> + Send + Sync + 'static {
+    let mut stop = stop.clone();
+    async move {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    }
+}
+
+/// Runs the operator until asked to stop: serves health and metrics, takes part in leader election
+/// if configured, and reconciles while it leads. Losing the lease is an error (the process should
+/// restart and stand by); a stop request drains in-flight reconciles and releases the lease.
+pub async fn run(client: Client, settings: Settings) -> Result<(), Error> {
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let stdin = settings.stop_on_stdin_close;
+    tokio::spawn(async move {
+        stop_requested(stdin).await;
+        let _ = stop_tx.send(true);
+    });
+    if let Some(addr) = settings.http_addr {
+        let server = http::serve(addr, metrics.clone(), health.clone(), on(&stop));
+        let listener = tokio::spawn(server);
+        tokio::spawn(async move {
+            if let Ok(Err(e)) = listener.await {
+                warn!(error = %e, "the metrics and health server stopped");
+            }
+        });
+    }
+    let Some(election) = settings.leader_election.clone() else {
+        health.set_leading(true);
+        metrics.leader.set(1);
+        return operate(client, settings, metrics, health, on(&stop)).await;
+    };
+
+    let manager = LeaseManagerBuilder::new(client.clone(), &election.lease_name)
+        .with_namespace(&election.lease_namespace)
+        .with_identity(&election.identity)
+        .with_duration(election.lease_duration)
+        .with_grace(election.renew_grace)
+        .with_field_manager(format!("{FIELD_MANAGER}-lease"))
+        .build()
+        .await
+        .map_err(|e| Error::Lease(e.to_string()))?;
+    let (mut leading, lease_task) = manager.watch().await;
+    info!(
+        lease = election.lease_name,
+        identity = election.identity,
+        "waiting for the leader lease"
+    );
+    let mut stop_wait = stop.clone();
+    let became_leader = tokio::select! {
+        led = leading.wait_for(|l| *l) => led.is_ok(),
+        _ = stop_wait.wait_for(|s| *s) => false,
+    };
+    let mut outcome = Ok(());
+    if became_leader {
+        info!(identity = election.identity, "leading");
+        health.set_leading(true);
+        metrics.leader.set(1);
+        let mut lease_watch = leading.clone();
+        let lost = async move {
+            let _ = lease_watch.wait_for(|l| !*l).await;
+        };
+        let mut stop_wait = stop.clone();
+        let stop_or_lost = async move {
+            tokio::select! {
+                _ = lost => {}
+                _ = stop_wait.wait_for(|s| *s) => {}
+            }
+        };
+        outcome = operate(
+            client,
+            settings,
+            metrics.clone(),
+            health.clone(),
+            stop_or_lost,
+        )
+        .await;
+        metrics.leader.set(0);
+        health.set_leading(false);
+        if outcome.is_ok() && !*stop.borrow() {
+            outcome = Err(Error::LeadershipLost);
+        }
+    }
+    // Closing the channel makes the lease task release the lease.
+    drop(leading);
+    if let Ok(Err(e)) = lease_task.await {
+        warn!(error = %e, "releasing the leader lease");
+    }
+    outcome
 }
 
 /// The caches of generated objects, one shared watch per kind.
@@ -79,6 +222,10 @@ pub struct Context {
     pub caches: Caches,
     pub outcomes: Outcomes,
     pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    /// The second this process started leading (creation timestamps have whole seconds):
+    /// namespaces created since count toward onboarding latency.
+    pub started_second: i64,
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -219,6 +366,7 @@ fn watch_into<K>(
     client: &Client,
     index: &Arc<NamespacedIndex<K>>,
     config: watcher::Config,
+    health: &Arc<Health>,
 ) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
     K: Resource<DynamicType = ()>
@@ -230,12 +378,14 @@ where
         + 'static,
 {
     let api: Api<K> = Api::all(client.clone());
+    let health = health.clone();
     index
         .feed(
             watcher(api, config)
                 .default_backoff()
                 .modify(|o: &mut K| strip_metadata(o.meta_mut(), false)),
         )
+        .inspect(move |event| health.set_api_failing(event.is_err()))
         .touched_objects()
 }
 
@@ -243,22 +393,29 @@ fn namespace_of<K: Resource>(object: K) -> Option<ObjectRef<Namespace>> {
     object.meta().namespace.as_deref().map(ObjectRef::new)
 }
 
-/// Runs the operator until the process is asked to stop.
-pub async fn run(client: Client, settings: Settings) -> Result<(), Error> {
+/// Reconciles until `stop` completes, then drains in-flight reconciles.
+async fn operate(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    stop: impl Future<Output = ()> + Send + Sync + 'static,
+) -> Result<(), Error> {
     let (namespace_store, namespace_writer) = reflector::store::<Namespace>();
     let (baseline_store, baseline_writer) = reflector::store::<SecurityBaseline>();
     let caches = Caches::new();
     let managed = || watcher::Config::default().labels(MANAGED_SELECTOR);
     let triggers = (
-        watch_into(&client, &caches.network_policies, managed()),
-        watch_into(&client, &caches.roles, managed()),
-        watch_into(&client, &caches.role_bindings, managed()),
-        watch_into(&client, &caches.quotas, managed()),
-        watch_into(&client, &caches.limit_ranges, managed()),
+        watch_into(&client, &caches.network_policies, managed(), &health),
+        watch_into(&client, &caches.roles, managed(), &health),
+        watch_into(&client, &caches.role_bindings, managed(), &health),
+        watch_into(&client, &caches.quotas, managed(), &health),
+        watch_into(&client, &caches.limit_ranges, managed(), &health),
         watch_into(
             &client,
             &caches.service_accounts,
             watcher::Config::default().fields("metadata.name=default"),
+            &health,
         ),
     );
 
@@ -313,6 +470,8 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), Error> {
         baselines: baseline_store.clone(),
         caches,
         outcomes: Outcomes::default(),
+        metrics: metrics.clone(),
+        started_second: k8s_openapi::jiff::Timestamp::now().as_second(),
         failures: Mutex::new(HashMap::new()),
     });
 
@@ -325,12 +484,26 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), Error> {
         .watches_stream(triggers.4, namespace_of)
         .watches_stream(triggers.5, namespace_of)
         .reconcile_all_on(baseline_changes)
-        .shutdown_on_signal()
+        .graceful_shutdown_on(stop)
         .run(
             |ns, ctx: Arc<Context>| {
                 let name = ns.name_any();
                 async move {
+                    let start = std::time::Instant::now();
                     let result = reconcile::reconcile(ns, ctx.clone()).await;
+                    ctx.metrics
+                        .reconcile_duration
+                        .observe(start.elapsed().as_secs_f64());
+                    let label = match &result {
+                        Ok(_) => "ok",
+                        Err(e) => e.metric_label(),
+                    };
+                    ctx.metrics
+                        .reconciles
+                        .get_or_create(&ResultLabels {
+                            result: label.to_string(),
+                        })
+                        .inc();
                     if result.is_ok() {
                         ctx.failures.lock().expect("failures lock").remove(&name);
                     }
@@ -346,28 +519,20 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), Error> {
             }
         });
 
-    let status_writer = write_statuses(ctx.clone(), settings.status_interval);
+    let status_writer = write_statuses(ctx.clone(), settings.status_interval, health.clone());
     info!(
         operator_namespace = settings.operator_namespace,
         "zerotrust-operator running"
     );
-    let stdin_closed = async {
-        if settings.stop_on_stdin_close {
-            stdin_closed().await
-        } else {
-            future::pending().await
-        }
-    };
     tokio::select! {
         _ = controller => info!("controller stopped"),
         _ = status_writer => warn!("status writer stopped"),
-        _ = stdin_closed => info!("standard input closed: stopping"),
     }
     Ok(())
 }
 
 /// Every `interval`, recomputes each baseline's status and writes it if it changed.
-async fn write_statuses(ctx: Arc<Context>, interval: Duration) {
+async fn write_statuses(ctx: Arc<Context>, interval: Duration, health: Arc<Health>) {
     let api: Api<SecurityBaseline> = Api::all(ctx.client.clone());
     if ctx.namespaces.wait_until_ready().await.is_err() {
         return;
@@ -381,6 +546,7 @@ async fn write_statuses(ctx: Arc<Context>, interval: Duration) {
         if !ctx.caches.ready() {
             continue;
         }
+        health.set_caches_synced(true);
         let baselines = ctx.baselines.state();
         let namespaces = ctx.namespaces.state();
         let current: BTreeMap<String, Option<String>> =
@@ -467,6 +633,22 @@ async fn write_status(
         Err(invalid) => (Vec::new(), Some(invalid)),
     };
     let (status, repairs) = compute_status(baseline, &selected, &ctx.outcomes, invalid.as_ref());
+    let pending =
+        status.selected_namespaces - status.compliant_namespaces - status.drifted_namespaces;
+    for (state, count) in [
+        ("compliant", status.compliant_namespaces),
+        ("drifted", status.drifted_namespaces),
+        ("pending", pending),
+    ] {
+        let labels = NamespaceStateLabels {
+            baseline: name.clone(),
+            state: state.to_string(),
+        };
+        ctx.metrics
+            .namespaces
+            .get_or_create(&labels)
+            .set(i64::from(count));
+    }
     if ctx.outcomes.current_status(baseline) == status {
         return Ok(());
     }
@@ -477,6 +659,7 @@ async fn write_status(
     )
     .await?;
     ctx.outcomes.status_written(baseline, status, repairs);
+    ctx.metrics.status_writes.inc();
     debug!(baseline = name, "status written");
     Ok(())
 }

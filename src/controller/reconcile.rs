@@ -13,6 +13,7 @@ use tracing::{info, instrument, warn};
 use super::Context;
 use super::apply::{Written, delete_object, execute, exists};
 use super::error::Error;
+use super::metrics::KindLabels;
 use super::status::{Outcome, drift_records};
 use crate::api::{DeletionPolicy, Mode, SecurityBaseline};
 use crate::engine::{
@@ -105,16 +106,45 @@ pub async fn reconcile(namespace: Arc<Namespace>, ctx: Arc<Context>) -> Result<R
         } else {
             0
         };
+        let source = baselines
+            .iter()
+            .find(|b| b.name_any() == baseline.name)
+            .map(Arc::as_ref);
         if repairs > 0 {
-            let source = baselines.iter().find(|b| b.name_any() == baseline.name);
-            report_repairs(&ctx, &namespace, source.map(Arc::as_ref), &repaired).await;
+            for d in &repaired {
+                let kind = KindLabels {
+                    kind: d.kind.to_string(),
+                };
+                ctx.metrics.drift_detected.get_or_create(&kind).inc();
+                ctx.metrics.drift_repaired.get_or_create(&kind).inc();
+            }
+            report_repairs(&ctx, &namespace, source, &repaired).await;
         }
         if baseline.mode == Mode::Audit
             && drift_count > 0
             && previous.as_ref().map(|p| &p.drift) != Some(&outcome.drift)
         {
-            let source = baselines.iter().find(|b| b.name_any() == baseline.name);
-            report_drift(&ctx, &namespace, source.map(Arc::as_ref), mine().collect()).await;
+            for d in mine() {
+                ctx.metrics
+                    .drift_detected
+                    .get_or_create(&KindLabels {
+                        kind: d.kind.to_string(),
+                    })
+                    .inc();
+            }
+            report_drift(&ctx, &namespace, source, mine().collect()).await;
+        }
+        // Onboarding latency: creation to first compliance, for namespaces born while we lead.
+        let first_compliant =
+            drift_count == 0 && previous.as_ref().is_none_or(|p| p.drift_count > 0);
+        if let Some(created) = namespace.metadata.creation_timestamp.as_ref()
+            && first_compliant
+            && created.0.as_second() >= ctx.started_second
+        {
+            let latency = k8s_openapi::jiff::Timestamp::now().duration_since(created.0);
+            ctx.metrics
+                .onboarding_latency
+                .observe(latency.as_secs_f64().max(0.0));
         }
         ctx.outcomes.record(&baseline.name, &name, outcome, repairs);
     }

@@ -6,8 +6,8 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
@@ -200,14 +200,30 @@ where
     }
 }
 
-/// The operator under test: one process per test binary, started on first use with the test
-/// cluster's kubeconfig. It stops when this test process exits (its standard input closes).
-pub fn operator() {
-    static OPERATOR: OnceLock<Mutex<std::process::Child>> = OnceLock::new();
-    OPERATOR.get_or_init(|| {
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// An operator process for tests. It stops when the test process exits (its standard input
+/// closes), or when dropped or killed.
+pub struct OperatorProcess {
+    pub child: std::process::Child,
+    /// host:port of its /metrics, /healthz and /readyz.
+    pub http: String,
+    pub log: PathBuf,
+}
+
+impl OperatorProcess {
+    /// Starts `zerotrust-operator run` against the test cluster with `extra` arguments.
+    pub fn start(name: &str, extra: &[&str]) -> OperatorProcess {
         let plane = control_plane();
+        let port = free_port();
         let log = std::env::temp_dir().join(format!(
-            "zerotrust-operator-test-{}.log",
+            "zerotrust-{name}-{}-{port}.log",
             std::process::id()
         ));
         let log_file = std::fs::File::create(&log).expect("operator log file");
@@ -218,15 +234,73 @@ pub fn operator() {
                 "--status-interval-ms",
                 "200",
             ])
+            .arg("--http-addr")
+            .arg(format!("127.0.0.1:{port}"))
             .arg("--kubeconfig")
             .arg(&plane.kubeconfig)
+            .args(extra)
             .env("RUST_LOG", "info,kube=warn")
             .stdin(Stdio::piped())
             .stdout(log_file.try_clone().expect("log file"))
             .stderr(log_file)
             .spawn()
             .expect("the operator starts");
-        eprintln!("operator log: {}", log.display());
-        Mutex::new(child)
-    });
+        eprintln!("{name} log: {}", log.display());
+        OperatorProcess {
+            child,
+            http: format!("127.0.0.1:{port}"),
+            log,
+        }
+    }
+
+    /// GETs a path from its HTTP endpoint: (status code, body), or None if it does not answer.
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        http_get(&self.http, path)
+    }
+
+    /// The value of one metric sample (`name{labels}` exactly as exposed), if present.
+    pub fn metric(&self, sample: &str) -> Option<f64> {
+        let (_, body) = self.get("/metrics")?;
+        body.lines().find_map(|line| {
+            line.strip_prefix(sample)?
+                .strip_prefix(' ')?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+    }
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 GET: enough for /metrics and health probes.
+pub fn http_get(host_port: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(host_port).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host_port}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+/// The operator under test: one process per test binary, started on first use.
+pub fn operator() -> &'static OperatorProcess {
+    static OPERATOR: OnceLock<OperatorProcess> = OnceLock::new();
+    OPERATOR.get_or_init(|| OperatorProcess::start("operator", &[]))
 }
