@@ -26,7 +26,7 @@ echo "... (truncated)"
 step "Local control plane (hack/controlplane.sh up)"
 eval "$(hack/controlplane.sh up)"
 kubectl=.controlplane/kubectl
-$kubectl apply --server-side -f crds/ >/dev/null
+$kubectl apply --server-side -f crds/securitybaseline.yaml >/dev/null
 $kubectl wait --for condition=Established --timeout=60s crd/securitybaselines.zerotrust.dev >/dev/null
 for ns in team-a team-b team-c; do
   printf 'apiVersion: v1\nkind: Namespace\nmetadata: {name: %s, labels: {tenant: "true"}}\n' "$ns" |

@@ -17,12 +17,15 @@ use super::metrics::KindLabels;
 use super::status::{Outcome, drift_records};
 use crate::api::{DeletionPolicy, Mode, SecurityBaseline};
 use crate::engine::{
-    Drift, DriftReason, Kind, LiveState, Ownership, ValidBaseline, applied_by_us, diff, ownership,
-    plan, released_labels, render, repairable, validate,
+    Action, Drift, DriftReason, Kind, LiveState, Object, Ownership, ValidBaseline, applied_by_us,
+    diff, ownership, plan, released_labels, render, repairable, validate,
 };
 
 /// The safety-net resync; repair is driven by watch events, not by this.
 pub const RESYNC: Duration = Duration::from_secs(600);
+
+/// How soon a namespace with writes refused by RBAC is tried again.
+const FORBIDDEN_RETRY: Duration = Duration::from_secs(10);
 
 #[instrument(skip_all, fields(namespace = %namespace.name_any()))]
 pub async fn reconcile(namespace: Arc<Namespace>, ctx: Arc<Context>) -> Result<Requeue, Error> {
@@ -66,8 +69,23 @@ pub async fn reconcile(namespace: Arc<Namespace>, ctx: Arc<Context>) -> Result<R
 
     let released = released_labels(&desired, &leaving, &live);
     for action in plan(&desired, &live, &drift, &released) {
-        let written = execute(&ctx.client, &desired, &action).await?;
-        ctx.caches.write_through(&name, written);
+        match execute(&ctx.client, &desired, &action).await {
+            Ok(written) => ctx.caches.write_through(&name, written),
+            // RBAC refused this write: report it as unrepaired drift and go on with the rest,
+            // rather than retrying what cannot succeed. (Binding a Role we may not create fails
+            // as NotFound: the authorizer looks the Role up to check we hold its permissions.)
+            Err(kube::Error::Api(status))
+                if status.code == 403
+                    || (status.code == 404
+                        && matches!(action, Action::Apply(Object::RoleBinding(_)))) =>
+            {
+                warn!(message = status.message, "write forbidden");
+                for d in drift.iter_mut().filter(|d| action.repairs(d)) {
+                    d.reason = DriftReason::Forbidden(d.reason.to_string());
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     remove_leaving_objects(&ctx, &name, &live, &leaving).await?;
 
@@ -147,6 +165,13 @@ pub async fn reconcile(namespace: Arc<Namespace>, ctx: Arc<Context>) -> Result<R
                 .observe(latency.as_secs_f64().max(0.0));
         }
         ctx.outcomes.record(&baseline.name, &name, outcome, repairs);
+    }
+    // A refused write may be allowed after an RBAC change, which no watch of ours sees.
+    if drift
+        .iter()
+        .any(|d| matches!(d.reason, DriftReason::Forbidden(_)))
+    {
+        return Ok(Requeue::requeue(FORBIDDEN_RETRY));
     }
     Ok(Requeue::requeue(RESYNC))
 }

@@ -44,6 +44,9 @@ pub enum DriftReason {
     Conflict,
     /// Ours, but its baseline no longer asks for it.
     Stale,
+    /// Would be repaired, but the API server refused the operator the write (RBAC); the original
+    /// reason follows.
+    Forbidden(String),
 }
 
 impl DriftReason {
@@ -55,6 +58,7 @@ impl DriftReason {
             DriftReason::Modified(_) => "Modified",
             DriftReason::Conflict => "Conflict",
             DriftReason::Stale => "Stale",
+            DriftReason::Forbidden(_) => "Forbidden",
         }
     }
 }
@@ -64,6 +68,12 @@ impl fmt::Display for DriftReason {
         match self {
             DriftReason::Weakened(detail) | DriftReason::Modified(detail) => {
                 write!(f, "{}: {detail}", self.short())
+            }
+            DriftReason::Forbidden(was) => {
+                write!(
+                    f,
+                    "Forbidden: the operator may not repair it ({was}); see RBAC delegation in the README"
+                )
             }
             DriftReason::Conflict => {
                 write!(

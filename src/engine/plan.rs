@@ -32,6 +32,9 @@ pub enum Action {
 /// True when the operator repairs `drift` rather than only reporting it: its baseline is in
 /// Enforce mode, and it is not a conflict (unless the baseline adopts conflicting objects).
 pub fn repairable(desired: &DesiredState, drift: &Drift) -> bool {
+    if matches!(drift.reason, DriftReason::Forbidden(_)) {
+        return false;
+    }
     desired.baseline(&drift.baseline).is_some_and(|b| {
         b.mode == Mode::Enforce
             && (drift.reason != DriftReason::Conflict || b.conflict_policy == ConflictPolicy::Adopt)
@@ -133,4 +136,18 @@ pub fn namespace_labels(
         })
         .chain(kept)
         .collect()
+}
+
+impl Action {
+    /// True when this action repairs `drift`.
+    pub fn repairs(&self, drift: &Drift) -> bool {
+        match self {
+            Action::Apply(o) | Action::Recreate(o) => {
+                o.kind() == drift.kind && o.name() == drift.name
+            }
+            Action::Delete { kind, name, .. } => *kind == drift.kind && *name == drift.name,
+            Action::ApplyNamespaceLabels(_) => drift.kind == Kind::Namespace,
+            Action::DisableDefaultTokenAutomount => drift.kind == Kind::ServiceAccount,
+        }
+    }
 }

@@ -51,7 +51,13 @@ pub fn control_plane() -> &'static ControlPlane {
             kubectl,
         };
         let out = plane.kubectl(
-            &["apply", "--server-side", "--force-conflicts", "-f", "crds/"],
+            &[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "-f",
+                "crds/securitybaseline.yaml",
+            ],
             None,
         );
         assert!(out.status.success(), "installing the CRD: {}", stderr(&out));
@@ -236,8 +242,14 @@ impl OperatorProcess {
             ])
             .arg("--http-addr")
             .arg(format!("127.0.0.1:{port}"))
-            .arg("--kubeconfig")
-            .arg(&plane.kubeconfig)
+            .args(if extra.contains(&"--kubeconfig") {
+                vec![]
+            } else {
+                vec![
+                    "--kubeconfig".to_string(),
+                    plane.kubeconfig.display().to_string(),
+                ]
+            })
             .args(extra)
             .env("RUST_LOG", "info,kube=warn")
             .stdin(Stdio::piped())
