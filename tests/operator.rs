@@ -51,11 +51,6 @@ spec:
     )
 }
 
-fn apply(yaml: &str) {
-    let out = control_plane().kubectl(&["apply", "-f", "-"], Some(yaml));
-    assert!(out.status.success(), "kubectl apply: {}", stderr(&out));
-}
-
 /// Deletes the named baselines when the test ends, passed or failed.
 struct Cleanup(Vec<String>);
 
@@ -65,19 +60,6 @@ impl Drop for Cleanup {
             delete_baseline(name);
         }
     }
-}
-
-fn delete_baseline(name: &str) {
-    control_plane().kubectl(
-        &[
-            "delete",
-            "securitybaseline",
-            name,
-            "--ignore-not-found",
-            "--wait=false",
-        ],
-        None,
-    );
 }
 
 async fn status(client: &Client, name: &str) -> SecurityBaselineStatus {
@@ -662,13 +644,7 @@ async fn check_reports_drift_with_its_exit_code() {
     let _cleanup = Cleanup(vec![name.clone()]);
     apply(&restricted(&name, &tag, "Enforce", ""));
     wait_onboarded(&client, &ns.name, &name).await;
-    let check = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_zerotrust-operator"))
-            .args(["check", "--baseline", &name, "--kubeconfig"])
-            .arg(&control_plane().kubeconfig)
-            .output()
-            .unwrap()
-    };
+    let check = || check_baseline(&name);
     let out = eventually(WAIT, "check passes", || async {
         let out = check();
         out.status.success().then_some(out)

@@ -18,24 +18,6 @@ fn baseline(name: &str, selector: &str) -> String {
     )
 }
 
-fn apply(yaml: &str) {
-    let out = control_plane().kubectl(&["apply", "-f", "-"], Some(yaml));
-    assert!(out.status.success(), "{}", stderr(&out));
-}
-
-fn delete_baseline(name: &str) {
-    control_plane().kubectl(
-        &[
-            "delete",
-            "securitybaseline",
-            name,
-            "--ignore-not-found",
-            "--wait=false",
-        ],
-        None,
-    );
-}
-
 async fn policy_exists(client: &kube::Client, ns: &str, name: &str) -> bool {
     let api: Api<NetworkPolicy> = Api::namespaced(client.clone(), ns);
     matches!(api.get_opt(name).await, Ok(Some(_)))
@@ -109,20 +91,19 @@ async fn one_leader_writes_and_a_standby_takes_over_when_it_dies() {
         "--lease-renew-grace-seconds",
         "2",
     ];
-    let mut first =
-        OperatorProcess::start("leader-a", &[&election[..], &["--identity", "a"]].concat());
-    let second =
-        OperatorProcess::start("leader-b", &[&election[..], &["--identity", "b"]].concat());
-    let leader_gauges = || {
-        (
-            first.metric("zerotrust_leader"),
-            second.metric("zerotrust_leader"),
-        )
-    };
-    eventually(WAIT, "first process leads", || async {
-        (leader_gauges() == (Some(1.0), Some(0.0))).then_some(())
+    let a = OperatorProcess::start("leader-a", &[&election[..], &["--identity", "a"]].concat());
+    let b = OperatorProcess::start("leader-b", &[&election[..], &["--identity", "b"]].concat());
+    // Either may win the race for the lease; exactly one leads.
+    let a_leads = eventually(WAIT, "one process leads", || async {
+        match (a.metric("zerotrust_leader"), b.metric("zerotrust_leader")) {
+            (Some(1.0), Some(0.0)) => Some(true),
+            (Some(0.0), Some(1.0)) => Some(false),
+            _ => None,
+        }
     })
     .await;
+    let (mut first, second) = if a_leads { (a, b) } else { (b, a) };
+    let standby = if a_leads { "b" } else { "a" };
 
     let name = tag.clone();
     apply(&baseline(&name, &tag));
@@ -168,7 +149,7 @@ async fn one_leader_writes_and_a_standby_takes_over_when_it_dies() {
         .spec
         .unwrap()
         .holder_identity;
-    assert_eq!(holder.as_deref(), Some("b"));
+    assert_eq!(holder.as_deref(), Some(standby));
 
     // The new leader does the work.
     let api: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns.name);
@@ -178,4 +159,89 @@ async fn one_leader_writes_and_a_standby_takes_over_when_it_dies() {
     })
     .await;
     delete_baseline(&name);
+}
+
+/// Samples both processes' leader gauges in turn (A, B, A, B, ...) until `stop`; returns the
+/// samples. Two leaders at once shows as 1, 1, 1 across three consecutive samples: the middle
+/// process led while the other led both before and after.
+fn sample_leaders(
+    processes: [&OperatorProcess; 2],
+    stop: &std::sync::atomic::AtomicBool,
+) -> Vec<(usize, bool)> {
+    let mut samples = Vec::new();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        for (i, p) in processes.iter().enumerate() {
+            samples.push((i, p.metric("zerotrust_leader") == Some(1.0)));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    samples
+}
+
+#[tokio::test]
+async fn never_two_leaders_across_handovers_by_sigterm_and_sigkill() {
+    let client = client().await;
+    let tag = unique("handover");
+    let lease_ns = namespace(&client, &format!("{tag}-lease"), &[]).await;
+    let election = [
+        "--leader-elect",
+        "--lease-name",
+        &tag,
+        "--lease-namespace",
+        &lease_ns.name,
+        "--lease-duration-seconds",
+        "6",
+        "--lease-renew-grace-seconds",
+        "2",
+    ];
+    let start = |id: &str| {
+        OperatorProcess::start(
+            &format!("handover-{id}"),
+            &[&election[..], &["--identity", id]].concat(),
+        )
+    };
+    let mut pair = [start("a0"), start("b0")];
+    let leader_of = |pair: &[OperatorProcess; 2]| {
+        pair.iter()
+            .position(|p| p.metric("zerotrust_leader") == Some(1.0))
+    };
+    for round in 0..4 {
+        let leader = eventually(WAIT, "a leader", || async { leader_of(&pair) }).await;
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let (samples, takeover) = std::thread::scope(|scope| {
+            let sampler = scope.spawn(|| sample_leaders([&pair[0], &pair[1]], &stop));
+            // Even rounds end the leader gracefully (SIGTERM releases the lease), odd rounds
+            // kill it (the standby waits for the lease to expire).
+            let pid = pair[leader].child.id().to_string();
+            let signal = if round % 2 == 0 { "-TERM" } else { "-KILL" };
+            let stopped = Instant::now();
+            std::process::Command::new("kill")
+                .args([signal, &pid])
+                .status()
+                .expect("kill");
+            let deadline = stopped + Duration::from_secs(20);
+            while pair[1 - leader].metric("zerotrust_leader") != Some(1.0)
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let takeover = stopped.elapsed();
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            (sampler.join().expect("sampler"), takeover)
+        });
+        let overlap = samples
+            .windows(3)
+            .any(|w| w[0].0 == w[2].0 && w[0].0 != w[1].0 && w[0].1 && w[1].1 && w[2].1);
+        eprintln!(
+            "round {round}: takeover after {takeover:?}, {} samples",
+            samples.len()
+        );
+        assert!(!overlap, "round {round}: two processes led at once");
+        assert!(
+            takeover <= Duration::from_secs(15),
+            "round {round}: takeover took {takeover:?}"
+        );
+        let _ = pair[leader].child.wait();
+        pair[leader] = start(&format!("{}{}", ["a", "b"][leader], round + 1));
+    }
 }

@@ -288,7 +288,8 @@ pub enum SubjectKind {
 }
 
 /// A subject a Role is bound to.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[x_kube(validation = Rule::new("!has(self.__namespace__) || self.kind == 'ServiceAccount'").message("namespace is only for ServiceAccount subjects").field_path(".namespace").reason(Reason::FieldValueForbidden))]
 #[serde(rename_all = "camelCase")]
 pub struct RoleSubject {
     /// User, Group or ServiceAccount.

@@ -393,6 +393,21 @@ fn namespace_of<K: Resource>(object: K) -> Option<ObjectRef<Namespace>> {
     object.meta().namespace.as_deref().map(ObjectRef::new)
 }
 
+/// How long a stop waits for in-flight reconciles (a few API requests each) to finish.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Completes when a stop should no longer wait for the controller to drain: at once if the stop
+/// came before the namespace cache was ready (kube-runtime holds its runner until that cache is
+/// ready, and the stop ends the watch that would fill it, so nothing is in flight and the
+/// controller would wait forever), otherwise `DRAIN_TIMEOUT` after the stop.
+async fn drain_deadline(stop: impl Future<Output = ()>, namespaces: Store<Namespace>) {
+    stop.await;
+    if future::FutureExt::now_or_never(namespaces.wait_until_ready()).is_none() {
+        return;
+    }
+    tokio::time::sleep(DRAIN_TIMEOUT).await;
+}
+
 /// Reconciles until `stop` completes, then drains in-flight reconciles.
 async fn operate(
     client: Client,
@@ -401,6 +416,7 @@ async fn operate(
     health: Arc<Health>,
     stop: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), Error> {
+    let stop = future::FutureExt::shared(stop);
     let (namespace_store, namespace_writer) = reflector::store::<Namespace>();
     let (baseline_store, baseline_writer) = reflector::store::<SecurityBaseline>();
     let caches = Caches::new();
@@ -484,7 +500,7 @@ async fn operate(
         .watches_stream(triggers.4, namespace_of)
         .watches_stream(triggers.5, namespace_of)
         .reconcile_all_on(baseline_changes)
-        .graceful_shutdown_on(stop)
+        .graceful_shutdown_on(stop.clone())
         .run(
             |ns, ctx: Arc<Context>| {
                 let name = ns.name_any();
@@ -520,6 +536,7 @@ async fn operate(
         });
 
     let status_writer = write_statuses(ctx.clone(), settings.status_interval, health.clone());
+    let drain_deadline = drain_deadline(stop, ctx.namespaces.clone());
     info!(
         operator_namespace = settings.operator_namespace,
         "zerotrust-operator running"
@@ -527,6 +544,7 @@ async fn operate(
     tokio::select! {
         _ = controller => info!("controller stopped"),
         _ = status_writer => warn!("status writer stopped"),
+        _ = drain_deadline => warn!("stopping without waiting longer for in-flight reconciles"),
     }
     Ok(())
 }

@@ -251,7 +251,7 @@ impl OperatorProcess {
                 ]
             })
             .args(extra)
-            .env("RUST_LOG", "info,kube=warn")
+            .env("RUST_LOG", "info,kube=warn,kube_lease_manager=debug")
             .stdin(Stdio::piped())
             .stdout(log_file.try_clone().expect("log file"))
             .stderr(log_file)
@@ -315,4 +315,96 @@ pub fn http_get(host_port: &str, path: &str) -> Option<(u16, String)> {
 pub fn operator() -> &'static OperatorProcess {
     static OPERATOR: OnceLock<OperatorProcess> = OnceLock::new();
     OPERATOR.get_or_init(|| OperatorProcess::start("operator", &[]))
+}
+
+/// `kubectl apply -f -` of `yaml`; panics with kubectl's message if it fails.
+pub fn apply(yaml: &str) {
+    let out = control_plane().kubectl(&["apply", "-f", "-"], Some(yaml));
+    assert!(out.status.success(), "kubectl apply: {}", stderr(&out));
+}
+
+/// Deletes a SecurityBaseline without waiting for its finalizers.
+pub fn delete_baseline(name: &str) {
+    control_plane().kubectl(
+        &[
+            "delete",
+            "securitybaseline",
+            name,
+            "--ignore-not-found",
+            "--wait=false",
+        ],
+        None,
+    );
+}
+
+/// `zerotrust-operator check --baseline NAME` against the test cluster.
+pub fn check_baseline(name: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_zerotrust-operator"))
+        .args(["check", "--baseline", name, "--kubeconfig"])
+        .arg(&control_plane().kubeconfig)
+        .output()
+        .expect("check runs")
+}
+
+/// Runs `hack/controlplane.sh COMMAND` (fault injection: restart-apiserver, restart-etcd, ...).
+pub fn controlplane(command: &str) {
+    let out = Command::new(repo().join("hack/controlplane.sh"))
+        .arg(command)
+        .current_dir(repo())
+        .output()
+        .expect("hack/controlplane.sh runs");
+    assert!(
+        out.status.success(),
+        "hack/controlplane.sh {command}: {}",
+        stderr(&out)
+    );
+}
+
+/// Creates `count` namespaces `<prefix>-<i>` labelled `label=value`, 16 at a time. They are
+/// deleted together, by that label, when the guard drops.
+pub async fn namespaces(
+    client: &Client,
+    prefix: &str,
+    count: usize,
+    (label, value): (&str, &str),
+) -> LabelledNamespaces {
+    use futures::{StreamExt, TryStreamExt};
+    let api: Api<Namespace> = Api::all(client.clone());
+    let guard = LabelledNamespaces {
+        selector: format!("{label}={value}"),
+        names: (0..count).map(|i| format!("{prefix}-{i}")).collect(),
+    };
+    futures::stream::iter(&guard.names)
+        .map(|name| {
+            let ns = Namespace {
+                metadata: ObjectMeta {
+                    name: Some(name.clone()),
+                    labels: Some([(label.to_string(), value.to_string())].into()),
+                    ..ObjectMeta::default()
+                },
+                ..Namespace::default()
+            };
+            let api = api.clone();
+            async move { api.create(&PostParams::default(), &ns).await }
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("namespaces created");
+    guard
+}
+
+/// Namespaces made by [`namespaces`]; deleted by their label on drop, without waiting.
+pub struct LabelledNamespaces {
+    pub selector: String,
+    pub names: Vec<String>,
+}
+
+impl Drop for LabelledNamespaces {
+    fn drop(&mut self) {
+        control_plane().kubectl(
+            &["delete", "namespace", "-l", &self.selector, "--wait=false"],
+            None,
+        );
+    }
 }

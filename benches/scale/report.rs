@@ -1,0 +1,168 @@
+//! What a benchmark run found: latency summaries, the results table and its JSON form, each figure
+//! beside its target.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::cluster::Requests;
+
+/// p50 / p99 / max of a set of samples, in milliseconds.
+#[derive(Debug, Default, Serialize)]
+pub struct Latency {
+    pub samples: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+impl Latency {
+    pub fn of(samples: &[Duration]) -> Latency {
+        let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+        ms.sort_by(f64::total_cmp);
+        // Nearest-rank percentiles: with few samples p99 is the maximum, as it should be.
+        let rank = |p: f64| {
+            if ms.is_empty() {
+                return 0.0;
+            }
+            let index = ((p * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1;
+            ms[index]
+        };
+        Latency {
+            samples: ms.len(),
+            p50_ms: rank(0.50),
+            p99_ms: rank(0.99),
+            max_ms: ms.last().copied().unwrap_or(0.0),
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub namespaces: usize,
+    pub concurrency: usize,
+    pub objects_per_namespace: usize,
+    pub bulk_operator_s: f64,
+    pub bulk_raw_writer_s: f64,
+    pub bulk_ratio: f64,
+    /// The operator's requests while converging the bulk set, by verb.
+    pub bulk_requests: Requests,
+    pub onboarding: Latency,
+    pub repair: Latency,
+    pub idle_seconds: u64,
+    /// The operator's requests over the idle window, by verb.
+    pub idle_requests: Requests,
+    pub idle_writes: u64,
+    pub rss_peak_mib: f64,
+    pub rss_steady_mib: f64,
+    pub status_bytes: usize,
+    pub baseline_object_bytes: usize,
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "MISSED" }
+}
+
+fn verbs(requests: &Requests) -> String {
+    requests
+        .iter()
+        .map(|(verb, n)| format!("{verb} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Report {
+    /// The results as a Markdown table, each figure next to its target.
+    pub fn table(&self) -> String {
+        let large = self.namespaces >= 10_000;
+        let rss_target = if large { 128.0 } else { 64.0 };
+        let lat = |l: &Latency| {
+            format!(
+                "p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms ({} samples)",
+                l.p50_ms, l.p99_ms, l.max_ms, l.samples
+            )
+        };
+        let rows: Vec<(String, String, String, &str)> = vec![
+            (
+                "bulk convergence: operator".into(),
+                format!("{:.1} s", self.bulk_operator_s),
+                String::new(),
+                "",
+            ),
+            (
+                "bulk convergence: raw writer".into(),
+                format!("{:.1} s", self.bulk_raw_writer_s),
+                String::new(),
+                "",
+            ),
+            (
+                "bulk convergence: ratio".into(),
+                format!("{:.2}x", self.bulk_ratio),
+                "<= 1.3x".into(),
+                verdict(self.bulk_ratio <= 1.3),
+            ),
+            (
+                "bulk: operator requests".into(),
+                verbs(&self.bulk_requests),
+                String::new(),
+                "",
+            ),
+            (
+                "onboarding latency".into(),
+                lat(&self.onboarding),
+                "p99 <= 250 ms".into(),
+                verdict(self.onboarding.p99_ms <= 250.0),
+            ),
+            (
+                "drift repair latency".into(),
+                lat(&self.repair),
+                "p99 <= 500 ms".into(),
+                verdict(self.repair.p99_ms <= 500.0),
+            ),
+            (
+                format!("idle requests ({} s)", self.idle_seconds),
+                verbs(&self.idle_requests),
+                String::new(),
+                "",
+            ),
+            (
+                "idle writes".into(),
+                self.idle_writes.to_string(),
+                "0".into(),
+                verdict(self.idle_writes == 0),
+            ),
+            (
+                "operator RSS: peak".into(),
+                format!("{:.1} MiB", self.rss_peak_mib),
+                format!("<= {rss_target} MiB"),
+                verdict(self.rss_peak_mib <= rss_target),
+            ),
+            (
+                "operator RSS: steady".into(),
+                format!("{:.1} MiB", self.rss_steady_mib),
+                format!("<= {rss_target} MiB"),
+                verdict(self.rss_steady_mib <= rss_target),
+            ),
+            (
+                "status size".into(),
+                format!(
+                    "{} B (whole baseline {} B)",
+                    self.status_bytes, self.baseline_object_bytes
+                ),
+                "<= 8 KiB".into(),
+                verdict(self.status_bytes <= 8192),
+            ),
+        ];
+        let mut out = format!(
+            "{} namespaces, {} objects + PSA labels + default ServiceAccount each, concurrency {}\n\n",
+            self.namespaces, self.objects_per_namespace, self.concurrency
+        );
+        out.push_str("| scenario | result | target | |\n|---|---|---|---|\n");
+        for (scenario, result, target, verdict) in rows {
+            out.push_str(&format!(
+                "| {scenario} | {result} | {target} | {verdict} |\n"
+            ));
+        }
+        out
+    }
+}
