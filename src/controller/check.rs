@@ -4,11 +4,12 @@
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::ListParams;
+use kube::api::{ApiResource, DynamicObject, ListParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use super::apply::exists;
+use super::decode::decode;
 use super::index::{NamespacedIndex, strip_metadata};
 use super::{Caches, Error};
 use crate::api::SecurityBaseline;
@@ -66,11 +67,18 @@ pub async fn check(
 
     let mut report = Report::default();
     let mut valid = Vec::new();
-    for baseline in list::<SecurityBaseline>(client, &ListParams::default()).await? {
-        if only.is_some_and(|name| baseline.name_any() != name) {
+    // One by one, as the operator reads them: a baseline that does not decode is reported as
+    // invalid rather than failing the whole check.
+    let raw: Api<DynamicObject> =
+        Api::all_with(client.clone(), &ApiResource::erase::<SecurityBaseline>(&()));
+    for object in raw.list(&ListParams::default()).await?.items {
+        if only.is_some_and(|name| object.name_any() != name) {
             continue;
         }
-        match validate(&baseline) {
+        match decode(&object)
+            .map_err(|undecodable| undecodable.error)
+            .and_then(|b| validate(&b))
+        {
             Ok(v) => valid.push(v),
             Err(invalid) => report.invalid.push(invalid),
         }

@@ -3,6 +3,7 @@
 
 mod apply;
 mod check;
+mod decode;
 mod error;
 mod http;
 mod index;
@@ -19,10 +20,12 @@ use futures::{StreamExt, future};
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{Patch, PatchParams};
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::controller::{Action as Requeue, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::utils::ResetTimerBackoff;
+use kube::runtime::watcher::ExponentialBackoff;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use kube_lease_manager::LeaseManagerBuilder;
@@ -31,6 +34,7 @@ use tracing::{debug, info, warn};
 
 use apply::Written;
 pub use check::{Report, check};
+use decode::UndecodableBaselines;
 pub use error::Error;
 use http::Health;
 use index::{NamespacedIndex, is_newer, strip_metadata};
@@ -41,8 +45,8 @@ use status::{Outcomes, compute_status, status_patch};
 
 use crate::api::SecurityBaseline;
 use crate::engine::{
-    FIELD_MANAGER, Kind, LiveState, MANAGED_SELECTOR, Object, Ownership, owned_label_keys,
-    ownership, selects, validate,
+    FIELD_MANAGER, InvalidSpec, Kind, LiveState, MANAGED_SELECTOR, Object, Ownership,
+    owned_label_keys, ownership, selects, validate,
 };
 
 /// How the operator runs.
@@ -220,6 +224,8 @@ pub struct Context {
     pub namespaces: Store<Namespace>,
     pub baselines: Store<SecurityBaseline>,
     pub caches: Caches,
+    /// Stored baselines that cannot be decoded: reported, never enforced.
+    pub undecodable: Arc<UndecodableBaselines>,
     pub outcomes: Outcomes,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
@@ -361,6 +367,20 @@ fn error_policy(namespace: Arc<Namespace>, error: &Error, ctx: Arc<Context>) -> 
     Requeue::requeue(delay)
 }
 
+/// How a failed watch retries: from 250 ms, doubling to 4 s (up to twice that with jitter), back
+/// to the start after 30 s without errors. kube's default grows to a minute and resets only after
+/// two, so after an API server restart (connection errors, then a 410 on the first watch) the
+/// operator would stay blind for minutes; a handful of lists every few seconds costs far less.
+fn watch_backoff() -> ResetTimerBackoff<ExponentialBackoff> {
+    let exponential = backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(250))
+        .with_max_delay(Duration::from_secs(4))
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times();
+    ResetTimerBackoff::new(exponential.into(), Duration::from_secs(30))
+}
+
 /// One shared, label-filtered watch of `K`, feeding `index`; yields each touched object.
 fn watch_into<K>(
     client: &Client,
@@ -382,11 +402,25 @@ where
     index
         .feed(
             watcher(api, config)
-                .default_backoff()
+                .backoff(watch_backoff())
                 .modify(|o: &mut K| strip_metadata(o.meta_mut(), false)),
         )
         .inspect(move |event| health.set_api_failing(event.is_err()))
         .touched_objects()
+        .filter_map(|object| future::ready(retried_here(object)))
+}
+
+/// Passes on what a watch delivered; its errors stop here. Each watch retries on its own
+/// [`watch_backoff`]; an error that reached the Controller would also trip kube's trigger
+/// backoff, which pauses every watch feeding the queue for up to a minute.
+fn retried_here<K>(event: Result<K, watcher::Error>) -> Option<Result<K, watcher::Error>> {
+    match event {
+        Ok(object) => Some(Ok(object)),
+        Err(e) => {
+            warn!(error = %e, "watch failed; retrying");
+            None
+        }
+    }
 }
 
 fn namespace_of<K: Resource>(object: K) -> Option<ObjectRef<Namespace>> {
@@ -439,40 +473,52 @@ async fn operate(
         Api::<Namespace>::all(client.clone()),
         watcher::Config::default(),
     )
-    .default_backoff()
+    .backoff(watch_backoff())
     // Keep our own field set on Namespaces: it says which labels we own.
     .modify(|ns: &mut Namespace| strip_metadata(&mut ns.metadata, true))
     .reflect(namespace_writer)
-    .applied_objects();
+    .inspect({
+        let health = health.clone();
+        move |event| health.set_api_failing(event.is_err())
+    })
+    .applied_objects()
+    .filter_map(|namespace| future::ready(retried_here(namespace)));
 
     // A baseline change re-queues every namespace (it may now select or unselect any of them);
     // status writes do not, since they change neither generation nor deletion.
     let mut seen: HashMap<String, (Option<i64>, bool)> = HashMap::new();
-    let baseline_changes = watcher(
-        Api::<SecurityBaseline>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .modify(|b: &mut SecurityBaseline| strip_metadata(&mut b.metadata, false))
-    .reflect(baseline_writer)
-    .filter_map(move |event| {
-        let changed = match &event {
-            Ok(watcher::Event::Apply(b)) | Ok(watcher::Event::InitApply(b)) => {
-                let key = (
-                    b.metadata.generation,
-                    b.metadata.deletion_timestamp.is_some(),
-                );
-                seen.insert(b.name_any(), key) != Some(key)
-            }
-            Ok(watcher::Event::Delete(b)) => {
-                seen.remove(&b.name_any());
-                true
-            }
-            Ok(watcher::Event::InitDone) => true,
-            _ => false,
-        };
-        future::ready(changed.then_some(()))
-    });
+    let undecodable = Arc::new(UndecodableBaselines::default());
+    let decoder = undecodable.clone();
+    let raw_baselines: Api<DynamicObject> =
+        Api::all_with(client.clone(), &ApiResource::erase::<SecurityBaseline>(&()));
+    let baseline_changes = watcher(raw_baselines, watcher::Config::default())
+        .backoff(watch_backoff())
+        .filter_map(move |event| {
+            future::ready(match event {
+                Ok(event) => decoder.decode(event).map(Ok),
+                Err(e) => Some(Err(e)),
+            })
+        })
+        .modify(|b: &mut SecurityBaseline| strip_metadata(&mut b.metadata, false))
+        .reflect(baseline_writer)
+        .filter_map(move |event| {
+            let changed = match &event {
+                Ok(watcher::Event::Apply(b)) | Ok(watcher::Event::InitApply(b)) => {
+                    let key = (
+                        b.metadata.generation,
+                        b.metadata.deletion_timestamp.is_some(),
+                    );
+                    seen.insert(b.name_any(), key) != Some(key)
+                }
+                Ok(watcher::Event::Delete(b)) => {
+                    seen.remove(&b.name_any());
+                    true
+                }
+                Ok(watcher::Event::InitDone) => true,
+                _ => false,
+            };
+            future::ready(changed.then_some(()))
+        });
 
     let reporter = Reporter {
         controller: FIELD_MANAGER.to_string(),
@@ -485,6 +531,7 @@ async fn operate(
         namespaces: namespace_store.clone(),
         baselines: baseline_store.clone(),
         caches,
+        undecodable,
         outcomes: Outcomes::default(),
         metrics: metrics.clone(),
         started_second: k8s_openapi::jiff::Timestamp::now().as_second(),
@@ -580,7 +627,23 @@ async fn write_statuses(ctx: Arc<Context>, interval: Duration, health: Arc<Healt
             if baseline.metadata.deletion_timestamp.is_some() {
                 continue;
             }
-            if let Err(e) = write_status(&ctx, &api, &baseline, &namespaces).await {
+            let selection = validate(&baseline).map(|valid| {
+                namespaces
+                    .iter()
+                    .filter(|ns| ns.metadata.deletion_timestamp.is_none())
+                    .filter(|ns| {
+                        selects(&valid, &ns.name_any(), ns.labels(), &ctx.operator_namespace)
+                    })
+                    .map(|ns| ns.name_any())
+                    .collect()
+            });
+            if let Err(e) = write_status(&ctx, &api, &baseline, selection).await {
+                warn!(baseline = baseline.name_any(), error = %e, "status write failed");
+            }
+        }
+        for set_aside in ctx.undecodable.list() {
+            let baseline = &set_aside.placeholder;
+            if let Err(e) = write_status(&ctx, &api, baseline, Err(set_aside.error)).await {
                 warn!(baseline = baseline.name_any(), error = %e, "status write failed");
             }
         }
@@ -631,23 +694,16 @@ async fn manage_finalizer(
     Ok(())
 }
 
+/// Writes `baseline`'s status, given the namespaces it selects or why it is invalid, if it changed.
 async fn write_status(
     ctx: &Context,
     api: &Api<SecurityBaseline>,
     baseline: &SecurityBaseline,
-    namespaces: &[Arc<Namespace>],
+    selection: Result<Vec<String>, InvalidSpec>,
 ) -> Result<(), kube::Error> {
     let name = baseline.name_any();
-    let (selected, invalid) = match validate(baseline) {
-        Ok(valid) => {
-            let selected = namespaces
-                .iter()
-                .filter(|ns| ns.metadata.deletion_timestamp.is_none())
-                .filter(|ns| selects(&valid, &ns.name_any(), ns.labels(), &ctx.operator_namespace))
-                .map(|ns| ns.name_any())
-                .collect::<Vec<_>>();
-            (selected, None)
-        }
+    let (selected, invalid) = match selection {
+        Ok(selected) => (selected, None),
         Err(invalid) => (Vec::new(), Some(invalid)),
     };
     let (status, repairs) = compute_status(baseline, &selected, &ctx.outcomes, invalid.as_ref());

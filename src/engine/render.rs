@@ -24,8 +24,8 @@ use super::select::selects;
 use super::template;
 use super::validate::ValidBaseline;
 use crate::api::{
-    ConflictPolicy, LimitSpec, Mode, NetworkPolicySpec, PolicyType, RoleSpec, SecurityBaselineSpec,
-    SubjectKind,
+    ConflictPolicy, LimitSpec, LimitType, Mode, NetworkPolicySpec, PolicyType, RoleSpec,
+    SecurityBaselineSpec, SubjectKind,
 };
 
 /// Prefix of the Pod Security Admission labels.
@@ -238,11 +238,30 @@ fn optional_quantities(map: &BTreeMap<String, String>) -> Option<BTreeMap<String
     (!map.is_empty()).then(|| quantities(map))
 }
 
+/// A LimitRange item as the API server stores it: for `Container` items it fills in what was left
+/// out (Kubernetes' SetDefaults_LimitRangeItem), so rendering the same here keeps the preview
+/// honest and keeps `diff` from seeing those filled-in values as drift.
 fn limit_item(item: &LimitSpec) -> LimitRangeItem {
+    let mut default = item.default.clone();
+    let mut default_request = item.default_request.clone();
+    if item.type_ == LimitType::Container {
+        // An unset default limit is the max; an unset default request is the default limit,
+        // else the min.
+        for (resource, max) in &item.max {
+            default
+                .entry(resource.clone())
+                .or_insert_with(|| max.clone());
+        }
+        for (resource, value) in default.iter().chain(&item.min) {
+            default_request
+                .entry(resource.clone())
+                .or_insert_with(|| value.clone());
+        }
+    }
     LimitRangeItem {
         type_: item.type_.as_str().to_string(),
-        default: optional_quantities(&item.default),
-        default_request: optional_quantities(&item.default_request),
+        default: optional_quantities(&default),
+        default_request: optional_quantities(&default_request),
         max: optional_quantities(&item.max),
         min: optional_quantities(&item.min),
         max_limit_request_ratio: optional_quantities(&item.max_limit_request_ratio),

@@ -976,3 +976,85 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn container_limits_render_with_the_defaults_the_api_server_fills_in() {
+    let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let item = |type_, default, default_request, max, min| LimitSpec {
+        type_,
+        default,
+        default_request,
+        max,
+        min,
+        max_limit_request_ratio: BTreeMap::new(),
+    };
+    let spec = SecurityBaselineSpec {
+        limit_range: Some(LimitRangeSpec {
+            limits: vec![
+                // default limit from max, default request from the default limit
+                item(
+                    LimitType::Container,
+                    map(&[]),
+                    map(&[]),
+                    map(&[("cpu", "2")]),
+                    map(&[]),
+                ),
+                // default request from the default limit, not from min
+                item(
+                    LimitType::Container,
+                    map(&[("memory", "1Gi")]),
+                    map(&[]),
+                    map(&[]),
+                    map(&[("memory", "64Mi")]),
+                ),
+                // default request from min where there is no default limit
+                item(
+                    LimitType::Container,
+                    map(&[]),
+                    map(&[]),
+                    map(&[]),
+                    map(&[("cpu", "100m")]),
+                ),
+                // Pod items get no defaults
+                item(
+                    LimitType::Pod,
+                    map(&[]),
+                    map(&[]),
+                    map(&[("cpu", "4")]),
+                    map(&[]),
+                ),
+            ],
+        }),
+        ..Default::default()
+    };
+    let desired = render(
+        &[baseline("limits", spec)],
+        "team-a",
+        &no_labels(),
+        OPERATOR_NS,
+    );
+    let Some(Object::LimitRange(range)) = desired.objects.first().map(|d| d.object.clone()) else {
+        panic!("a LimitRange is rendered");
+    };
+    let items = range.spec.expect("spec").limits;
+    let q = |m: &Option<BTreeMap<String, K8sQuantity>>, k: &str| {
+        m.as_ref().and_then(|m| m.get(k)).map(|q| q.0.clone())
+    };
+    assert_eq!(q(&items[0].default, "cpu").as_deref(), Some("2"));
+    assert_eq!(q(&items[0].default_request, "cpu").as_deref(), Some("2"));
+    assert_eq!(
+        q(&items[1].default_request, "memory").as_deref(),
+        Some("1Gi")
+    );
+    assert_eq!(q(&items[2].default_request, "cpu").as_deref(), Some("100m"));
+    assert_eq!(q(&items[2].default, "cpu"), None);
+    assert_eq!(
+        (items[3].default.clone(), items[3].default_request.clone()),
+        (None, None)
+    );
+}
