@@ -422,7 +422,13 @@ async fn a_baseline_that_cannot_be_decoded_does_not_break_the_watch() {
         .iter()
         .map(|p| p.name_any())
         .collect();
-    assert_eq!(names, vec![deny], "only the valid baseline wrote a policy");
+    assert!(names.contains(&deny), "{names:?}");
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.contains("-early-") || n.contains("-late-")),
+        "an undecodable baseline wrote a policy: {names:?}"
+    );
     for name in [&early, &late, &tag] {
         delete_baseline(name);
     }

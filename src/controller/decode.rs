@@ -26,6 +26,10 @@ pub struct Undecodable {
 pub struct UndecodableBaselines(Mutex<BTreeMap<String, Undecodable>>);
 
 impl UndecodableBaselines {
+    pub fn contains(&self, name: &str) -> bool {
+        self.lock().contains_key(name)
+    }
+
     pub fn list(&self) -> Vec<Undecodable> {
         self.lock().values().cloned().collect()
     }

@@ -599,6 +599,12 @@ async fn operate(
 /// Every `interval`, recomputes each baseline's status and writes it if it changed.
 async fn write_statuses(ctx: Arc<Context>, interval: Duration, health: Arc<Health>) {
     let api: Api<SecurityBaseline> = Api::all(ctx.client.clone());
+    // Status writes go through the untyped API, so a response for a baseline we cannot decode
+    // does not fail the write.
+    let raw: Api<DynamicObject> = Api::all_with(
+        ctx.client.clone(),
+        &ApiResource::erase::<SecurityBaseline>(&()),
+    );
     if ctx.namespaces.wait_until_ready().await.is_err() {
         return;
     }
@@ -637,13 +643,13 @@ async fn write_statuses(ctx: Arc<Context>, interval: Duration, health: Arc<Healt
                     .map(|ns| ns.name_any())
                     .collect()
             });
-            if let Err(e) = write_status(&ctx, &api, &baseline, selection).await {
+            if let Err(e) = write_status(&ctx, &raw, &baseline, selection).await {
                 warn!(baseline = baseline.name_any(), error = %e, "status write failed");
             }
         }
         for set_aside in ctx.undecodable.list() {
             let baseline = &set_aside.placeholder;
-            if let Err(e) = write_status(&ctx, &api, baseline, Err(set_aside.error)).await {
+            if let Err(e) = write_status(&ctx, &raw, baseline, Err(set_aside.error)).await {
                 warn!(baseline = baseline.name_any(), error = %e, "status write failed");
             }
         }
@@ -697,7 +703,7 @@ async fn manage_finalizer(
 /// Writes `baseline`'s status, given the namespaces it selects or why it is invalid, if it changed.
 async fn write_status(
     ctx: &Context,
-    api: &Api<SecurityBaseline>,
+    api: &Api<DynamicObject>,
     baseline: &SecurityBaseline,
     selection: Result<Vec<String>, InvalidSpec>,
 ) -> Result<(), kube::Error> {
@@ -726,12 +732,23 @@ async fn write_status(
     if ctx.outcomes.current_status(baseline) == status {
         return Ok(());
     }
-    api.patch_status(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(status_patch(&status)),
-    )
-    .await?;
+    // A server-side apply needs the stored object to match the schema; one that does not (we
+    // could not decode it) gets its status merged in instead, by the same field manager.
+    let decodable = !ctx.undecodable.contains(&name);
+    let patch = status_patch(&status);
+    let (params, patch) = if decodable {
+        (
+            PatchParams::apply(FIELD_MANAGER).force(),
+            Patch::Apply(patch),
+        )
+    } else {
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..PatchParams::default()
+        };
+        (params, Patch::Merge(patch))
+    };
+    api.patch_status(&name, &params, &patch).await?;
     ctx.outcomes.status_written(baseline, status, repairs);
     ctx.metrics.status_writes.inc();
     debug!(baseline = name, "status written");

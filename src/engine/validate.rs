@@ -224,7 +224,17 @@ fn validate_role(role: &RoleSpec, path: &str, errors: &mut Errors) {
             ("apiGroups", &rule.api_groups),
             ("resources", &rule.resources),
             ("verbs", &rule.verbs),
+            ("resourceNames", &rule.resource_names),
         ] {
+            if items.iter().any(|item| item.contains("${")) {
+                errors.add(
+                    format!("{rule_path}.{field}"),
+                    "templates are expanded only in subject names and namespaces; this would be granted literally",
+                );
+            }
+            if field == "resourceNames" {
+                continue;
+            }
             if items.is_empty() {
                 errors.add(
                     format!("{rule_path}.{field}"),

@@ -1,0 +1,392 @@
+//! Fuzzing the engine through its public API with arbitrary, mostly invalid, input: baselines as
+//! arbitrary JSON (wrong types, hostile strings, `${...}` templates, wildcards, huge and negative
+//! quantities, odd selectors) and arbitrary namespaces. Whatever comes in: no panic, and whatever
+//! validates renders objects that satisfy the API's own invariants and read back with no drift.
+//!
+//! The suite runs a short pass; a long one is `PROPTEST_CASES=200000 cargo test --release --test
+//! engine_fuzz` (see RELIABILITY.md).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+use proptest::prelude::*;
+use serde_json::{Value, json};
+use zerotrust_operator::api::SecurityBaseline;
+use zerotrust_operator::engine::{
+    BASELINE_LABEL, DesiredState, FIELD_MANAGER, LiveState, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
+    Object, Quantity, diff, plan, render, validate,
+};
+
+/// Strings a careless or hostile author might write.
+fn text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        60 => "[a-z]([a-z0-9-]{0,10}[a-z0-9])?",
+        1 => Just("*".to_string()),
+        1 => Just(String::new()),
+        1 => Just("${namespace}".to_string()),
+        1 => Just("${namespace}-${namespace}".to_string()),
+        1 => Just("${nope}".to_string()),
+        1 => Just("${namespace".to_string()),
+        1 => Just("$${namespace}".to_string()),
+        1 => "[A-Za-z0-9 _./:${}*-]{0,20}",
+        1 => "\\PC{0,8}",
+        1 => "[a-z]{60,70}",
+    ]
+}
+
+fn quantity() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        300 => "[0-9]{1,4}(m|Ki|Mi|Gi|k|M|G)?".prop_map(Value::from),
+        30 => (0..10_000i64).prop_map(Value::from),
+        10 => Just(json!("-1")),
+        10 => Just(json!("1e3")),
+        10 => Just(json!("0.5")),
+        10 => Just(json!("99999999999999999999999")),
+        10 => Just(json!("lots")),
+        1 => Just(json!(null)),
+        1 => Just(json!([1])),
+    ]
+}
+
+fn quantities() -> impl Strategy<Value = Value> {
+    proptest::collection::btree_map(
+        prop_oneof![
+            Just("cpu".to_string()),
+            Just("memory".to_string()),
+            Just("pods".to_string()),
+            Just("requests.cpu".to_string()),
+            text(),
+        ],
+        quantity(),
+        1..4,
+    )
+    .prop_map(|m| json!(m))
+}
+
+fn strings(n: usize) -> impl Strategy<Value = Value> {
+    proptest::collection::vec(text(), 0..n).prop_map(|v| json!(v))
+}
+
+fn any_of<T: Strategy<Value = Value> + 'static>(s: T) -> BoxedStrategy<Value> {
+    // Often the field is absent; now and then it has the wrong type.
+    prop_oneof![
+        60 => s,
+        30 => Just(Value::Null),
+        1 => prop_oneof![Just(json!(42)), Just(json!("text")), Just(json!({"unexpected": true}))],
+    ]
+    .boxed()
+}
+
+fn network_policy() -> impl Strategy<Value = Value> {
+    (
+        proptest::collection::vec(
+            prop_oneof![20 => Just(json!("Ingress")), 20 => Just(json!("Egress")), 1 => text().prop_map(Value::from)],
+            0..3,
+        ),
+        proptest::bool::weighted(0.3),
+        proptest::bool::weighted(0.3),
+    )
+        .prop_map(|(deny, dns, same)| json!({"defaultDeny": deny, "allowDNS": dns, "allowSameNamespace": same}))
+}
+
+fn level() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        10 => Just(json!("privileged")),
+        10 => Just(json!("baseline")),
+        10 => Just(json!("restricted")),
+        1 => text().prop_map(Value::from),
+    ]
+}
+
+fn pod_security() -> impl Strategy<Value = Value> {
+    (
+        level(),
+        level(),
+        level(),
+        prop_oneof![
+            5 => Just(json!("latest")),
+            5 => "v1\\.[0-9]{1,3}".prop_map(Value::from),
+            1 => text().prop_map(Value::from)
+        ],
+    )
+        .prop_map(|(e, a, w, v)| json!({"enforce": e, "audit": a, "warn": w, "version": v}))
+}
+
+fn role() -> impl Strategy<Value = Value> {
+    let some = |n| proptest::collection::vec(text(), 1..n).prop_map(|v| json!(v));
+    let rule = (some(3), some(3), some(4), strings(2)).prop_map(
+        |(g, r, v, n)| json!({"apiGroups": g, "resources": r, "verbs": v, "resourceNames": n}),
+    );
+    let subject = (
+        prop_oneof![
+            10 => Just("User"),
+            10 => Just("Group"),
+            10 => Just("ServiceAccount"),
+            1 => Just("Robot")
+        ],
+        text(),
+        proptest::option::weighted(0.1, text()),
+    )
+        .prop_map(|(kind, name, ns)| json!({"kind": kind, "name": name, "namespace": ns}));
+    (
+        text(),
+        proptest::collection::vec(rule, 1..3),
+        proptest::collection::vec(subject, 0..3),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(name, rules, subjects, wild, privileged)| {
+            json!({"name": name, "rules": rules, "subjects": subjects,
+                   "allowWildcards": wild, "allowPrivilegedVerbs": privileged})
+        })
+}
+
+fn limit() -> impl Strategy<Value = Value> {
+    (
+        prop_oneof![10 => Just("Container"), 5 => Just("Pod"), 3 => Just("PersistentVolumeClaim"), 1 => Just("Node")],
+        quantities(),
+        quantities(),
+        // Bounds are where consistency rules bite; keep them rarer so items also get through.
+        prop_oneof![3 => Just(json!({})), 1 => quantities()],
+        prop_oneof![3 => Just(json!({})), 1 => quantities()],
+    )
+        .prop_map(|(t, d, dr, max, min)| json!({"type": t, "default": d, "defaultRequest": dr, "max": max, "min": min}))
+}
+
+fn selector() -> impl Strategy<Value = Value> {
+    let expression = (
+        text(),
+        prop_oneof![
+            10 => Just("In"),
+            10 => Just("NotIn"),
+            10 => Just("Exists"),
+            10 => Just("DoesNotExist"),
+            1 => Just("Near")
+        ],
+        proptest::collection::vec(text(), 1..3),
+        proptest::sample::Index::arbitrary(),
+    )
+        .prop_map(|(key, op, values, odd)| {
+            // Values belong with In and NotIn only; now and then the other way round.
+            let wanted = matches!(op, "In" | "NotIn") != (odd.index(20) == 0);
+            json!({"key": key, "operator": op, "values": if wanted { json!(values) } else { json!(null) }})
+        });
+    (
+        proptest::collection::btree_map(text(), text(), 0..3),
+        proptest::collection::vec(expression, 0..3),
+    )
+        .prop_map(
+            |(labels, expressions)| json!({"matchLabels": labels, "matchExpressions": expressions}),
+        )
+}
+
+fn baseline() -> impl Strategy<Value = Value> {
+    (
+        text(),
+        any_of(prop_oneof![10 => Just(json!("Enforce")), 10 => Just(json!("Audit")), 1 => text().prop_map(Value::from)]),
+        any_of(selector()),
+        any_of(strings(4)),
+        any_of(network_policy()),
+        any_of(pod_security()),
+        any_of(proptest::collection::vec(role(), 0..3).prop_map(|r| json!({"roles": r}))),
+        any_of(quantities().prop_map(|q| json!({"hard": q}))),
+        any_of(proptest::collection::vec(limit(), 1..3).prop_map(|l| json!({"limits": l}))),
+        any_of(any::<bool>().prop_map(|a| json!({"automountDefaultToken": a}))),
+    )
+        .prop_map(|(name, mode, sel, excluded, np, psa, rbac, quota, limits, sa)| {
+            let mut spec = json!({"mode": mode, "namespaceSelector": sel, "excludedNamespaces": excluded,
+                "networkPolicy": np, "podSecurity": psa, "rbac": rbac, "resourceQuota": quota,
+                "limitRange": limits, "serviceAccounts": sa});
+            // A null field stands for an absent one.
+            spec.as_object_mut().expect("an object").retain(|_, v| !v.is_null());
+            json!({
+                "apiVersion": "zerotrust.dev/v1alpha1", "kind": "SecurityBaseline",
+                "metadata": {"name": name, "generation": 1},
+                "spec": spec,
+            })
+        })
+}
+
+/// The rendered state as the API server would return it.
+fn as_live(desired: &DesiredState, labels: &BTreeMap<String, String>) -> LiveState {
+    let objects = desired
+        .objects
+        .iter()
+        .map(|d| {
+            let mut object = d.object.clone();
+            object.meta_mut().managed_fields = Some(vec![ManagedFieldsEntry {
+                manager: Some(FIELD_MANAGER.to_string()),
+                operation: Some("Apply".to_string()),
+                ..ManagedFieldsEntry::default()
+            }]);
+            object
+        })
+        .collect();
+    let mut namespace_labels = labels.clone();
+    namespace_labels.extend(
+        desired
+            .namespace_labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.value.clone())),
+    );
+    LiveState {
+        namespace_labels,
+        default_service_account: Some(ServiceAccount {
+            automount_service_account_token: desired
+                .disable_default_token_automount
+                .as_ref()
+                .map(|_| false),
+            ..ServiceAccount::default()
+        }),
+        objects,
+        owned_namespace_labels: desired.namespace_labels.keys().cloned().collect(),
+    }
+}
+
+fn is_dns_subdomain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !part.starts_with('-')
+                && !part.ends_with('-')
+        })
+}
+
+/// What the API server itself would refuse, or what would break our promises, in one object.
+fn check_invariants(
+    object: &Object,
+    baseline: &SecurityBaseline,
+    namespace: &str,
+) -> Result<(), String> {
+    let meta = object.meta();
+    let name = object.name();
+    let labels = meta.labels.clone().unwrap_or_default();
+    let fail = |what: &str| Err(format!("{} {name}: {what}", object.kind()));
+    if !is_dns_subdomain(name) {
+        return fail("name is not a DNS subdomain");
+    }
+    if meta.namespace.as_deref() != Some(namespace) {
+        return fail("not in the namespace it was rendered for");
+    }
+    if labels.get(MANAGED_BY_LABEL).map(String::as_str) != Some(MANAGED_BY_VALUE)
+        || labels.get(BASELINE_LABEL) != baseline.metadata.name.as_ref()
+    {
+        return fail("missing our labels");
+    }
+    let json = serde_json::to_string(object).map_err(|e| e.to_string())?;
+    if json.contains("${") {
+        return fail("an unexpanded template");
+    }
+    match object {
+        Object::Role(role) => {
+            let allowed = baseline
+                .spec
+                .rbac
+                .iter()
+                .flat_map(|r| &r.roles)
+                .any(|r| r.allow_wildcards);
+            for rule in role.rules.iter().flatten() {
+                let lists = [
+                    &rule.verbs,
+                    rule.resources.as_ref().unwrap_or(&vec![]),
+                    rule.api_groups.as_ref().unwrap_or(&vec![]),
+                ]
+                .map(|l| l.iter().any(|v| v == "*"));
+                if lists.contains(&true) && !allowed {
+                    return fail("a wildcard that was not allowed");
+                }
+            }
+        }
+        Object::RoleBinding(binding) => {
+            for subject in binding.subjects.iter().flatten() {
+                if subject.name.is_empty() {
+                    return fail("a subject without a name");
+                }
+            }
+        }
+        Object::ResourceQuota(quota) => {
+            for (resource, q) in quota.spec.iter().flat_map(|s| s.hard.iter().flatten()) {
+                if Quantity::parse(&q.0)
+                    .map(|q| q.is_negative())
+                    .unwrap_or(true)
+                {
+                    return fail(&format!("quota {resource} is not a non-negative quantity"));
+                }
+            }
+        }
+        Object::NetworkPolicy(_) | Object::LimitRange(_) => {}
+    }
+    Ok(())
+}
+
+/// Guards the fuzzer's usefulness: enough of what it generates must get past decoding and
+/// validation to exercise render and diff.
+#[test]
+fn a_good_share_of_generated_baselines_reaches_the_renderer() {
+    use proptest::strategy::ValueTree;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let generated = 2000;
+    let rendered = (0..generated)
+        .filter(|_| {
+            let raw = baseline().new_tree(&mut runner).expect("a value").current();
+            serde_json::from_value::<SecurityBaseline>(raw)
+                .ok()
+                .is_some_and(|b| validate(&b).is_ok())
+        })
+        .count();
+    eprintln!("{rendered} of {generated} generated baselines validate");
+    assert!(
+        rendered * 20 >= generated,
+        "only {rendered} of {generated} reach render"
+    );
+}
+
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
+
+    #[test]
+    fn arbitrary_baselines_never_panic_and_what_validates_renders_valid_objects(
+        raw in baseline(),
+        namespace in "[a-z][a-z0-9-]{0,20}[a-z0-9]",
+        labels in proptest::collection::btree_map("[a-z]{1,5}", "[a-z]{0,5}", 0..3),
+        cut in any::<proptest::sample::Index>(),
+    ) {
+        let Ok(baseline) = serde_json::from_value::<SecurityBaseline>(raw) else {
+            return Ok(()); // the API server would have refused it: nothing reaches the engine
+        };
+        let Ok(valid) = validate(&baseline) else {
+            return Ok(()); // reported as InvalidSpec
+        };
+        let desired = render(std::slice::from_ref(&valid), &namespace, &labels, "zerotrust-system");
+        for d in &desired.objects {
+            let checked = check_invariants(&d.object, &baseline, &namespace);
+            prop_assert!(checked.is_ok(), "{:?}", checked);
+        }
+        for (key, value) in &desired.namespace_labels {
+            prop_assert!(key.starts_with("pod-security.kubernetes.io/"), "{}", key);
+            prop_assert!(!value.value.is_empty() && value.value.len() <= 63, "{}={}", key, value.value);
+        }
+        let live = as_live(&desired, &labels);
+        prop_assert_eq!(diff(&desired, &live), vec![]);
+        // A damaged live state: one object gone. No panic, and the loss is found and planned for.
+        if !live.objects.is_empty() {
+            let mut damaged = live.clone();
+            damaged.objects.remove(cut.index(damaged.objects.len()));
+            let drift = diff(&desired, &damaged);
+            prop_assert!(!drift.is_empty());
+            let _ = plan(&desired, &damaged, &drift, &Default::default());
+        }
+    }
+}
