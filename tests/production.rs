@@ -75,24 +75,40 @@ async fn metrics_and_health_report_a_scenario() {
     delete_baseline(&name);
 }
 
+/// Leader-election flags for a 6-second lease named `lease` in `namespace`.
+fn election(lease: &str, namespace: &str) -> Vec<String> {
+    [
+        "--leader-elect",
+        "--lease-name",
+        lease,
+        "--lease-namespace",
+        namespace,
+        "--lease-duration-seconds",
+        "6",
+        "--lease-renew-grace-seconds",
+        "2",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// `election` plus this process's identity, as arguments.
+fn elected<'a>(election: &'a [String], identity: &'a str) -> Vec<&'a str> {
+    election
+        .iter()
+        .map(String::as_str)
+        .chain(["--identity", identity])
+        .collect()
+}
+
 #[tokio::test]
 async fn one_leader_writes_and_a_standby_takes_over_when_it_dies() {
     let client = client().await;
     let tag = unique("leader");
     let lease_ns = namespace(&client, &format!("{tag}-lease"), &[]).await;
-    let election = [
-        "--leader-elect",
-        "--lease-name",
-        &tag,
-        "--lease-namespace",
-        &lease_ns.name,
-        "--lease-duration-seconds",
-        "6",
-        "--lease-renew-grace-seconds",
-        "2",
-    ];
-    let a = OperatorProcess::start("leader-a", &[&election[..], &["--identity", "a"]].concat());
-    let b = OperatorProcess::start("leader-b", &[&election[..], &["--identity", "b"]].concat());
+    let election = election(&tag, &lease_ns.name);
+    let a = OperatorProcess::start("leader-a", &elected(&election, "a"));
+    let b = OperatorProcess::start("leader-b", &elected(&election, "b"));
     // Either may win the race for the lease; exactly one leads.
     let a_leads = eventually(WAIT, "one process leads", || async {
         match (a.metric("zerotrust_leader"), b.metric("zerotrust_leader")) {
@@ -183,23 +199,9 @@ async fn never_two_leaders_across_handovers_by_sigterm_and_sigkill() {
     let client = client().await;
     let tag = unique("handover");
     let lease_ns = namespace(&client, &format!("{tag}-lease"), &[]).await;
-    let election = [
-        "--leader-elect",
-        "--lease-name",
-        &tag,
-        "--lease-namespace",
-        &lease_ns.name,
-        "--lease-duration-seconds",
-        "6",
-        "--lease-renew-grace-seconds",
-        "2",
-    ];
-    let start = |id: &str| {
-        OperatorProcess::start(
-            &format!("handover-{id}"),
-            &[&election[..], &["--identity", id]].concat(),
-        )
-    };
+    let election = election(&tag, &lease_ns.name);
+    let start =
+        |id: &str| OperatorProcess::start(&format!("handover-{id}"), &elected(&election, id));
     let mut pair = [start("a0"), start("b0")];
     let leader_of = |pair: &[OperatorProcess; 2]| {
         pair.iter()

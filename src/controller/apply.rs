@@ -7,7 +7,7 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{DeleteParams, GetParams, Patch, PatchParams, Preconditions};
+use kube::api::{DeleteParams, GetParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Api, Client, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -214,6 +214,40 @@ pub async fn exists(
         Kind::LimitRange => get::<LimitRange>(client, namespace, name).await,
         Kind::Namespace | Kind::ServiceAccount => Ok(true),
     }
+}
+
+async fn create_one<K>(client: &Client, namespace: &str, object: &K) -> Result<K, kube::Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + Debug,
+{
+    let params = PostParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PostParams::default()
+    };
+    namespaced::<K>(client, namespace)
+        .create(&params, object)
+        .await
+}
+
+/// Creates an object our caches do not show. Unlike an apply, a create fails (409 AlreadyExists)
+/// when a same-named object exists, so an object someone else made, which our label-filtered
+/// caches cannot see, is never written over, not even one created a moment ago.
+pub async fn create_object(
+    client: &Client,
+    namespace: &str,
+    object: &Object,
+) -> Result<Written, kube::Error> {
+    Ok(Written::Object(match object {
+        Object::NetworkPolicy(o) => Object::NetworkPolicy(create_one(client, namespace, o).await?),
+        Object::Role(o) => Object::Role(create_one(client, namespace, o).await?),
+        Object::RoleBinding(o) => Object::RoleBinding(create_one(client, namespace, o).await?),
+        Object::ResourceQuota(o) => Object::ResourceQuota(create_one(client, namespace, o).await?),
+        Object::LimitRange(o) => Object::LimitRange(create_one(client, namespace, o).await?),
+    }))
 }
 
 /// Carries out one action in `desired.namespace`.

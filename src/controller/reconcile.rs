@@ -11,7 +11,7 @@ use kube::{Resource, ResourceExt};
 use tracing::{info, instrument, warn};
 
 use super::Context;
-use super::apply::{Written, delete_object, execute, exists};
+use super::apply::{Written, create_object, delete_object, execute, exists};
 use super::error::Error;
 use super::metrics::KindLabels;
 use super::status::{Outcome, drift_records};
@@ -54,14 +54,13 @@ pub async fn reconcile(namespace: Arc<Namespace>, ctx: Arc<Context>) -> Result<R
     let live = ctx.caches.live_state(&namespace);
     let mut drift = diff(&desired, &live);
 
-    // Our caches only see labelled objects: a "missing" object may be someone else's.
+    // Our caches see only labelled objects, so a "missing" object may be someone else's. What
+    // we will write is found out by creating it (below); what we only report is looked up.
     for d in drift
         .iter_mut()
-        .filter(|d| d.reason == DriftReason::Missing)
+        .filter(|d| d.reason == DriftReason::Missing && !repairable(&desired, d))
+        .filter(|d| !matches!(d.kind, Kind::Namespace | Kind::ServiceAccount))
     {
-        if matches!(d.kind, Kind::Namespace | Kind::ServiceAccount) {
-            continue;
-        }
         if exists(&ctx.client, &name, d.kind, &d.name).await? {
             d.reason = DriftReason::Conflict;
         }
@@ -69,7 +68,34 @@ pub async fn reconcile(namespace: Arc<Namespace>, ctx: Arc<Context>) -> Result<R
 
     let released = released_labels(&desired, &leaving, &live);
     for action in plan(&desired, &live, &drift, &released) {
-        match execute(&ctx.client, &desired, &action).await {
+        // A missing object is created, not applied: a create that finds a same-named object is
+        // a conflict (adopted on request), and nothing of someone else's is written over.
+        let creates = match &action {
+            Action::Apply(object) => drift
+                .iter()
+                .any(|d| action.repairs(d) && d.reason == DriftReason::Missing)
+                .then_some(object),
+            _ => None,
+        };
+        let result = match creates {
+            Some(object) => match create_object(&ctx.client, &name, object).await {
+                Err(kube::Error::Api(status)) if status.code == 409 => {
+                    for d in drift.iter_mut().filter(|d| action.repairs(d)) {
+                        d.reason = DriftReason::Conflict;
+                    }
+                    if !drift
+                        .iter()
+                        .any(|d| action.repairs(d) && repairable(&desired, d))
+                    {
+                        continue;
+                    }
+                    execute(&ctx.client, &desired, &action).await
+                }
+                other => other,
+            },
+            None => execute(&ctx.client, &desired, &action).await,
+        };
+        match result {
             Ok(written) => ctx.caches.write_through(&name, written),
             // RBAC refused this write: report it as unrepaired drift and go on with the rest,
             // rather than retrying what cannot succeed. (Binding a Role we may not create fails
