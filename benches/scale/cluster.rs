@@ -171,13 +171,21 @@ pub struct AuditLog {
     path: PathBuf,
 }
 
-/// Requests by verb (`get`, `list`, `watch`, `create`, `patch`, ...).
+/// Requests by verb (`get`, `list`, `watch`), writes by verb and resource (`patch networkpolicies`).
 pub type Requests = BTreeMap<String, u64>;
 
 pub const WRITE_VERBS: [&str; 5] = ["create", "update", "patch", "delete", "deletecollection"];
 
 pub fn writes(requests: &Requests) -> u64 {
-    WRITE_VERBS.iter().filter_map(|v| requests.get(*v)).sum()
+    requests
+        .iter()
+        .filter(|(key, _)| {
+            WRITE_VERBS
+                .iter()
+                .any(|v| key.starts_with(&format!("{v} ")))
+        })
+        .map(|(_, n)| n)
+        .sum()
 }
 
 impl AuditLog {
@@ -203,8 +211,18 @@ impl AuditLog {
             let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
                 continue;
             };
+            let field = |key: &str| entry["objectRef"][key].as_str().unwrap_or_default();
             if let Some(verb) = entry.get("verb").and_then(|v| v.as_str()) {
-                *requests.entry(verb.to_string()).or_default() += 1;
+                // Writes name what they wrote, so an unexpected one can be traced.
+                let key = if WRITE_VERBS.contains(&verb) {
+                    match field("subresource") {
+                        "" => format!("{verb} {}", field("resource")),
+                        sub => format!("{verb} {}/{sub}", field("resource")),
+                    }
+                } else {
+                    verb.to_string()
+                };
+                *requests.entry(key).or_default() += 1;
             }
         }
         requests

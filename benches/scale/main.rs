@@ -378,19 +378,9 @@ async fn run_all(bench: &Bench) -> Report {
     report.repair = Latency::of(&samples);
     eprintln!("bench: repair {:?}", report.repair);
 
-    // --- 4. Idle cost and 5. memory ------------------------------------------------------------
-    let (peak, _) = operator.rss();
-    eprintln!("bench: idle for {} s", args.idle_seconds);
-    let mark = audit.mark();
-    tokio::time::sleep(Duration::from_secs(args.idle_seconds)).await;
-    report.idle_requests = audit.since(mark);
-    report.idle_writes = writes(&report.idle_requests);
-    let (peak_after, steady) = operator.rss();
-    report.rss_peak_mib = mib(peak.max(peak_after));
-    report.rss_steady_mib = mib(steady);
-
-    // --- Status size at this scale ---------------------------------------------------------------
+    // --- Status size, once every repair is counted (before the idle window) -----------------------
     let selected = (args.namespaces + args.onboarding_samples) as i32;
+    let repairs = args.repair_samples as i64;
     let api: Api<SecurityBaseline> = Api::all(bench.client.clone());
     let mut stored = None;
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -398,7 +388,7 @@ async fn run_all(bench: &Bench) -> Report {
         let b = api.get(&bench.baseline.name_any()).await.expect("reads");
         if b.status
             .as_ref()
-            .is_some_and(|s| s.compliant_namespaces == selected)
+            .is_some_and(|s| s.compliant_namespaces == selected && s.repairs >= repairs)
         {
             stored = Some(b);
         } else {
@@ -413,6 +403,17 @@ async fn run_all(bench: &Bench) -> Report {
     report.status_bytes = serde_json::to_vec(&stored.status).map_or(0, |v| v.len());
     stored.metadata.managed_fields = None;
     report.baseline_object_bytes = serde_json::to_vec(&stored).map_or(0, |v| v.len());
+    // --- 4. Idle cost and 5. memory ------------------------------------------------------------
+    let (peak, _) = operator.rss();
+    eprintln!("bench: idle for {} s", args.idle_seconds);
+    let mark = audit.mark();
+    tokio::time::sleep(Duration::from_secs(args.idle_seconds)).await;
+    report.idle_requests = audit.since(mark);
+    report.idle_writes = writes(&report.idle_requests);
+    let (peak_after, steady) = operator.rss();
+    report.rss_peak_mib = mib(peak.max(peak_after));
+    report.rss_steady_mib = mib(steady);
+
     drop(operator);
 
     // --- 1b. Bulk convergence: the raw writer, on namespaces of its own ------------------------
