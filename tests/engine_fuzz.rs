@@ -6,16 +6,16 @@
 //! The suite runs a short pass; a long one is `PROPTEST_CASES=200000 cargo test --release --test
 //! engine_fuzz` (see RELIABILITY.md).
 
-use std::collections::BTreeMap;
-
-use k8s_openapi::api::core::v1::ServiceAccount;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use zerotrust_operator::api::SecurityBaseline;
+
+#[path = "support/applied.rs"]
+mod applied;
+use applied::as_applied;
 use zerotrust_operator::engine::{
-    BASELINE_LABEL, DesiredState, FIELD_MANAGER, LiveState, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
-    Object, Quantity, diff, plan, render, validate,
+    BASELINE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Object, Quantity, diff, plan, render,
+    validate,
 };
 
 /// Strings a careless or hostile author might write.
@@ -208,42 +208,6 @@ fn baseline() -> impl Strategy<Value = Value> {
         })
 }
 
-/// The rendered state as the API server would return it.
-fn as_live(desired: &DesiredState, labels: &BTreeMap<String, String>) -> LiveState {
-    let objects = desired
-        .objects
-        .iter()
-        .map(|d| {
-            let mut object = d.object.clone();
-            object.meta_mut().managed_fields = Some(vec![ManagedFieldsEntry {
-                manager: Some(FIELD_MANAGER.to_string()),
-                operation: Some("Apply".to_string()),
-                ..ManagedFieldsEntry::default()
-            }]);
-            object
-        })
-        .collect();
-    let mut namespace_labels = labels.clone();
-    namespace_labels.extend(
-        desired
-            .namespace_labels
-            .iter()
-            .map(|(k, v)| (k.clone(), v.value.clone())),
-    );
-    LiveState {
-        namespace_labels,
-        default_service_account: Some(ServiceAccount {
-            automount_service_account_token: desired
-                .disable_default_token_automount
-                .as_ref()
-                .map(|_| false),
-            ..ServiceAccount::default()
-        }),
-        objects,
-        owned_namespace_labels: desired.namespace_labels.keys().cloned().collect(),
-    }
-}
-
 fn is_dns_subdomain(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
@@ -378,7 +342,7 @@ proptest! {
             prop_assert!(key.starts_with("pod-security.kubernetes.io/"), "{}", key);
             prop_assert!(!value.value.is_empty() && value.value.len() <= 63, "{}={}", key, value.value);
         }
-        let live = as_live(&desired, &labels);
+        let live = as_applied(&desired, &labels);
         prop_assert_eq!(diff(&desired, &live), vec![]);
         // A damaged live state: one object gone. No panic, and the loss is found and planned for.
         if !live.objects.is_empty() {

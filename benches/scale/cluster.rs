@@ -16,6 +16,9 @@ use kube::{Api, Client, Config, CustomResourceExt};
 
 use zerotrust_operator::api::SecurityBaseline;
 
+#[path = "../../tests/support/http.rs"]
+mod http;
+
 pub async fn connect(kubeconfig: &Path) -> Client {
     let file = Kubeconfig::read_from(kubeconfig)
         .unwrap_or_else(|e| panic!("{}: {e}", kubeconfig.display()));
@@ -153,17 +156,7 @@ impl Drop for Operator {
 }
 
 fn http_status(host_port: &str, path: &str) -> Option<u16> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(host_port).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {host_port}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    response.split_whitespace().nth(1)?.parse().ok()
+    http::http_get(host_port, path).map(|(status, _)| status)
 }
 
 /// The API server's audit log, which holds only the operator identity's requests.
