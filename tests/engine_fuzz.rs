@@ -3,8 +3,8 @@
 //! quantities, odd selectors) and arbitrary namespaces. Whatever comes in: no panic, and whatever
 //! validates renders objects that satisfy the API's own invariants and read back with no drift.
 //!
-//! The suite runs a short pass; a long one is `PROPTEST_CASES=200000 cargo test --release --test
-//! engine_fuzz` (see RELIABILITY.md).
+//! The suite runs a short pass; `hack/fuzz.sh [SECONDS]` runs it for as long as asked (see
+//! RELIABILITY.md).
 
 use proptest::prelude::*;
 use serde_json::{Value, json};

@@ -54,6 +54,9 @@ struct Args {
     /// Admin kubeconfig of the control plane (hack/controlplane.sh up prints it).
     #[arg(long, env = "KUBECONFIG")]
     kubeconfig: PathBuf,
+    /// Skip the raw-writer baseline (for a quicker run that measures the operator only).
+    #[arg(long)]
+    no_raw_writer: bool,
     /// Where the JSON results go.
     #[arg(long, default_value = "target/bench/scale.json")]
     json: PathBuf,
@@ -415,6 +418,9 @@ async fn run_all(bench: &Bench) -> Report {
     report.rss_steady_mib = mib(steady);
 
     drop(operator);
+    if args.no_raw_writer {
+        return report;
+    }
 
     // --- 1b. Bulk convergence: the raw writer, on namespaces of its own ------------------------
     let raw = bench.names("raw", args.namespaces);

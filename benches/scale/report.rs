@@ -97,9 +97,17 @@ impl Report {
             ),
             (
                 "bulk convergence: ratio".into(),
-                format!("{:.2}x", self.bulk_ratio),
+                if self.bulk_raw_writer_s > 0.0 {
+                    format!("{:.2}x", self.bulk_ratio)
+                } else {
+                    "raw writer not run".into()
+                },
                 "<= 1.3x".into(),
-                verdict(self.bulk_ratio <= 1.3),
+                if self.bulk_raw_writer_s > 0.0 {
+                    verdict(self.bulk_ratio <= 1.3)
+                } else {
+                    ""
+                },
             ),
             (
                 "bulk: operator requests".into(),

@@ -43,7 +43,7 @@ async fn load<K>(
     params: &ListParams,
 ) -> Result<(), Error>
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    K: Resource<DynamicType = ()> + Clone + serde::Serialize + DeserializeOwned + std::fmt::Debug,
 {
     index.load(list::<K>(client, params).await?);
     Ok(())

@@ -1,30 +1,61 @@
 //! In-memory caches fed by one shared watch per kind: generated objects indexed by namespace (so a
-//! reconcile reads one namespace, not the cluster), with `managedFields` stripped to keep memory
-//! bounded.
+//! reconcile reads one namespace, not the cluster). Memory stays bounded at 10,000 namespaces:
+//! `managedFields` are stripped, and each object is held as its compact JSON (a fraction of its
+//! deserialized size), decoded only when a reconcile of its namespace reads it.
 
 use std::collections::{BTreeMap, HashMap};
+use std::marker::PhantomData;
 use std::sync::{Arc, RwLock};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::engine::FIELD_MANAGER;
 
 /// Objects of one kind, by namespace then name.
 pub struct NamespacedIndex<K> {
-    inner: RwLock<IndexState<K>>,
+    inner: RwLock<IndexState>,
+    kind: PhantomData<fn() -> K>,
 }
 
-struct IndexState<K> {
-    objects: HashMap<String, BTreeMap<String, Arc<K>>>,
+type ByNamespace = HashMap<String, BTreeMap<String, Stored>>;
+
+struct IndexState {
+    objects: ByNamespace,
     /// Objects of a relist in progress; they replace `objects` when it completes.
-    relist: Option<HashMap<String, BTreeMap<String, Arc<K>>>>,
+    relist: Option<ByNamespace>,
     ready: bool,
 }
 
-impl<K: Resource + Clone> NamespacedIndex<K> {
+/// One cached object: its JSON, and what the index needs to order versions.
+struct Stored {
+    uid: Option<String>,
+    resource_version: Option<String>,
+    json: Box<[u8]>,
+}
+
+impl Stored {
+    fn new<K: Resource + Serialize>(object: &K) -> Stored {
+        let meta = object.meta();
+        Stored {
+            uid: meta.uid.clone(),
+            resource_version: meta.resource_version.clone(),
+            json: serde_json::to_vec(object)
+                .unwrap_or_default()
+                .into_boxed_slice(),
+        }
+    }
+
+    fn decode<K: DeserializeOwned>(&self) -> Option<K> {
+        serde_json::from_slice(&self.json).ok()
+    }
+}
+
+impl<K: Resource + Clone + Serialize + DeserializeOwned> NamespacedIndex<K> {
     pub fn new() -> Arc<Self> {
         Arc::new(NamespacedIndex {
             inner: RwLock::new(IndexState {
@@ -32,16 +63,17 @@ impl<K: Resource + Clone> NamespacedIndex<K> {
                 relist: None,
                 ready: false,
             }),
+            kind: PhantomData,
         })
     }
 
     /// The objects in `namespace`.
-    pub fn in_namespace(&self, namespace: &str) -> Vec<Arc<K>> {
+    pub fn in_namespace(&self, namespace: &str) -> Vec<K> {
         let state = self.inner.read().expect("index lock");
         state
             .objects
             .get(namespace)
-            .map(|m| m.values().cloned().collect())
+            .map(|m| m.values().filter_map(Stored::decode).collect())
             .unwrap_or_default()
     }
 
@@ -63,6 +95,7 @@ impl<K: Resource + Clone> NamespacedIndex<K> {
             .objects
             .values()
             .flat_map(BTreeMap::values)
+            .filter_map(Stored::decode::<K>)
             .filter(|o| test(o))
             .count()
     }
@@ -74,10 +107,10 @@ impl<K: Resource + Clone> NamespacedIndex<K> {
 
     fn apply(&self, event: &watcher::Event<K>) {
         let mut state = self.inner.write().expect("index lock");
-        let insert = |map: &mut HashMap<String, BTreeMap<String, Arc<K>>>, obj: &K| {
+        let insert = |map: &mut ByNamespace, obj: &K| {
             map.entry(obj.namespace().unwrap_or_default())
                 .or_default()
-                .insert(obj.name_any(), Arc::new(obj.clone()));
+                .insert(obj.name_any(), Stored::new(obj));
         };
         match event {
             watcher::Event::Apply(obj) => {
@@ -87,7 +120,8 @@ impl<K: Resource + Clone> NamespacedIndex<K> {
                     .objects
                     .get(&obj.namespace().unwrap_or_default())
                     .and_then(|m| m.get(&obj.name_any()));
-                if held.is_none_or(|held| !is_newer(held.meta(), obj.meta())) {
+                let incoming = (&obj.meta().uid, &obj.meta().resource_version);
+                if held.is_none_or(|held| !newer((&held.uid, &held.resource_version), incoming)) {
                     insert(&mut state.objects, obj);
                 }
             }
@@ -171,10 +205,15 @@ pub fn strip_metadata(meta: &mut ObjectMeta, keep_fields: bool) {
 /// True when `a` is a later version of the same object than `b`. Resource versions are opaque, but
 /// the API server's are etcd revisions; anything else compares as "not newer".
 pub fn is_newer(a: &ObjectMeta, b: &ObjectMeta) -> bool {
-    let version = |m: &ObjectMeta| {
-        m.resource_version
-            .as_deref()
-            .and_then(|v| v.parse::<u64>().ok())
-    };
-    a.uid == b.uid && matches!((version(a), version(b)), (Some(a), Some(b)) if a > b)
+    newer((&a.uid, &a.resource_version), (&b.uid, &b.resource_version))
+}
+
+/// [`is_newer`] on (uid, resourceVersion) pairs.
+fn newer(
+    (a_uid, a_version): (&Option<String>, &Option<String>),
+    (b_uid, b_version): (&Option<String>, &Option<String>),
+) -> bool {
+    let version = |v: &Option<String>| v.as_deref().and_then(|v| v.parse::<u64>().ok());
+    a_uid == b_uid
+        && matches!((version(a_version), version(b_version)), (Some(a), Some(b)) if a > b)
 }

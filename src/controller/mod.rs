@@ -274,19 +274,34 @@ impl Caches {
     pub fn live_state(&self, namespace: &Namespace) -> LiveState {
         let name = namespace.name_any();
         let mut objects: Vec<Object> = Vec::new();
-        objects.extend(owned(self.network_policies.in_namespace(&name)).map(Object::NetworkPolicy));
-        objects.extend(owned(self.roles.in_namespace(&name)).map(Object::Role));
-        objects.extend(owned(self.role_bindings.in_namespace(&name)).map(Object::RoleBinding));
-        objects.extend(owned(self.quotas.in_namespace(&name)).map(Object::ResourceQuota));
-        objects.extend(owned(self.limit_ranges.in_namespace(&name)).map(Object::LimitRange));
-        LiveState {
-            namespace_labels: namespace.labels().clone(),
-            default_service_account: self
-                .service_accounts
+        objects.extend(
+            self.network_policies
                 .in_namespace(&name)
                 .into_iter()
-                .next()
-                .map(|sa| (*sa).clone()),
+                .map(Object::NetworkPolicy),
+        );
+        objects.extend(self.roles.in_namespace(&name).into_iter().map(Object::Role));
+        objects.extend(
+            self.role_bindings
+                .in_namespace(&name)
+                .into_iter()
+                .map(Object::RoleBinding),
+        );
+        objects.extend(
+            self.quotas
+                .in_namespace(&name)
+                .into_iter()
+                .map(Object::ResourceQuota),
+        );
+        objects.extend(
+            self.limit_ranges
+                .in_namespace(&name)
+                .into_iter()
+                .map(Object::LimitRange),
+        );
+        LiveState {
+            namespace_labels: namespace.labels().clone(),
+            default_service_account: self.service_accounts.in_namespace(&name).into_iter().next(),
             objects,
             owned_namespace_labels: owned_label_keys(&namespace.metadata),
         }
@@ -345,10 +360,6 @@ impl Caches {
     }
 }
 
-fn owned<K: Clone>(objects: Vec<Arc<K>>) -> impl Iterator<Item = K> {
-    objects.into_iter().map(|o| (*o).clone())
-}
-
 impl Default for Caches {
     fn default() -> Self {
         Caches::new()
@@ -391,6 +402,7 @@ fn watch_into<K>(
 where
     K: Resource<DynamicType = ()>
         + Clone
+        + serde::Serialize
         + DeserializeOwned
         + std::fmt::Debug
         + Send
