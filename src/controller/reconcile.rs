@@ -17,8 +17,8 @@ use super::metrics::KindLabels;
 use super::status::{Outcome, drift_records};
 use crate::api::{DeletionPolicy, Mode, SecurityBaseline};
 use crate::engine::{
-    Action, Drift, DriftReason, Kind, LiveState, Object, Ownership, ValidBaseline, applied_by_us,
-    diff, ownership, plan, released_labels, render, repairable, validate,
+    Action, DesiredState, Drift, DriftReason, Kind, LiveState, Object, Ownership, ValidBaseline,
+    applied_by_us, diff, ownership, plan, released_labels, render, repairable, validate,
 };
 
 /// The safety-net resync; repair is driven by watch events, not by this.
@@ -68,32 +68,8 @@ pub async fn reconcile(namespace: Arc<Namespace>, ctx: Arc<Context>) -> Result<R
 
     let released = released_labels(&desired, &leaving, &live);
     for action in plan(&desired, &live, &drift, &released) {
-        // A missing object is created, not applied: a create that finds a same-named object is
-        // a conflict (adopted on request), and nothing of someone else's is written over.
-        let creates = match &action {
-            Action::Apply(object) => drift
-                .iter()
-                .any(|d| action.repairs(d) && d.reason == DriftReason::Missing)
-                .then_some(object),
-            _ => None,
-        };
-        let result = match creates {
-            Some(object) => match create_object(&ctx.client, &name, object).await {
-                Err(kube::Error::Api(status)) if status.code == 409 => {
-                    for d in drift.iter_mut().filter(|d| action.repairs(d)) {
-                        d.reason = DriftReason::Conflict;
-                    }
-                    if !drift
-                        .iter()
-                        .any(|d| action.repairs(d) && repairable(&desired, d))
-                    {
-                        continue;
-                    }
-                    execute(&ctx.client, &desired, &action).await
-                }
-                other => other,
-            },
-            None => execute(&ctx.client, &desired, &action).await,
+        let Some(result) = carry_out(&ctx, &desired, &action, &mut drift).await else {
+            continue;
         };
         match result {
             Ok(written) => ctx.caches.write_through(&name, written),
@@ -200,6 +176,44 @@ pub async fn reconcile(namespace: Arc<Namespace>, ctx: Arc<Context>) -> Result<R
         return Ok(Requeue::requeue(FORBIDDEN_RETRY));
     }
     Ok(Requeue::requeue(RESYNC))
+}
+
+/// Carries out `action`, or nothing (None) when it turns out to be a conflict to report. A
+/// missing object is created, not applied: a create that finds a same-named object marks its drift
+/// as a conflict (and applies over it only if the baseline adopts conflicts), so nothing of
+/// someone else's is written over, not even an object made a moment ago.
+async fn carry_out(
+    ctx: &Context,
+    desired: &DesiredState,
+    action: &Action,
+    drift: &mut [Drift],
+) -> Option<Result<Written, kube::Error>> {
+    let missing = match action {
+        Action::Apply(object) => drift
+            .iter()
+            .any(|d| action.repairs(d) && d.reason == DriftReason::Missing)
+            .then_some(object),
+        _ => None,
+    };
+    let Some(object) = missing else {
+        return Some(execute(&ctx.client, desired, action).await);
+    };
+    match create_object(&ctx.client, &desired.namespace, object).await {
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            for d in drift.iter_mut().filter(|d| action.repairs(d)) {
+                d.reason = DriftReason::Conflict;
+            }
+            let adopt = drift
+                .iter()
+                .any(|d| action.repairs(d) && repairable(desired, d));
+            if adopt {
+                Some(execute(&ctx.client, desired, action).await)
+            } else {
+                None
+            }
+        }
+        created => Some(created),
+    }
 }
 
 /// Deletes exactly the objects the leaving baselines (`deletionPolicy: Delete`) created here.
