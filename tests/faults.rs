@@ -18,6 +18,7 @@ use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
+use support::crd::install_crd;
 use support::*;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -310,38 +311,6 @@ async fn a_user_editing_an_object_under_repair_does_not_make_the_operator_loop()
         "repairs of 100 edits took {spent} reconciles"
     );
     delete_baseline(&tag);
-}
-
-/// Applies the CRD, optionally with a spec schema that takes anything, and waits until the API
-/// server serves it.
-async fn install_crd(client: &Client, permissive_spec: bool) {
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    use kube::CustomResourceExt;
-    let mut crd = serde_json::to_value(zerotrust_operator::api::SecurityBaseline::crd())
-        .expect("the CRD serializes");
-    if permissive_spec {
-        crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"] =
-            json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
-    }
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let name = "securitybaselines.zerotrust.dev";
-    api.patch(
-        name,
-        &PatchParams::apply("zerotrust-test").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .expect("the CRD applies");
-    // Served with the new schema once the API server reports it accepted this generation.
-    eventually(Duration::from_secs(30), "the CRD established", || async {
-        let crd = api.get(name).await.ok()?;
-        let conditions = crd.status?.conditions?;
-        conditions
-            .iter()
-            .any(|c| c.type_ == "Established" && c.status == "True")
-            .then_some(())
-    })
-    .await;
 }
 
 #[tokio::test]

@@ -11,7 +11,9 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{LimitRange, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
+};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 use support::*;
@@ -84,6 +86,21 @@ fn fingerprint(object: Value) -> Value {
     object
 }
 
+/// The API of `kind` in `ns`, untyped (the objects are compared as JSON anyway), and its type.
+fn api(client: &Client, ns: &str, kind: &str) -> (Api<DynamicObject>, ApiResource) {
+    let resource = match kind {
+        "NetworkPolicy" => ApiResource::erase::<NetworkPolicy>(&()),
+        "Role" => ApiResource::erase::<Role>(&()),
+        "RoleBinding" => ApiResource::erase::<RoleBinding>(&()),
+        "ResourceQuota" => ApiResource::erase::<ResourceQuota>(&()),
+        _ => ApiResource::erase::<LimitRange>(&()),
+    };
+    (
+        Api::namespaced_with(client.clone(), ns, &resource),
+        resource,
+    )
+}
+
 /// Creates a user object; returns (kind, name, fingerprint) to compare later.
 async fn create(
     client: &Client,
@@ -92,50 +109,26 @@ async fn create(
     name: &str,
     labels: &BTreeMap<String, String>,
 ) -> (String, String, Value) {
-    let body = user_object(kind, name, labels);
-    let pp = PostParams::default();
-    macro_rules! post {
-        ($t:ty) => {
-            serde_json::to_value(
-                Api::<$t>::namespaced(client.clone(), ns)
-                    .create(&pp, &serde_json::from_value(body).expect("valid object"))
-                    .await
-                    .expect("user object created"),
-            )
-        };
-    }
-    let created = match kind {
-        "NetworkPolicy" => post!(NetworkPolicy),
-        "Role" => post!(Role),
-        "RoleBinding" => post!(RoleBinding),
-        "ResourceQuota" => post!(ResourceQuota),
-        _ => post!(LimitRange),
-    };
-    (
-        kind.to_string(),
-        name.to_string(),
-        fingerprint(created.expect("serializes")),
-    )
+    let (api, resource) = api(client, ns, kind);
+    let mut body = user_object(kind, name, labels);
+    body["apiVersion"] = json!(resource.api_version);
+    body["kind"] = json!(resource.kind);
+    let object: DynamicObject = serde_json::from_value(body).expect("valid object");
+    let created = api
+        .create(&PostParams::default(), &object)
+        .await
+        .expect("user object created");
+    let created = serde_json::to_value(created).expect("serializes");
+    (kind.to_string(), name.to_string(), fingerprint(created))
 }
 
 /// The fingerprint of an object now, or None if it is gone.
 async fn current(client: &Client, ns: &str, kind: &str, name: &str) -> Option<Value> {
-    macro_rules! get {
-        ($t:ty) => {
-            Api::<$t>::namespaced(client.clone(), ns)
-                .get_opt(name)
-                .await
-                .expect("get")
-                .map(|o| fingerprint(serde_json::to_value(o).expect("serializes")))
-        };
-    }
-    match kind {
-        "NetworkPolicy" => get!(NetworkPolicy),
-        "Role" => get!(Role),
-        "RoleBinding" => get!(RoleBinding),
-        "ResourceQuota" => get!(ResourceQuota),
-        _ => get!(LimitRange),
-    }
+    let (api, _) = api(client, ns, kind);
+    api.get_opt(name)
+        .await
+        .expect("get")
+        .map(|o| fingerprint(serde_json::to_value(o).expect("serializes")))
 }
 
 #[tokio::test]

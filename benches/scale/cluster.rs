@@ -9,13 +9,12 @@ use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{ObjectMeta, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client, Config, CustomResourceExt};
+use kube::{Api, Client, Config};
 
-use zerotrust_operator::api::SecurityBaseline;
-
+#[path = "../../tests/support/crd.rs"]
+pub mod crd;
 #[path = "../../tests/support/http.rs"]
 mod http;
 
@@ -37,34 +36,6 @@ pub async fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -
             "timed out after {timeout:?}: {what}"
         );
         tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
-pub async fn install_crd(client: &Client) {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = SecurityBaseline::crd();
-    let name = crd.metadata.name.clone().expect("the CRD has a name");
-    api.patch(
-        &name,
-        &PatchParams::apply("zerotrust-bench").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .expect("the CRD applies");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let crd = api.get(&name).await.expect("the CRD reads");
-        let established = crd
-            .status
-            .and_then(|s| s.conditions)
-            .unwrap_or_default()
-            .iter()
-            .any(|c| c.type_ == "Established" && c.status == "True");
-        if established {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the CRD was not established");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -294,7 +294,7 @@ async fn run_all(bench: &Bench) -> Report {
         .parent()
         .expect("kubeconfig has a directory");
     let audit = AuditLog::new(kubeconfig_dir.join("audit.log"));
-    cluster::install_crd(&bench.client).await;
+    cluster::crd::install_crd(&bench.client, false).await;
     let tracker = Tracker::start(&bench.client, &format!("zt-bench-run={}", bench.run)).await;
     let mut report = Report {
         namespaces: args.namespaces,

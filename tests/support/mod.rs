@@ -3,6 +3,7 @@
 //! and unique names so tests run in parallel without seeing each other.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod crd;
 pub mod http;
 pub use http::http_get;
 
