@@ -295,10 +295,23 @@ impl Drop for OperatorProcess {
     }
 }
 
-/// The operator under test: one process per test binary, started on first use.
+/// The operator under test: one process per test binary, started on first use and returned once
+/// `/readyz` says its caches are synced, so a test's deadlines measure the operator at work, not
+/// its start-up on a control plane still busy with earlier tests.
 pub fn operator() -> &'static OperatorProcess {
     static OPERATOR: OnceLock<OperatorProcess> = OnceLock::new();
-    OPERATOR.get_or_init(|| OperatorProcess::start("operator", &[]))
+    OPERATOR.get_or_init(|| {
+        let operator = OperatorProcess::start("operator", &[]);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while operator.get("/readyz").map(|(status, _)| status) != Some(200) {
+            assert!(
+                Instant::now() < deadline,
+                "the operator did not become ready"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        operator
+    })
 }
 
 /// `kubectl apply -f -` of `yaml`; panics with kubectl's message if it fails.
@@ -378,7 +391,7 @@ pub async fn namespaces(
     guard
 }
 
-/// Namespaces made by [`namespaces`]; deleted by their label on drop, without waiting.
+/// Namespaces made by [`namespaces`]; deleted by their label on drop.
 pub struct LabelledNamespaces {
     pub selector: String,
     pub names: Vec<String>,
@@ -386,8 +399,18 @@ pub struct LabelledNamespaces {
 
 impl Drop for LabelledNamespaces {
     fn drop(&mut self) {
+        // Waits (up to 5 minutes) until they are gone: deleting hundreds of namespaces keeps the
+        // controller-manager and API server busy for minutes, which must not spill into the
+        // tests that run next.
         control_plane().kubectl(
-            &["delete", "namespace", "-l", &self.selector, "--wait=false"],
+            &[
+                "delete",
+                "namespace",
+                "-l",
+                &self.selector,
+                "--wait=true",
+                "--timeout=300s",
+            ],
             None,
         );
     }
