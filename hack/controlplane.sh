@@ -13,6 +13,8 @@
 # Environment:
 #   ZT_CONTROLPLANE_DIR  runtime state (certs, data, logs, pids); default <repo>/.controlplane
 #   ZT_CACHE_DIR         binary cache, keyed by version; default ~/.cache/zerotrust-operator
+#   ZT_NO_BUILD=1        fail at once, saying how to build, instead of building missing binaries
+#                        (the test harness sets it: a build does not belong inside `cargo test`)
 set -euo pipefail
 
 KUBE_VERSION=v1.37.2
@@ -67,6 +69,8 @@ build() {
   local want=(etcd kube-apiserver kube-controller-manager kubectl) missing=0
   for b in "${want[@]}"; do [ -x "$bin/$b" ] || missing=1; done
   if [ "$missing" = 1 ]; then
+    [ "${ZT_NO_BUILD:-}" != 1 ] ||
+      die "the control plane is not built in $bin; run \`hack/controlplane.sh build\` (needs Go)"
     command -v go >/dev/null || die "Go is needed to build the control plane (https://go.dev/dl)"
     log "building etcd $ETCD_VERSION and Kubernetes $KUBE_VERSION into $bin (cold: ~20-30 min on 2 cores)"
     mkdir -p "$bin.tmp"

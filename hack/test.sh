@@ -18,7 +18,8 @@ fi
 cleanup() { [ "$started" = 1 ] && hack/controlplane.sh down || true; }
 trap cleanup EXIT
 
+hack/controlplane.sh build >/dev/null
 hack/controlplane.sh up >/dev/null
-cargo fmt --check
-cargo clippy --locked --all-targets -- -D warnings
-cargo test --locked "$@"
+cargo fmt --all --check
+cargo clippy --locked --workspace --all-targets -- -D warnings
+cargo test --locked --workspace "$@"

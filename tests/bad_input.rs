@@ -2,16 +2,14 @@
 //! naming the field, or (where the schema cannot express the rule) stored and reported by the
 //! operator as `Ready=False, reason InvalidSpec` naming the field, while no namespace is touched.
 
-mod support;
-
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
-use support::*;
 use zerotrust_operator::api::SecurityBaseline;
+use zerotrust_testkit::*;
 
 /// Where the table expects a bad baseline to be stopped.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -3,15 +3,13 @@
 //! Security admission rejects a privileged pod, and the controller-manager finalizes namespace
 //! deletion.
 
-mod support;
-
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, ServiceAccount};
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use serde_json::json;
-use support::*;
+use zerotrust_testkit::*;
 
 #[tokio::test]
 async fn crd_is_established_and_kubectl_shows_the_printer_columns() {

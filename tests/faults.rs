@@ -6,8 +6,6 @@
 //! The tests here stop parts of the shared control plane, so they run one at a time (`SERIAL`);
 //! cargo runs test binaries one after another, so no other binary sees the faults.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
@@ -18,34 +16,13 @@ use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
-use support::crd::install_crd;
-use support::*;
+use zerotrust_testkit::crd::install_crd;
+use zerotrust_testkit::*;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Objects the baseline below makes in each namespace.
+/// Objects the restricted baseline makes in each namespace.
 const OBJECTS_PER_NAMESPACE: usize = 6;
-
-fn baseline(name: &str, selector: &str) -> String {
-    format!(
-        r#"apiVersion: zerotrust.dev/v1alpha1
-kind: SecurityBaseline
-metadata: {{name: {name}}}
-spec:
-  namespaceSelector: {{matchLabels: {{zt-test: {selector}}}}}
-  networkPolicy: {{defaultDeny: [Ingress, Egress], allowDNS: true}}
-  podSecurity: {{enforce: restricted}}
-  rbac:
-    roles:
-      - name: viewer
-        rules: [{{apiGroups: [""], resources: [pods], verbs: [get, list]}}]
-        subjects: [{{kind: Group, name: "${{namespace}}-viewers"}}]
-  resourceQuota: {{hard: {{pods: "20"}}}}
-  limitRange: {{limits: [{{type: Container, default: {{cpu: 500m}}}}]}}
-  serviceAccounts: {{automountDefaultToken: false}}
-"#
-    )
-}
 
 /// A number in `0..bound` that differs from run to run (std's hasher keys are random).
 fn random_below(bound: u64) -> u64 {
@@ -154,7 +131,7 @@ async fn sigkill_at_random_moments_while_onboarding_500_namespaces() {
     for ns in selected.names.iter().step_by(100) {
         untouched.push((ns.clone(), user_policy(&client, ns).await));
     }
-    apply(&baseline(&tag, &tag));
+    apply(&baseline(&tag, &tag, RESTRICTED));
 
     for round in 0..20 {
         let mut operator =
@@ -190,7 +167,7 @@ async fn api_server_and_etcd_restarts_and_a_30_second_outage_are_survived() {
     // kube-apiserver restarted mid-onboarding.
     let tag = unique("restart");
     let first = namespaces(&client, &format!("{tag}-a"), 100, ("zt-test", &tag)).await;
-    apply(&baseline(&tag, &tag));
+    apply(&baseline(&tag, &tag, RESTRICTED));
     controlplane("restart-apiserver");
     assert_converged(&client, &tag, &first, Duration::from_secs(120)).await;
 
@@ -203,9 +180,9 @@ async fn api_server_and_etcd_restarts_and_a_30_second_outage_are_survived() {
         ("zt-test", &etcd_tag),
     )
     .await;
-    apply(&baseline(&etcd_tag, &etcd_tag));
+    apply(&baseline(&etcd_tag, &etcd_tag, RESTRICTED));
     controlplane("restart-etcd");
-    let client = support::client().await;
+    let client = zerotrust_testkit::client().await;
     assert_converged(&client, &etcd_tag, &second, Duration::from_secs(120)).await;
 
     // The API server unreachable for 30 seconds: the operator stays up and says it is not ready.
@@ -224,7 +201,7 @@ async fn api_server_and_etcd_restarts_and_a_30_second_outage_are_survived() {
         "the operator did not exit during the outage"
     );
     controlplane("start-apiserver");
-    let client = support::client().await;
+    let client = zerotrust_testkit::client().await;
     eventually(Duration::from_secs(90), "/readyz recovers", || async {
         (ready(&operator) == Some(200)).then_some(())
     })
@@ -250,7 +227,7 @@ async fn a_user_editing_an_object_under_repair_does_not_make_the_operator_loop()
     let operator = OperatorProcess::start("edits", &[]);
     let tag = unique("edits");
     let selected = namespaces(&client, &tag, 1, ("zt-test", &tag)).await;
-    apply(&baseline(&tag, &tag));
+    apply(&baseline(&tag, &tag, RESTRICTED));
     assert_converged(&client, &tag, &selected, Duration::from_secs(60)).await;
 
     // Reconciles over every result; the operator also serves the cluster's other namespaces, so
@@ -354,7 +331,7 @@ async fn a_baseline_that_cannot_be_decoded_does_not_break_the_watch() {
 
     // Valid baselines are enforced all the same.
     let ns = namespace(&client, &tag, &[("zt-test", &tag)]).await;
-    apply(&baseline(&tag, &tag));
+    apply(&baseline(&tag, &tag, RESTRICTED));
     let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns.name);
     let deny = format!("zt-{tag}-default-deny");
     eventually(

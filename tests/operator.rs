@@ -4,8 +4,6 @@
 //!
 //! Every test uses its own label value, so its baselines select only its own namespaces.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -17,37 +15,18 @@ use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
-use support::*;
 use zerotrust_operator::api::{SecurityBaseline, SecurityBaselineStatus};
+use zerotrust_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// A restricted baseline selecting namespaces labelled `zt-test=<selector>`.
+/// A restricted baseline in `mode` selecting namespaces labelled `zt-test=<selector>`, with
+/// `extra` spec fields.
 fn restricted(name: &str, selector: &str, mode: &str, extra: &str) -> String {
-    format!(
-        r#"apiVersion: zerotrust.dev/v1alpha1
-kind: SecurityBaseline
-metadata:
-  name: {name}
-spec:
-  mode: {mode}
-  namespaceSelector:
-    matchLabels: {{zt-test: {selector}}}
-  networkPolicy:
-    defaultDeny: [Ingress, Egress]
-    allowDNS: true
-  podSecurity: {{enforce: restricted, warn: restricted}}
-  rbac:
-    roles:
-      - name: viewer
-        rules: [{{apiGroups: [""], resources: [pods], verbs: [get, list, watch]}}]
-        subjects: [{{kind: Group, name: "${{namespace}}-viewers"}}]
-  resourceQuota:
-    hard: {{pods: "20", requests.cpu: "2"}}
-  limitRange:
-    limits: [{{type: Container, default: {{cpu: 500m}}, defaultRequest: {{cpu: 100m}}}}]
-  serviceAccounts: {{automountDefaultToken: false}}
-{extra}"#
+    baseline(
+        name,
+        selector,
+        &format!("mode: {mode}\n{RESTRICTED}{extra}"),
     )
 }
 
@@ -496,7 +475,7 @@ async fn a_same_named_object_we_did_not_create_is_reported_then_adopted_on_reque
         &name,
         &tag,
         "Enforce",
-        "  conflictPolicy: Adopt\n",
+        "conflictPolicy: Adopt\n",
     ));
     wait_onboarded(&client, &ns.name, &name).await;
     let adopted = policies
@@ -526,7 +505,7 @@ async fn deletion_policy_delete_removes_exactly_our_objects_orphan_keeps_them() 
         &remove,
         &tag,
         "Enforce",
-        "  deletionPolicy: Delete\n",
+        "deletionPolicy: Delete\n",
     ));
     // A user's own policy in the namespace, which nothing may touch.
     let mine = serde_json::from_value::<NetworkPolicy>(json!({

@@ -3,8 +3,6 @@
 //! extra user policies: nothing the operator did not create is modified or deleted, not even by a
 //! `deletionPolicy: Delete` baseline going away, and every conflict is reported.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -16,29 +14,21 @@ use kube::api::{
 };
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
-use support::*;
+use zerotrust_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn baseline(name: &str, selector: &str) -> String {
-    format!(
-        r#"apiVersion: zerotrust.dev/v1alpha1
-kind: SecurityBaseline
-metadata: {{name: {name}}}
-spec:
-  namespaceSelector: {{matchLabels: {{zt-test: {selector}}}}}
-  networkPolicy: {{defaultDeny: [Ingress]}}
-  rbac:
-    roles:
-      - name: viewer
-        rules: [{{apiGroups: [""], resources: [pods], verbs: [get]}}]
-        subjects: [{{kind: Group, name: viewers}}]
-  resourceQuota: {{hard: {{pods: "20"}}}}
-  limitRange: {{limits: [{{type: Container, default: {{cpu: 500m}}}}]}}
-  deletionPolicy: Delete
-"#
-    )
-}
+/// One object of each kind, removed when the baseline goes.
+const SPEC: &str = r#"networkPolicy: {defaultDeny: [Ingress]}
+rbac:
+  roles:
+    - name: viewer
+      rules: [{apiGroups: [""], resources: [pods], verbs: [get]}]
+      subjects: [{kind: Group, name: viewers}]
+resourceQuota: {hard: {pods: "20"}}
+limitRange: {limits: [{type: Container, default: {cpu: 500m}}]}
+deletionPolicy: Delete
+"#;
 
 /// A user's object of `kind` named `name`, with `labels`; created with a plain POST (not by us).
 fn user_object(kind: &str, name: &str, labels: &BTreeMap<String, String>) -> Value {
@@ -186,7 +176,7 @@ async fn nothing_the_operator_did_not_create_is_modified_or_deleted_and_conflict
         .await,
     ));
 
-    apply(&baseline(&name, &tag));
+    apply(&baseline(&name, &tag, SPEC));
     // `check` reports the conflicts: every kind, in both namespaces.
     let out = eventually(
         WAIT,

@@ -1,20 +1,21 @@
 //! Running it in production: metrics and health endpoints after a scenario, and leader election
 //! between two operator processes (exactly one writes; the standby takes over when the leader dies).
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::Api;
-use support::*;
+use zerotrust_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn baseline(name: &str, selector: &str) -> String {
-    format!(
-        "apiVersion: zerotrust.dev/v1alpha1\nkind: SecurityBaseline\nmetadata: {{name: {name}}}\nspec:\n  namespaceSelector: {{matchLabels: {{zt-test: {selector}}}}}\n  networkPolicy: {{defaultDeny: [Ingress, Egress], allowDNS: true}}\n  podSecurity: {{enforce: restricted}}\n"
+/// A baseline with a default-deny and Pod Security, selecting `zt-test=<selector>`.
+fn deny_all(name: &str, selector: &str) -> String {
+    baseline(
+        name,
+        selector,
+        "networkPolicy: {defaultDeny: [Ingress, Egress], allowDNS: true}\npodSecurity: {enforce: restricted}",
     )
 }
 
@@ -35,7 +36,7 @@ async fn metrics_and_health_report_a_scenario() {
     .await;
     assert_eq!(operator.get("/healthz").map(|r| r.0), Some(200));
 
-    apply(&baseline(&name, &tag));
+    apply(&deny_all(&name, &tag));
     let ns = namespace(&client, &tag, &[("zt-test", &tag)]).await;
     let deny = format!("zt-{name}-default-deny");
     eventually(WAIT, "onboarded", || async {
@@ -122,7 +123,7 @@ async fn one_leader_writes_and_a_standby_takes_over_when_it_dies() {
     let standby = if a_leads { "b" } else { "a" };
 
     let name = tag.clone();
-    apply(&baseline(&name, &tag));
+    apply(&deny_all(&name, &tag));
     let ns = namespace(&client, &format!("{tag}-work"), &[("zt-test", &tag)]).await;
     let deny = format!("zt-{name}-default-deny");
     eventually(WAIT, "onboarded by the leader", || async {

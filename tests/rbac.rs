@@ -3,15 +3,13 @@
 //! must not do, and spec.rbac.roles works only with the opt-in delegation. Also: the Dockerfile's
 //! final stage is non-root with no shell.
 
-mod support;
-
 use std::time::Duration;
 
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::Role;
 use kube::Api;
-use support::*;
 use zerotrust_operator::api::SecurityBaseline;
+use zerotrust_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 const OPERATOR_SA: &str = "system:serviceaccount:zerotrust-system:zerotrust-operator";

@@ -5,7 +5,6 @@
 //! Run it with `hack/bench.sh [--namespaces N] ...`, which brings up a dedicated control plane;
 //! `cargo bench --bench scale -- --help` lists the options.
 
-mod cluster;
 mod raw_writer;
 mod report;
 mod tracker;
@@ -22,13 +21,16 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
-use cluster::{AuditLog, Operator, connect, create_namespaces, namespace, wait_until, writes};
 use report::{Latency, Report};
 use tracker::Tracker;
 use zerotrust_operator::api::{SecurityBaseline, parse_baselines};
 use zerotrust_operator::engine::{
     DEFAULT_OPERATOR_NAMESPACE, Kind, ValidBaseline, object_name, render, validate,
 };
+use zerotrust_testkit::audit::{AuditLog, writes};
+use zerotrust_testkit::namespaces::{create_all as create_namespaces, labelled as namespace};
+use zerotrust_testkit::poll::wait_until;
+use zerotrust_testkit::{OperatorProcess, connect};
 
 #[derive(Debug, Parser)]
 #[command(about = "Scale benchmark of zerotrust-operator on a local control plane")]
@@ -294,7 +296,7 @@ async fn run_all(bench: &Bench) -> Report {
         .parent()
         .expect("kubeconfig has a directory");
     let audit = AuditLog::new(kubeconfig_dir.join("audit.log"));
-    cluster::crd::install_crd(&bench.client, false).await;
+    zerotrust_testkit::crd::install_crd(&bench.client, false).await;
     let tracker = Tracker::start(&bench.client, &format!("zt-bench-run={}", bench.run)).await;
     let mut report = Report {
         namespaces: args.namespaces,
@@ -324,12 +326,19 @@ async fn run_all(bench: &Bench) -> Report {
 
     let log = std::env::temp_dir().join(format!("zerotrust-bench-{}.log", bench.run));
     eprintln!("bench: operator log {}", log.display());
-    let operator = Operator::start(
-        &kubeconfig_dir.join("operator.kubeconfig"),
-        args.concurrency,
+    let operator_kubeconfig = kubeconfig_dir.join("operator.kubeconfig");
+    let concurrency = args.concurrency.to_string();
+    let operator = OperatorProcess::spawn(
+        &[
+            "--kubeconfig",
+            operator_kubeconfig.to_str().expect("a UTF-8 path"),
+            "--concurrency",
+            &concurrency,
+        ],
         &log,
+        "warn",
     );
-    operator.wait_ready().await;
+    operator.wait_ready(Duration::from_secs(120));
     let mark = audit.mark();
     eprintln!("bench: applying the baseline");
     let start = Instant::now();

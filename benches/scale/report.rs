@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::cluster::Requests;
+use zerotrust_testkit::audit::Requests;
 
 /// p50 / p99 / max of a set of samples, in milliseconds.
 #[derive(Debug, Default, Serialize)]

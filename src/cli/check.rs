@@ -14,7 +14,8 @@ use crate::engine::DEFAULT_OPERATOR_NAMESPACE;
     long_about = "Reads the cluster, runs the operator's engine over every namespace the \
 SecurityBaselines select, and prints one row per difference: namespace, baseline, kind, name and \
 reason. Writes nothing. Exits 0 when every selected namespace is compliant, 1 when there is drift, a \
-conflict or an invalid baseline, and 2 when the cluster cannot be read."
+conflict, an invalid baseline or no baseline of the name given with --baseline, and 2 when the \
+cluster cannot be read (or has no SecurityBaseline CRD)."
 )]
 pub struct CheckArgs {
     #[command(flatten)]
@@ -42,11 +43,26 @@ pub fn run(args: CheckArgs) -> ExitCode {
         let report = match check(&client, args.baseline.as_deref(), &args.operator_namespace).await
         {
             Ok(report) => report,
+            Err(e) if e.kind == "SecurityBaseline" && e.status_code() == Some(404) => {
+                eprintln!(
+                    "error: the SecurityBaseline CRD is not installed in this cluster; install it \
+                     with `zerotrust-operator crd | kubectl apply --server-side -f -` (or \
+                     `kubectl apply -f crds/securitybaseline.yaml`)"
+                );
+                return ExitCode::from(2);
+            }
             Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::from(2);
             }
         };
+        if let Some(name) = &args.baseline
+            && report.baselines == 0
+        {
+            // A typo must not turn a CI gate green.
+            eprintln!("error: SecurityBaseline {name:?} not found");
+            return ExitCode::FAILURE;
+        }
         for invalid in &report.invalid {
             println!("INVALID  {invalid}");
         }

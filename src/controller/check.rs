@@ -1,19 +1,21 @@
 //! `check`: one read-only pass over the cluster with the operator's own engine, for CI pipelines
 //! and people who want an answer without running the operator.
 
-use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, ServiceAccount};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{ApiResource, DynamicObject, ListParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use super::apply::exists;
+use super::caches::Caches;
 use super::decode::decode;
-use super::index::{NamespacedIndex, strip_metadata};
-use super::{Caches, Error};
+use super::error::{Error, Failed, Operation};
+use super::index::strip_metadata;
+use super::metrics::Metrics;
 use crate::api::SecurityBaseline;
-use crate::engine::{Drift, DriftReason, InvalidSpec, Kind, MANAGED_SELECTOR, render, validate};
+use crate::engine::{
+    Drift, DriftReason, InvalidSpec, Kind, MANAGED_SELECTOR, diff, render, validate,
+};
 
 /// What `check` found.
 #[derive(Debug, Default)]
@@ -24,29 +26,23 @@ pub struct Report {
     pub namespaces: usize,
     /// Baselines the API server accepted but the engine refuses.
     pub invalid: Vec<InvalidSpec>,
+    /// Baselines checked, valid or not.
+    pub baselines: usize,
 }
 
-async fn list<K>(client: &Client, params: &ListParams) -> Result<Vec<K>, Error>
+async fn list<K>(api: Api<K>, params: &ListParams, kind: &'static str) -> Result<Vec<K>, Error>
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
 {
-    let mut items = Api::<K>::all(client.clone()).list(params).await?.items;
+    let mut items = api
+        .list(params)
+        .await
+        .failed(Operation::List, kind, "", "")?
+        .items;
     for item in &mut items {
         strip_metadata(item.meta_mut(), false);
     }
     Ok(items)
-}
-
-async fn load<K>(
-    client: &Client,
-    index: &NamespacedIndex<K>,
-    params: &ListParams,
-) -> Result<(), Error>
-where
-    K: Resource<DynamicType = ()> + Clone + serde::Serialize + DeserializeOwned + std::fmt::Debug,
-{
-    index.load(list::<K>(client, params).await?);
-    Ok(())
 }
 
 /// Compares every selected namespace with its baselines (only `only`, if given). Writes nothing.
@@ -55,15 +51,20 @@ pub async fn check(
     only: Option<&str>,
     operator_namespace: &str,
 ) -> Result<Report, Error> {
+    let caches = Caches::new(&Metrics::new());
     let managed = ListParams::default().labels(MANAGED_SELECTOR);
-    let caches = Caches::new();
-    load::<NetworkPolicy>(client, &caches.network_policies, &managed).await?;
-    load::<Role>(client, &caches.roles, &managed).await?;
-    load::<RoleBinding>(client, &caches.role_bindings, &managed).await?;
-    load::<ResourceQuota>(client, &caches.quotas, &managed).await?;
-    load::<LimitRange>(client, &caches.limit_ranges, &managed).await?;
+    for kind in Kind::GENERATED {
+        let api = Api::<DynamicObject>::all_with(client.clone(), &kind.api_resource());
+        let objects = list(api, &managed, kind.as_str()).await?;
+        caches.generated(kind).load(objects);
+    }
     let defaults = ListParams::default().fields("metadata.name=default");
-    load::<ServiceAccount>(client, &caches.service_accounts, &defaults).await?;
+    let accounts = list(
+        Api::<ServiceAccount>::all(client.clone()),
+        &defaults,
+        "ServiceAccount",
+    );
+    caches.service_accounts().load(accounts.await?);
 
     let mut report = Report::default();
     let mut valid = Vec::new();
@@ -71,10 +72,11 @@ pub async fn check(
     // invalid rather than failing the whole check.
     let raw: Api<DynamicObject> =
         Api::all_with(client.clone(), &ApiResource::erase::<SecurityBaseline>(&()));
-    for object in raw.list(&ListParams::default()).await?.items {
+    for object in list(raw, &ListParams::default(), "SecurityBaseline").await? {
         if only.is_some_and(|name| object.name_any() != name) {
             continue;
         }
+        report.baselines += 1;
         match decode(&object)
             .map_err(|undecodable| undecodable.error)
             .and_then(|b| validate(&b))
@@ -83,7 +85,8 @@ pub async fn check(
             Err(invalid) => report.invalid.push(invalid),
         }
     }
-    let mut namespaces = list::<Namespace>(client, &ListParams::default()).await?;
+    let namespaces = Api::<Namespace>::all(client.clone());
+    let mut namespaces = list(namespaces, &ListParams::default(), "Namespace").await?;
     namespaces.sort_by_key(|ns| ns.name_any());
     for namespace in namespaces
         .iter()
@@ -95,7 +98,7 @@ pub async fn check(
             continue;
         }
         report.namespaces += 1;
-        for mut d in crate::engine::diff(&desired, &caches.live_state(namespace)) {
+        for mut d in diff(&desired, &caches.live_state(namespace)) {
             if d.reason == DriftReason::Missing
                 && !matches!(d.kind, Kind::Namespace | Kind::ServiceAccount)
                 && exists(client, &name, d.kind, &d.name).await?

@@ -3,11 +3,11 @@
 //! leave every baseline unenforced; here such an object is set aside and reported instead.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 
 use kube::ResourceExt;
 use kube::api::DynamicObject;
 use kube::runtime::watcher::Event;
+use parking_lot::{Mutex, MutexGuard};
 
 use crate::api::SecurityBaseline;
 use crate::engine::{FieldError, InvalidSpec};
@@ -34,8 +34,8 @@ impl UndecodableBaselines {
         self.lock().values().cloned().collect()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Undecodable>> {
-        self.0.lock().expect("undecodable baselines lock")
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Undecodable>> {
+        self.0.lock()
     }
 
     /// The typed event for a raw one, or None when there is nothing to pass on.

@@ -7,35 +7,50 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::engine::Kind;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ResultLabels {
+struct ResultLabels {
     /// ok, or the error's metric label.
-    pub result: String,
+    result: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct KindLabels {
-    pub kind: String,
+struct KindLabels {
+    kind: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct NamespaceStateLabels {
-    pub baseline: String,
+struct NamespaceStateLabels {
+    baseline: String,
     /// compliant, drifted or pending.
-    pub state: String,
+    state: String,
 }
 
 /// Every metric the operator exports, registered under the `zerotrust` prefix.
 pub struct Metrics {
-    pub reconciles: Family<ResultLabels, Counter>,
-    pub reconcile_duration: Histogram,
-    pub namespaces: Family<NamespaceStateLabels, Gauge>,
-    pub drift_detected: Family<KindLabels, Counter>,
-    pub drift_repaired: Family<KindLabels, Counter>,
+    reconciles: Family<ResultLabels, Counter>,
+    reconcile_duration: Histogram,
+    namespaces: Family<NamespaceStateLabels, Gauge>,
+    drift_detected: Family<KindLabels, Counter>,
+    drift_repaired: Family<KindLabels, Counter>,
     pub onboarding_latency: Histogram,
     pub leader: Gauge,
     pub status_writes: Counter,
+    cache_dropped: Family<KindLabels, Counter>,
     registry: Registry,
+}
+
+/// Observes a reconcile's duration when dropped, however the reconcile ends.
+pub struct ReconcileTimer {
+    histogram: Histogram,
+    start: std::time::Instant,
+}
+
+impl Drop for ReconcileTimer {
+    fn drop(&mut self) {
+        self.histogram.observe(self.start.elapsed().as_secs_f64());
+    }
 }
 
 impl Metrics {
@@ -91,6 +106,12 @@ impl Metrics {
             "SecurityBaseline status writes",
             status_writes.clone(),
         );
+        let cache_dropped = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "cache_dropped_objects",
+            "Watched objects the caches could not hold or read back (each is also logged)",
+            cache_dropped.clone(),
+        );
         Metrics {
             reconciles,
             reconcile_duration,
@@ -100,8 +121,56 @@ impl Metrics {
             onboarding_latency,
             leader,
             status_writes,
+            cache_dropped,
             registry,
         }
+    }
+
+    /// Starts timing a reconcile; the time is recorded when the guard drops.
+    pub fn time_reconcile(&self) -> ReconcileTimer {
+        ReconcileTimer {
+            histogram: self.reconcile_duration.clone(),
+            start: std::time::Instant::now(),
+        }
+    }
+
+    /// Counts one reconcile by its result: `ok` or the failed operation.
+    pub fn count_reconcile(&self, result: &str) {
+        self.reconciles
+            .get_or_create(&ResultLabels {
+                result: result.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts one drift item of `kind` found, and repaired if `repaired`.
+    pub fn count_drift(&self, kind: Kind, repaired: bool) {
+        let labels = KindLabels {
+            kind: kind.to_string(),
+        };
+        self.drift_detected.get_or_create(&labels).inc();
+        if repaired {
+            self.drift_repaired.get_or_create(&labels).inc();
+        }
+    }
+
+    /// The counter of objects of `kind` the caches dropped.
+    pub fn cache_dropped(&self, kind: Kind) -> Counter {
+        self.cache_dropped
+            .get_or_create(&KindLabels {
+                kind: kind.to_string(),
+            })
+            .clone()
+    }
+
+    /// Sets the number of `baseline`'s selected namespaces in `state`.
+    pub fn set_namespaces(&self, baseline: &str, state: &str, count: i32) {
+        self.namespaces
+            .get_or_create(&NamespaceStateLabels {
+                baseline: baseline.to_string(),
+                state: state.to_string(),
+            })
+            .set(i64::from(count));
     }
 
     /// The text exposition format.

@@ -44,9 +44,9 @@ pub enum DriftReason {
     Conflict,
     /// Ours, but its baseline no longer asks for it.
     Stale,
-    /// Would be repaired, but the API server refused the operator the write (RBAC); the original
-    /// reason follows.
-    Forbidden(String),
+    /// Would be repaired, but the API server refused the operator the write (RBAC); what the
+    /// repair was for.
+    Forbidden(Box<DriftReason>),
 }
 
 impl DriftReason {

@@ -15,7 +15,7 @@ pub use object::{
     BASELINE_LABEL, FIELD_MANAGER, Kind, MANAGED_BY_LABEL, MANAGED_BY_VALUE, MANAGED_SELECTOR,
     Object, Ownership, applied_by_us, owned_label_keys, owner_labels, ownership,
 };
-pub use plan::{Action, namespace_labels, plan, released_labels, repairable};
+pub use plan::{Write, namespace_labels, plan, released_labels, repairable};
 pub use quantity::{Quantity, QuantityError};
 pub use render::{
     DesiredObject, DesiredState, DesiredValue, PSA_LABEL_PREFIX, PSA_MODES, SelectedBaseline,

@@ -3,11 +3,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use k8s_openapi::api::core::v1::{LimitRange, ResourceQuota};
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::core::ApiResource;
 use serde::Serialize;
+use serde::de::Error as _;
 
 /// Label on every generated object: who manages it.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
@@ -21,7 +23,10 @@ pub const FIELD_MANAGER: &str = "zerotrust-operator";
 pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=zerotrust-operator";
 
 /// Kinds the operator writes. Namespace and ServiceAccount are shared objects: we own only a few
-/// fields of them (PSA labels, automountServiceAccountToken), never the object.
+/// fields of them (PSA labels, automountServiceAccountToken), never the object. Every other kind
+/// is generated whole, and this file is the one place that lists them: the controller watches,
+/// caches, creates, applies and deletes each kind in [`Kind::GENERATED`] through
+/// [`Kind::api_resource`] and [`Object::from_json`], with no per-kind code of its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum Kind {
     Namespace,
@@ -34,6 +39,28 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The kinds generated as whole objects in each selected namespace.
+    pub const GENERATED: [Kind; 5] = [
+        Kind::NetworkPolicy,
+        Kind::Role,
+        Kind::RoleBinding,
+        Kind::ResourceQuota,
+        Kind::LimitRange,
+    ];
+
+    /// Where the API serves this kind.
+    pub fn api_resource(self) -> ApiResource {
+        match self {
+            Kind::Namespace => ApiResource::erase::<Namespace>(&()),
+            Kind::ServiceAccount => ApiResource::erase::<ServiceAccount>(&()),
+            Kind::NetworkPolicy => ApiResource::erase::<NetworkPolicy>(&()),
+            Kind::Role => ApiResource::erase::<Role>(&()),
+            Kind::RoleBinding => ApiResource::erase::<RoleBinding>(&()),
+            Kind::ResourceQuota => ApiResource::erase::<ResourceQuota>(&()),
+            Kind::LimitRange => ApiResource::erase::<LimitRange>(&()),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Namespace => "Namespace",
@@ -97,6 +124,22 @@ impl Object {
 
     pub fn name(&self) -> &str {
         self.meta().name.as_deref().unwrap_or_default()
+    }
+
+    /// Reads an object of a generated `kind` from its JSON, as the API server or a cache holds it.
+    pub fn from_json(kind: Kind, json: &[u8]) -> Result<Object, serde_json::Error> {
+        Ok(match kind {
+            Kind::NetworkPolicy => Object::NetworkPolicy(serde_json::from_slice(json)?),
+            Kind::Role => Object::Role(serde_json::from_slice(json)?),
+            Kind::RoleBinding => Object::RoleBinding(serde_json::from_slice(json)?),
+            Kind::ResourceQuota => Object::ResourceQuota(serde_json::from_slice(json)?),
+            Kind::LimitRange => Object::LimitRange(serde_json::from_slice(json)?),
+            Kind::Namespace | Kind::ServiceAccount => {
+                return Err(serde_json::Error::custom(format!(
+                    "{kind} is shared, not a generated kind"
+                )));
+            }
+        })
     }
 }
 

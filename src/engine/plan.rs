@@ -8,9 +8,10 @@ use super::render::{DesiredState, pod_security_labels};
 use super::validate::ValidBaseline;
 use crate::api::{ConflictPolicy, Mode};
 
-/// One write to a namespace.
+/// One write to a namespace. (Named apart from kube's `controller::Action`, which says when to
+/// reconcile again.)
 #[derive(Clone, Debug, PartialEq)]
-pub enum Action {
+pub enum Write {
     /// Server-side apply (forced: a repair takes back fields someone else changed).
     Apply(Object),
     /// Delete and create again: for changes the API cannot apply in place (a RoleBinding's roleRef).
@@ -68,20 +69,20 @@ pub fn plan(
     live: &LiveState,
     drift: &[Drift],
     released: &BTreeSet<String>,
-) -> Vec<Action> {
+) -> Vec<Write> {
     let mut actions = Vec::new();
     let mut labels_drifted = false;
     for d in drift.iter().filter(|d| repairable(desired, d)) {
         match (d.kind, &d.reason) {
             (Kind::Namespace, _) => labels_drifted = true,
-            (Kind::ServiceAccount, _) => actions.push(Action::DisableDefaultTokenAutomount),
+            (Kind::ServiceAccount, _) => actions.push(Write::DisableDefaultTokenAutomount),
             (_, DriftReason::Stale) => {
                 let uid = live
                     .objects
                     .iter()
                     .find(|o| o.kind() == d.kind && o.name() == d.name)
                     .and_then(|o| o.meta().uid.clone());
-                actions.push(Action::Delete {
+                actions.push(Write::Delete {
                     kind: d.kind,
                     name: d.name.clone(),
                     uid,
@@ -89,18 +90,18 @@ pub fn plan(
             }
             (Kind::RoleBinding, DriftReason::Modified(field)) if field == "roleRef" => {
                 if let Some(wanted) = desired.object(d.kind, &d.name) {
-                    actions.push(Action::Recreate(wanted.object.clone()));
+                    actions.push(Write::Recreate(wanted.object.clone()));
                 }
             }
             _ => {
                 if let Some(wanted) = desired.object(d.kind, &d.name) {
-                    actions.push(Action::Apply(wanted.object.clone()));
+                    actions.push(Write::Apply(wanted.object.clone()));
                 }
             }
         }
     }
     if labels_drifted || !released.is_empty() {
-        actions.push(Action::ApplyNamespaceLabels(namespace_labels(
+        actions.push(Write::ApplyNamespaceLabels(namespace_labels(
             desired, live, released,
         )));
     }
@@ -138,16 +139,16 @@ pub fn namespace_labels(
         .collect()
 }
 
-impl Action {
+impl Write {
     /// True when this action repairs `drift`.
     pub fn repairs(&self, drift: &Drift) -> bool {
         match self {
-            Action::Apply(o) | Action::Recreate(o) => {
+            Write::Apply(o) | Write::Recreate(o) => {
                 o.kind() == drift.kind && o.name() == drift.name
             }
-            Action::Delete { kind, name, .. } => *kind == drift.kind && *name == drift.name,
-            Action::ApplyNamespaceLabels(_) => drift.kind == Kind::Namespace,
-            Action::DisableDefaultTokenAutomount => drift.kind == Kind::ServiceAccount,
+            Write::Delete { kind, name, .. } => *kind == drift.kind && *name == drift.name,
+            Write::ApplyNamespaceLabels(_) => drift.kind == Kind::Namespace,
+            Write::DisableDefaultTokenAutomount => drift.kind == Kind::ServiceAccount,
         }
     }
 }

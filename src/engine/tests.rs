@@ -344,14 +344,14 @@ fn empty_namespace_is_all_missing_and_enforce_applies_everything() {
     let actions = plan(&desired, &live, &drift, &none());
     let applies = actions
         .iter()
-        .filter(|a| matches!(a, Action::Apply(_)))
+        .filter(|a| matches!(a, Write::Apply(_)))
         .count();
     assert_eq!(applies, desired.objects.len());
-    assert!(actions.contains(&Action::DisableDefaultTokenAutomount));
+    assert!(actions.contains(&Write::DisableDefaultTokenAutomount));
     assert!(
         actions
             .iter()
-            .any(|a| matches!(a, Action::ApplyNamespaceLabels(l) if l.len() == 6))
+            .any(|a| matches!(a, Write::ApplyNamespaceLabels(l) if l.len() == 6))
     );
 }
 
@@ -413,7 +413,7 @@ fn foreign_objects_are_conflicts_and_only_adopt_touches_them() {
         );
         let actions = plan(&desired, &live, &diff(&desired, &live), &none());
         assert!(
-            matches!(&actions[..], [Action::Apply(Object::ResourceQuota(_))]),
+            matches!(&actions[..], [Write::Apply(Object::ResourceQuota(_))]),
             "{actions:?}"
         );
     }
@@ -448,7 +448,7 @@ fn objects_no_longer_wanted_are_stale_and_deleted_by_uid() {
             .all(|d| d.reason == DriftReason::Stale && d.name == "zt-tenants-editor")
     );
     let actions = plan(&desired, &live, &drift, &none());
-    assert!(actions.contains(&Action::Delete {
+    assert!(actions.contains(&Write::Delete {
         kind: Kind::Role,
         name: "zt-tenants-editor".into(),
         uid: Some("uid-zt-tenants-editor".into())
@@ -481,7 +481,7 @@ fn stricter_psa_is_not_drift_and_is_never_weakened() {
     let drift = diff(&desired, &live);
     assert_eq!(drift.len(), 1);
     let actions = plan(&desired, &live, &drift, &none());
-    let Action::ApplyNamespaceLabels(labels) = &actions[0] else {
+    let Write::ApplyNamespaceLabels(labels) = &actions[0] else {
         panic!("{actions:?}")
     };
     assert_eq!(
@@ -538,7 +538,7 @@ fn labels_of_a_leaving_delete_baseline_are_released_others_kept() {
     let actions = plan(&desired, &live, &[], &released);
     assert_eq!(
         actions,
-        vec![Action::ApplyNamespaceLabels(BTreeMap::new())],
+        vec![Write::ApplyNamespaceLabels(BTreeMap::new())],
         "giving up both labels"
     );
     // Orphan: nothing is released.
@@ -573,7 +573,7 @@ fn owned_labels_not_released_are_kept_in_every_label_apply() {
     live.owned_namespace_labels
         .insert("pod-security.kubernetes.io/audit".into());
     let actions = plan(&desired, &live, &diff(&desired, &live), &none());
-    let [Action::ApplyNamespaceLabels(labels)] = &actions[..] else {
+    let [Write::ApplyNamespaceLabels(labels)] = &actions[..] else {
         panic!("{actions:?}")
     };
     assert_eq!(
@@ -626,7 +626,7 @@ fn rolebinding_roleref_change_is_recreated() {
     assert_eq!(
         actions
             .iter()
-            .filter(|a| matches!(a, Action::Recreate(_)))
+            .filter(|a| matches!(a, Write::Recreate(_)))
             .count(),
         2
     );

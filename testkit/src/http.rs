@@ -1,5 +1,4 @@
-//! A minimal HTTP/1.1 client for the operator's /metrics, /healthz and /readyz: shared by the
-//! integration tests and the scale benchmark (included there by path).
+//! A minimal HTTP/1.1 client for the operator's /metrics, /healthz and /readyz.
 
 use std::time::Duration;
 

@@ -1,0 +1,128 @@
+//! What every reconcile shares (client, stores, caches, outcomes, Events, metrics), how it is
+//! wired to the watches, and what happens after a failed reconcile.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Client;
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use parking_lot::Mutex;
+use tracing::warn;
+
+use super::caches::Caches;
+use super::decode::UndecodableBaselines;
+use super::error::Error;
+use super::http::Health;
+use super::metrics::Metrics;
+use super::status::Outcomes;
+use super::watches::{Inputs, watch};
+use crate::api::SecurityBaseline;
+use crate::engine::FIELD_MANAGER;
+
+/// What every reconcile shares.
+pub struct Context {
+    pub(super) client: Client,
+    pub(super) operator_namespace: String,
+    pub(super) namespaces: Store<Namespace>,
+    pub(super) baselines: Store<SecurityBaseline>,
+    pub(super) caches: Caches,
+    /// Stored baselines that cannot be decoded: reported, never enforced.
+    pub(super) undecodable: Arc<UndecodableBaselines>,
+    pub(super) outcomes: Outcomes,
+    pub(super) recorder: Recorder,
+    pub(super) metrics: Arc<Metrics>,
+    /// The second this process started leading (creation timestamps have whole seconds):
+    /// namespaces created since count toward onboarding latency.
+    pub(super) started_second: i64,
+    /// Consecutive failed reconciles per namespace, for the back-off.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    /// A context whose stores and caches fill as the returned watches are polled.
+    pub(super) fn connect(
+        client: Client,
+        operator_namespace: &str,
+        metrics: Arc<Metrics>,
+        health: &Arc<Health>,
+    ) -> (Arc<Context>, Inputs) {
+        let (namespaces, namespace_writer) = reflector::store::<Namespace>();
+        let (baselines, baseline_writer) = reflector::store::<SecurityBaseline>();
+        let caches = Caches::new(&metrics);
+        let undecodable = Arc::new(UndecodableBaselines::default());
+        let inputs = watch(
+            &client,
+            &caches,
+            health,
+            namespace_writer,
+            baseline_writer,
+            undecodable.clone(),
+        );
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.to_string(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        let ctx = Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            operator_namespace: operator_namespace.to_string(),
+            namespaces,
+            baselines,
+            caches,
+            undecodable,
+            outcomes: Outcomes::default(),
+            metrics,
+            started_second: k8s_openapi::jiff::Timestamp::now().as_second(),
+            failures: Mutex::new(HashMap::new()),
+        };
+        (Arc::new(ctx), inputs)
+    }
+
+    /// Counts a failed reconcile of `namespace`; returns how long to wait before the next try.
+    pub(super) fn failed(&self, namespace: &str) -> Duration {
+        let mut failures = self.failures.lock();
+        let n = failures.entry(namespace.to_string()).or_default();
+        *n = n.saturating_add(1);
+        retry_delay(*n)
+    }
+
+    /// Resets the back-off of `namespace` after a successful reconcile (or its deletion).
+    pub(super) fn succeeded(&self, namespace: &str) {
+        self.failures.lock().remove(namespace);
+    }
+}
+
+/// The wait before retrying after `failures` consecutive failures: 500 ms, doubling, at most
+/// 256 s (about four minutes).
+pub fn retry_delay(failures: u32) -> Duration {
+    Duration::from_millis(250 << failures.clamp(1, 10))
+}
+
+/// After a failed reconcile: retry the namespace with back-off.
+pub(super) fn error_policy(namespace: Arc<Namespace>, error: &Error, ctx: Arc<Context>) -> Action {
+    let name = namespace.name_any();
+    let delay = ctx.failed(&name);
+    warn!(namespace = name, error = %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_back_off_doubles_to_about_four_minutes() {
+        let delays: Vec<u64> = (1..=12)
+            .map(|n| retry_delay(n).as_millis() as u64)
+            .collect();
+        assert_eq!(&delays[..4], &[500, 1_000, 2_000, 4_000]);
+        assert_eq!(delays[9], 256_000);
+        assert_eq!(delays[11], 256_000);
+        assert_eq!(retry_delay(u32::MAX), Duration::from_secs(256));
+    }
+}

@@ -1,0 +1,56 @@
+//! Reconciling while this process leads: the watches feed a per-namespace work queue (kube's
+//! Controller) and the status writer, until a stop drains them.
+
+use std::sync::Arc;
+
+use futures::{FutureExt, StreamExt};
+use kube::Client;
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use tracing::{debug, info, warn};
+
+use super::context::{Context, error_policy};
+use super::http::Health;
+use super::metrics::Metrics;
+use super::reconcile;
+use super::settings::Settings;
+use super::shutdown::drain_deadline;
+use super::status::write_statuses;
+use super::watches::namespace_of;
+
+/// Reconciles until `stop` completes, then drains in-flight reconciles.
+pub async fn operate(
+    client: Client,
+    settings: &Settings,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    stop: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let stop = stop.shared();
+    let (ctx, inputs) = Context::connect(client, &settings.operator_namespace, metrics, &health);
+    let mut controller = Controller::for_stream(inputs.namespaces, ctx.namespaces.clone())
+        .with_config(ControllerConfig::default().concurrency(settings.concurrency));
+    for (kind, touched) in inputs.generated {
+        controller = controller.watches_stream_with(touched, namespace_of, kind.api_resource());
+    }
+    let controller = controller
+        .watches_stream(inputs.service_accounts, namespace_of)
+        .reconcile_all_on(inputs.baseline_changes)
+        .graceful_shutdown_on(stop.clone())
+        .run(reconcile::run, error_policy, ctx.clone())
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                debug!(error = %e, "controller event");
+            }
+        });
+    let status_writer = write_statuses(ctx.clone(), settings.status_interval, health);
+    let drain_deadline = drain_deadline(stop, ctx.namespaces.clone());
+    info!(
+        operator_namespace = settings.operator_namespace,
+        "zerotrust-operator running"
+    );
+    tokio::select! {
+        _ = controller => info!("controller stopped"),
+        _ = status_writer => warn!("status writer stopped"),
+        _ = drain_deadline => warn!("stopping without waiting longer for in-flight reconciles"),
+    }
+}

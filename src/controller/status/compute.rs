@@ -1,0 +1,297 @@
+//! (baseline, outcomes of its selected namespaces, previous status) -> the status it should have:
+//! counts, conditions and a capped drift list. Pure, so it is tested without an API server.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+
+use super::outcomes::{Outcome, truncate};
+use crate::api::{DriftRecord, MAX_STATUS_DRIFT, SecurityBaseline, SecurityBaselineStatus};
+use crate::engine::InvalidSpec;
+
+/// The status `baseline` should have. `outcomes` holds one entry per selected namespace (`None`
+/// until it has been reconciled), `new_repairs` the repairs not yet counted in `previous`, and
+/// `invalid` why the baseline cannot be enforced, if it cannot.
+pub fn compute_status(
+    baseline: &SecurityBaseline,
+    outcomes: &[Option<Outcome>],
+    new_repairs: i64,
+    previous: &SecurityBaselineStatus,
+    invalid: Option<&InvalidSpec>,
+    now: Timestamp,
+) -> SecurityBaselineStatus {
+    let generation = baseline.metadata.generation.unwrap_or(0);
+    let mut status = SecurityBaselineStatus {
+        observed_generation: Some(generation),
+        repairs: previous.repairs + new_repairs,
+        ..SecurityBaselineStatus::default()
+    };
+    let mut conditions = Vec::new();
+    if let Some(invalid) = invalid {
+        let message = truncate(&invalid.to_string(), 1024);
+        conditions.push(condition("Ready", false, "InvalidSpec", &message, now));
+        conditions.push(condition("InvalidSpec", true, "InvalidSpec", &message, now));
+    } else {
+        let selected = outcomes.len();
+        let mut pending = 0;
+        let mut conflicts = 0;
+        let mut drift: Vec<DriftRecord> = Vec::new();
+        let mut drift_count = 0usize;
+        status.selected_namespaces = count(selected);
+        for outcome in outcomes {
+            match outcome {
+                Some(o) if o.generation == generation => {
+                    if o.drift_count == 0 {
+                        status.compliant_namespaces += 1;
+                    } else {
+                        status.drifted_namespaces += 1;
+                        drift_count += o.drift_count;
+                        conflicts += o.conflicts;
+                        drift.extend(o.drift.iter().cloned());
+                    }
+                }
+                _ => pending += 1,
+            }
+        }
+        drift.sort();
+        drift.truncate(MAX_STATUS_DRIFT);
+        status.drift_count = count(drift_count);
+        status.drift = drift;
+        let (ready, reason, message) = if pending > 0 {
+            (
+                false,
+                "Progressing",
+                format!("{pending} of {selected} selected namespaces not yet reconciled"),
+            )
+        } else if status.drifted_namespaces > 0 {
+            (
+                false,
+                "Drifted",
+                format!(
+                    "{} of {selected} selected namespaces differ from the baseline",
+                    status.drifted_namespaces
+                ),
+            )
+        } else {
+            (
+                true,
+                "Compliant",
+                format!("all {selected} selected namespaces match the baseline"),
+            )
+        };
+        conditions.push(condition("Ready", ready, reason, &message, now));
+        // From the full counts, not the capped list: a conflict must show however many other
+        // records sort before it.
+        if conflicts > 0 {
+            conditions.push(condition(
+                "Conflict",
+                true,
+                "ObjectNotOwned",
+                "same-named objects exist that zerotrust-operator did not create; see status.drift",
+                now,
+            ));
+        }
+    }
+    // A condition keeps its transition time until its status flips: no churn on every pass.
+    for c in &mut conditions {
+        if let Some(old) = previous.conditions.iter().find(|o| o.type_ == c.type_)
+            && old.status == c.status
+        {
+            c.last_transition_time = old.last_transition_time.clone();
+        }
+        c.observed_generation = Some(generation);
+    }
+    status.conditions = conditions;
+    status
+}
+
+fn count(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+fn condition(type_: &str, status: bool, reason: &str, message: &str, now: Timestamp) -> Condition {
+    Condition {
+        type_: type_.to_string(),
+        status: if status { "True" } else { "False" }.to_string(),
+        reason: reason.to_string(),
+        message: message.to_string(),
+        last_transition_time: Time(now),
+        observed_generation: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Drift, DriftReason, FieldError, Kind};
+
+    fn baseline(generation: i64) -> SecurityBaseline {
+        let mut b = SecurityBaseline::new("b", Default::default());
+        b.metadata.generation = Some(generation);
+        b
+    }
+
+    fn drifted(namespace: &str, reasons: &[DriftReason]) -> Option<Outcome> {
+        let drift: Vec<Drift> = reasons
+            .iter()
+            .enumerate()
+            .map(|(i, reason)| Drift {
+                baseline: "b".to_string(),
+                kind: Kind::NetworkPolicy,
+                name: format!("p{i}"),
+                reason: reason.clone(),
+            })
+            .collect();
+        Some(Outcome::new(1, namespace, &drift))
+    }
+
+    fn compliant() -> Option<Outcome> {
+        Some(Outcome {
+            generation: 1,
+            ..Outcome::default()
+        })
+    }
+
+    fn ready(status: &SecurityBaselineStatus) -> (&str, &str) {
+        let c = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap();
+        (c.status.as_str(), c.reason.as_str())
+    }
+
+    fn at(second: i64) -> Timestamp {
+        Timestamp::from_second(second).unwrap()
+    }
+
+    #[test]
+    fn counts_namespaces_by_state() {
+        let prev = SecurityBaselineStatus::default();
+        let all_good = compute_status(
+            &baseline(1),
+            &[compliant(), compliant()],
+            0,
+            &prev,
+            None,
+            at(1),
+        );
+        assert_eq!(
+            (all_good.selected_namespaces, all_good.compliant_namespaces),
+            (2, 2)
+        );
+        assert_eq!(ready(&all_good), ("True", "Compliant"));
+
+        let outcomes = [
+            compliant(),
+            drifted("a", &[DriftReason::Missing]),
+            None,
+            // Computed from an older generation: pending, not compliant.
+            Some(Outcome::default()),
+        ];
+        let s = compute_status(&baseline(1), &outcomes, 2, &prev, None, at(1));
+        assert_eq!(
+            (
+                s.selected_namespaces,
+                s.compliant_namespaces,
+                s.drifted_namespaces,
+                s.repairs
+            ),
+            (4, 1, 1, 2)
+        );
+        assert_eq!(ready(&s), ("False", "Progressing"));
+        assert!(
+            s.conditions
+                .iter()
+                .all(|c| c.observed_generation == Some(1))
+        );
+    }
+
+    #[test]
+    fn the_drift_list_is_capped_and_the_count_is_full() {
+        let outcomes: Vec<_> = (0..30)
+            .map(|i| {
+                drifted(
+                    &format!("ns-{i:02}"),
+                    &[DriftReason::Missing, DriftReason::Missing],
+                )
+            })
+            .collect();
+        let s = compute_status(&baseline(1), &outcomes, 0, &Default::default(), None, at(1));
+        assert_eq!(s.drift.len(), MAX_STATUS_DRIFT);
+        assert_eq!(s.drift_count, 60);
+        assert_eq!(s.drifted_namespaces, 30);
+        assert_eq!(ready(&s), ("False", "Drifted"));
+    }
+
+    #[test]
+    fn a_conflict_shows_however_many_records_sort_before_it() {
+        let mut outcomes: Vec<_> = (0..25)
+            .map(|i| drifted(&format!("0-{i:02}"), &[DriftReason::Missing]))
+            .collect();
+        outcomes.push(drifted("zzz", &[DriftReason::Conflict]));
+        let s = compute_status(&baseline(1), &outcomes, 0, &Default::default(), None, at(1));
+        assert!(s.drift.iter().all(|d| d.namespace != "zzz"));
+        assert!(
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Conflict" && c.status == "True")
+        );
+    }
+
+    #[test]
+    fn transition_times_move_only_when_a_condition_flips() {
+        let first = compute_status(
+            &baseline(1),
+            &[compliant()],
+            0,
+            &Default::default(),
+            None,
+            at(10),
+        );
+        let again = compute_status(&baseline(1), &[compliant()], 0, &first, None, at(20));
+        assert_eq!(again, first);
+        let flipped = compute_status(
+            &baseline(1),
+            &[drifted("a", &[DriftReason::Missing])],
+            0,
+            &again,
+            None,
+            at(30),
+        );
+        let time = |s: &SecurityBaselineStatus| {
+            s.conditions
+                .iter()
+                .find(|c| c.type_ == "Ready")
+                .unwrap()
+                .last_transition_time
+                .clone()
+        };
+        assert_eq!(time(&flipped), Time(at(30)));
+    }
+
+    #[test]
+    fn an_invalid_baseline_says_why_and_counts_nothing() {
+        let invalid = InvalidSpec {
+            baseline: "b".to_string(),
+            errors: vec![FieldError {
+                path: "spec.x".to_string(),
+                message: "bad".to_string(),
+            }],
+        };
+        let s = compute_status(
+            &baseline(2),
+            &[compliant()],
+            0,
+            &Default::default(),
+            Some(&invalid),
+            at(1),
+        );
+        assert_eq!(ready(&s), ("False", "InvalidSpec"));
+        assert!(
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "InvalidSpec" && c.message.contains("spec.x: bad"))
+        );
+        assert_eq!(s.selected_namespaces, 0);
+    }
+}

@@ -1,0 +1,148 @@
+//! The status writer: every interval, recomputes each baseline's status from the outcomes and
+//! writes it (server-side apply on the status subresource) only if it changed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+use tracing::{debug, warn};
+
+use super::compute::compute_status;
+use crate::api::{SecurityBaseline, SecurityBaselineStatus};
+use crate::controller::context::Context;
+use crate::controller::error::{Error, Failed, Operation};
+use crate::controller::finalizer::manage_finalizer;
+use crate::controller::http::Health;
+use crate::engine::{FIELD_MANAGER, InvalidSpec, selects, validate};
+
+/// Every `interval`, recomputes each baseline's status and writes it if it changed.
+pub async fn write_statuses(ctx: Arc<Context>, interval: Duration, health: Arc<Health>) {
+    // Status writes go through the untyped API, so a response for a baseline we cannot decode
+    // does not fail the write.
+    let raw: Api<DynamicObject> = Api::all_with(
+        ctx.client.clone(),
+        &ApiResource::erase::<SecurityBaseline>(&()),
+    );
+    if ctx.namespaces.wait_until_ready().await.is_err() {
+        return;
+    }
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut known: BTreeMap<String, Option<String>> = BTreeMap::new();
+    loop {
+        ticker.tick().await;
+        // Until every cache is full, outcomes would undercount: write nothing.
+        if !ctx.caches.ready() {
+            continue;
+        }
+        health.set_caches_synced(true);
+        let baselines = ctx.baselines.state();
+        let namespaces = ctx.namespaces.state();
+        let current: BTreeMap<String, Option<String>> =
+            baselines.iter().map(|b| (b.name_any(), b.uid())).collect();
+        for (gone, uid) in known.iter().filter(|(k, uid)| current.get(*k) != Some(uid)) {
+            ctx.outcomes.forget_baseline(gone, uid.as_deref());
+        }
+        known = current;
+        for baseline in baselines {
+            if let Err(e) = manage_finalizer(&ctx, &baseline).await {
+                warn!(baseline = baseline.name_any(), error = %e, "finalizer update failed");
+            }
+            if baseline.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            let selection = validate(&baseline).map(|valid| {
+                namespaces
+                    .iter()
+                    .filter(|ns| ns.metadata.deletion_timestamp.is_none())
+                    .filter(|ns| {
+                        selects(&valid, &ns.name_any(), ns.labels(), &ctx.operator_namespace)
+                    })
+                    .map(|ns| ns.name_any())
+                    .collect()
+            });
+            if let Err(e) = write_status(&ctx, &raw, &baseline, selection).await {
+                warn!(baseline = baseline.name_any(), error = %e, "status write failed");
+            }
+        }
+        for set_aside in ctx.undecodable.list() {
+            let baseline = &set_aside.placeholder;
+            if let Err(e) = write_status(&ctx, &raw, baseline, Err(set_aside.error)).await {
+                warn!(baseline = baseline.name_any(), error = %e, "status write failed");
+            }
+        }
+    }
+}
+
+/// Writes `baseline`'s status, given the namespaces it selects or why it is invalid, if it changed.
+async fn write_status(
+    ctx: &Context,
+    api: &Api<DynamicObject>,
+    baseline: &SecurityBaseline,
+    selection: Result<Vec<String>, InvalidSpec>,
+) -> Result<(), Error> {
+    let name = baseline.name_any();
+    let (selected, invalid) = match selection {
+        Ok(selected) => (selected, None),
+        Err(invalid) => (Vec::new(), Some(invalid)),
+    };
+    let previous = ctx.outcomes.current_status(baseline);
+    let (outcomes, repairs) = ctx.outcomes.snapshot(&name, &selected);
+    let status = compute_status(
+        baseline,
+        &outcomes,
+        repairs,
+        &previous,
+        invalid.as_ref(),
+        Timestamp::now(),
+    );
+    let pending =
+        status.selected_namespaces - status.compliant_namespaces - status.drifted_namespaces;
+    ctx.metrics
+        .set_namespaces(&name, "compliant", status.compliant_namespaces);
+    ctx.metrics
+        .set_namespaces(&name, "drifted", status.drifted_namespaces);
+    ctx.metrics.set_namespaces(&name, "pending", pending);
+    if previous == status {
+        return Ok(());
+    }
+    // A server-side apply needs the stored object to match the schema; one that does not (we
+    // could not decode it) gets its status merged in instead, by the same field manager.
+    let decodable = !ctx.undecodable.contains(&name);
+    let patch = status_patch(&status);
+    let (params, patch) = if decodable {
+        (
+            PatchParams::apply(FIELD_MANAGER).force(),
+            Patch::Apply(patch),
+        )
+    } else {
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..PatchParams::default()
+        };
+        (params, Patch::Merge(patch))
+    };
+    api.patch_status(&name, &params, &patch).await.failed(
+        Operation::WriteStatus,
+        "SecurityBaseline",
+        "",
+        &name,
+    )?;
+    ctx.outcomes.status_written(baseline, status, repairs);
+    ctx.metrics.status_writes.inc();
+    debug!(baseline = name, "status written");
+    Ok(())
+}
+
+/// The server-side-apply body for a status write.
+fn status_patch(status: &SecurityBaselineStatus) -> serde_json::Value {
+    json!({
+        "apiVersion": "zerotrust.dev/v1alpha1",
+        "kind": "SecurityBaseline",
+        "status": status,
+    })
+}

@@ -1,0 +1,215 @@
+//! The watches that feed the caches and the work queue: Namespaces (the work items), one
+//! label-filtered watch per generated kind, the `default` ServiceAccounts, and SecurityBaselines
+//! (decoded one by one). Each retries on its own short back-off.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt, future};
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use kube::api::{ApiResource, DynamicObject};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::utils::ResetTimerBackoff;
+use kube::runtime::watcher::ExponentialBackoff;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use tracing::warn;
+
+use super::caches::Caches;
+use super::decode::UndecodableBaselines;
+use super::http::Health;
+use super::index::{NamespacedIndex, strip_metadata};
+use crate::api::SecurityBaseline;
+use crate::engine::{Kind, MANAGED_SELECTOR};
+
+/// Everything the watches deliver, for the controller (or an in-process test) to drive.
+pub struct Inputs {
+    /// Namespaces as they change: the work items.
+    pub namespaces: BoxStream<'static, Result<Namespace, watcher::Error>>,
+    /// Each generated kind's touched objects, already held in the caches.
+    pub generated: Vec<(
+        Kind,
+        BoxStream<'static, Result<DynamicObject, watcher::Error>>,
+    )>,
+    /// Touched `default` ServiceAccounts, already held in the caches.
+    pub service_accounts: BoxStream<'static, Result<ServiceAccount, watcher::Error>>,
+    /// One item per baseline change that may change any namespace's desired state.
+    pub baseline_changes: BoxStream<'static, ()>,
+}
+
+/// Starts every watch; their streams fill `caches` and the two stores' writers as they are polled.
+pub fn watch(
+    client: &Client,
+    caches: &Caches,
+    health: &Arc<Health>,
+    namespaces: reflector::store::Writer<Namespace>,
+    baselines: reflector::store::Writer<SecurityBaseline>,
+    undecodable: Arc<UndecodableBaselines>,
+) -> Inputs {
+    let generated = Kind::GENERATED
+        .iter()
+        .map(|&kind| {
+            let api = Api::all_with(client.clone(), &kind.api_resource());
+            let config = watcher::Config::default().labels(MANAGED_SELECTOR);
+            (
+                kind,
+                into_index(api, config, caches.generated(kind), health),
+            )
+        })
+        .collect();
+    let service_accounts = into_index(
+        Api::<ServiceAccount>::all(client.clone()),
+        watcher::Config::default().fields("metadata.name=default"),
+        caches.service_accounts(),
+        health,
+    );
+    Inputs {
+        namespaces: watch_namespaces(client, namespaces, health),
+        generated,
+        service_accounts,
+        baseline_changes: watch_baselines(client, baselines, undecodable),
+    }
+}
+
+/// How a failed watch retries: from 250 ms, doubling to 4 s (up to twice that with jitter), back
+/// to the start after 30 s without errors. kube's default grows to a minute and resets only after
+/// two, so after an API server restart (connection errors, then a 410 on the first watch) the
+/// operator would stay blind for minutes; a handful of lists every few seconds costs far less.
+pub fn watch_backoff() -> ResetTimerBackoff<ExponentialBackoff> {
+    let exponential = backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(250))
+        .with_max_delay(Duration::from_secs(4))
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times();
+    ResetTimerBackoff::new(exponential.into(), Duration::from_secs(30))
+}
+
+/// One shared watch of `K`, feeding `index`; yields each touched object.
+fn into_index<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    index: &Arc<NamespacedIndex>,
+    health: &Arc<Health>,
+) -> BoxStream<'static, Result<K, watcher::Error>>
+where
+    K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: Send + Sync + 'static,
+{
+    let health = health.clone();
+    index
+        .feed(
+            watcher(api, config)
+                .backoff(watch_backoff())
+                .modify(|o: &mut K| strip_metadata(o.meta_mut(), false)),
+        )
+        .inspect(move |event| health.set_api_failing(event.is_err()))
+        .touched_objects()
+        .filter_map(|object| future::ready(retried_here(object)))
+        .boxed()
+}
+
+fn watch_namespaces(
+    client: &Client,
+    writer: reflector::store::Writer<Namespace>,
+    health: &Arc<Health>,
+) -> BoxStream<'static, Result<Namespace, watcher::Error>> {
+    let health = health.clone();
+    watcher(
+        Api::<Namespace>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .backoff(watch_backoff())
+    // Keep our own field set on Namespaces: it says which labels we own.
+    .modify(|ns: &mut Namespace| strip_metadata(&mut ns.metadata, true))
+    .reflect(writer)
+    .inspect(move |event| health.set_api_failing(event.is_err()))
+    .applied_objects()
+    .filter_map(|namespace| future::ready(retried_here(namespace)))
+    .boxed()
+}
+
+/// Baselines, decoded one by one into the store. Yields on a change that may change what any
+/// namespace must hold (generation or deletion); status writes change neither, so the operator's
+/// own status writes do not re-queue every namespace.
+fn watch_baselines(
+    client: &Client,
+    writer: reflector::store::Writer<SecurityBaseline>,
+    undecodable: Arc<UndecodableBaselines>,
+) -> BoxStream<'static, ()> {
+    let mut seen: HashMap<String, (Option<i64>, bool)> = HashMap::new();
+    let raw: Api<DynamicObject> =
+        Api::all_with(client.clone(), &ApiResource::erase::<SecurityBaseline>(&()));
+    watcher(raw, watcher::Config::default())
+        .backoff(watch_backoff())
+        .filter_map(move |event| {
+            future::ready(match event {
+                Ok(event) => undecodable.decode(event).map(Ok),
+                Err(e) => Some(Err(e)),
+            })
+        })
+        .modify(|b: &mut SecurityBaseline| strip_metadata(&mut b.metadata, false))
+        .reflect(writer)
+        .filter_map(move |event| {
+            let changed = match &event {
+                Ok(watcher::Event::Apply(b)) | Ok(watcher::Event::InitApply(b)) => {
+                    let key = (
+                        b.metadata.generation,
+                        b.metadata.deletion_timestamp.is_some(),
+                    );
+                    seen.insert(b.name_any(), key) != Some(key)
+                }
+                Ok(watcher::Event::Delete(b)) => {
+                    seen.remove(&b.name_any());
+                    true
+                }
+                Ok(watcher::Event::InitDone) => true,
+                _ => false,
+            };
+            future::ready(changed.then_some(()))
+        })
+        .boxed()
+}
+
+/// Passes on what a watch delivered; its errors stop here. Each watch retries on its own
+/// [`watch_backoff`]; an error that reached the Controller would also trip kube's trigger
+/// backoff, which pauses every watch feeding the queue for up to a minute.
+fn retried_here<K>(event: Result<K, watcher::Error>) -> Option<Result<K, watcher::Error>> {
+    match event {
+        Ok(object) => Some(Ok(object)),
+        Err(e) => {
+            warn!(error = %e, "watch failed; retrying");
+            None
+        }
+    }
+}
+
+/// The work item an object's event re-queues: its namespace.
+pub fn namespace_of<K: Resource>(object: K) -> Option<ObjectRef<Namespace>> {
+    object.meta().namespace.as_deref().map(ObjectRef::new)
+}
+
+/// Drains a stream in the background (for an in-process operator, which has no work queue).
+pub fn drain<S: Stream + Send + 'static>(stream: S) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(stream.for_each(|_| future::ready(())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_watch_retries_within_seconds() {
+        let delays: Vec<Duration> = watch_backoff().take(10).collect();
+        assert_eq!(delays.len(), 10, "retries forever");
+        // Jitter adds up to the delay itself.
+        assert!(delays[0] >= Duration::from_millis(250) && delays[0] <= Duration::from_millis(500));
+        assert!(delays[5] >= Duration::from_secs(4), "{delays:?}");
+        assert!(
+            delays.iter().all(|d| *d <= Duration::from_secs(8)),
+            "{delays:?}"
+        );
+    }
+}

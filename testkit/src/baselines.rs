@@ -1,0 +1,62 @@
+//! SecurityBaseline manifests for tests, and applying, deleting and checking them on the test
+//! control plane.
+
+use std::process::{Command, Output};
+
+use crate::cluster::{COMMAND_DEADLINE, control_plane, run_bounded, stderr};
+use crate::operator::operator_binary;
+
+/// The spec of a restricted baseline: every control the operator has.
+pub const RESTRICTED: &str = r#"networkPolicy:
+  defaultDeny: [Ingress, Egress]
+  allowDNS: true
+podSecurity: {enforce: restricted, warn: restricted}
+rbac:
+  roles:
+    - name: viewer
+      rules: [{apiGroups: [""], resources: [pods], verbs: [get, list, watch]}]
+      subjects: [{kind: Group, name: "${namespace}-viewers"}]
+resourceQuota:
+  hard: {pods: "20", requests.cpu: "2"}
+limitRange:
+  limits: [{type: Container, default: {cpu: 500m}, defaultRequest: {cpu: 100m}}]
+serviceAccounts: {automountDefaultToken: false}
+"#;
+
+/// A SecurityBaseline named `name` selecting namespaces labelled `zt-test=<selector>`, with the
+/// further spec fields in `spec` (YAML at the indentation of `spec:`'s children, or flow style).
+pub fn baseline(name: &str, selector: &str, spec: &str) -> String {
+    let spec: String = spec.lines().map(|l| format!("  {l}\n")).collect();
+    format!(
+        "apiVersion: zerotrust.dev/v1alpha1\nkind: SecurityBaseline\nmetadata:\n  name: {name}\nspec:\n  namespaceSelector:\n    matchLabels: {{zt-test: {selector}}}\n{spec}"
+    )
+}
+
+/// `kubectl apply -f -` of `yaml`; panics with kubectl's message if it fails.
+pub fn apply(yaml: &str) {
+    let out = control_plane().kubectl(&["apply", "-f", "-"], Some(yaml));
+    assert!(out.status.success(), "kubectl apply: {}", stderr(&out));
+}
+
+/// Deletes a SecurityBaseline without waiting for its finalizers.
+pub fn delete_baseline(name: &str) {
+    control_plane().kubectl(
+        &[
+            "delete",
+            "securitybaseline",
+            name,
+            "--ignore-not-found",
+            "--wait=false",
+        ],
+        None,
+    );
+}
+
+/// `zerotrust-operator check --baseline NAME` against the test control plane.
+pub fn check_baseline(name: &str) -> Output {
+    let mut check = Command::new(operator_binary());
+    check
+        .args(["check", "--baseline", name, "--kubeconfig"])
+        .arg(&control_plane().kubeconfig);
+    run_bounded(&mut check, None, COMMAND_DEADLINE)
+}

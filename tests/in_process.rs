@@ -1,0 +1,172 @@
+//! The operator's reconcile called in-process against the real control plane, without an operator
+//! process or a work queue: the writes one pass makes, and the requeue it asks for.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::Role;
+use kube::runtime::controller::Action;
+use kube::{Api, Client, Config};
+use zerotrust_operator::controller::{FORBIDDEN_RETRY, InProcess, RESYNC};
+use zerotrust_operator::engine::DEFAULT_OPERATOR_NAMESPACE;
+use zerotrust_testkit::*;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// An in-process operator whose caches know `namespace` and generation `generation` of `baseline`.
+async fn in_process(client: Client, namespace: &str, baseline: &str) -> InProcess {
+    let operator = InProcess::start(client, DEFAULT_OPERATOR_NAMESPACE, WAIT)
+        .await
+        .expect("the caches fill");
+    eventually(
+        WAIT,
+        "the caches to know the namespace and baseline",
+        || async {
+            (operator.knows_namespace(namespace)
+                && operator.baseline_generation(baseline).is_some())
+            .then_some(())
+        },
+    )
+    .await;
+    operator
+}
+
+async fn reconcile(operator: &InProcess, namespace: &str) -> Action {
+    operator
+        .reconcile(namespace)
+        .await
+        .expect("the namespace is cached")
+        .unwrap_or_else(|e| panic!("reconcile failed: {e}"))
+}
+
+#[tokio::test]
+async fn one_pass_writes_what_the_baseline_asks_and_requeues_for_the_resync() {
+    let client = client().await;
+    let tag = unique("inproc");
+    let ns = namespace(&client, &tag, &[("zt-test", &tag)]).await;
+    apply(&baseline(
+        &tag,
+        &tag,
+        "networkPolicy: {defaultDeny: [Ingress, Egress]}\npodSecurity: {enforce: restricted}",
+    ));
+    let operator = in_process(client.clone(), &ns.name, &tag).await;
+
+    // The writes are made by the time reconcile returns: no polling for them.
+    assert_eq!(
+        reconcile(&operator, &ns.name).await,
+        Action::requeue(RESYNC)
+    );
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns.name);
+    let deny = format!("zt-{tag}-default-deny");
+    let policy = policies.get(&deny).await.expect("the default-deny exists");
+    let namespace = Api::<Namespace>::all(client.clone())
+        .get(&ns.name)
+        .await
+        .unwrap();
+    assert_eq!(
+        namespace.metadata.labels.unwrap()["pod-security.kubernetes.io/enforce"],
+        "restricted"
+    );
+    assert_eq!(operator.drift_count(&tag, &ns.name), Some(0));
+
+    // Deleted behind its back: once the watch has told the caches, one pass repairs it.
+    policies.delete(&deny, &Default::default()).await.unwrap();
+    let repaired = eventually(WAIT, "a pass that recreates the default-deny", || async {
+        reconcile(&operator, &ns.name).await;
+        policies.get_opt(&deny).await.ok().flatten()
+    })
+    .await;
+    assert_ne!(repaired.metadata.uid, policy.metadata.uid, "a new object");
+    delete_baseline(&tag);
+}
+
+/// A client that acts as `user`.
+async fn impersonating(user: &str) -> Client {
+    let kubeconfig = kube::config::Kubeconfig::read_from(&control_plane().kubeconfig).unwrap();
+    let mut config =
+        Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+            .await
+            .unwrap();
+    config.auth_info.impersonate = Some(user.to_string());
+    Client::try_from(config).unwrap()
+}
+
+#[tokio::test]
+async fn a_write_rbac_refuses_is_reported_and_retried_sooner() {
+    let client = client().await;
+    let tag = unique("inproc-rbac");
+    let user = format!("{tag}-operator");
+    // What the operator needs, except creating Roles and RoleBindings.
+    apply(&format!(
+        r#"apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {{name: {tag}}}
+rules:
+  - apiGroups: [""]
+    resources: [namespaces, serviceaccounts, resourcequotas, limitranges]
+    verbs: [get, list, watch, patch]
+  - apiGroups: [networking.k8s.io]
+    resources: [networkpolicies]
+    verbs: [get, list, watch, create, patch]
+  - apiGroups: [rbac.authorization.k8s.io]
+    resources: [roles, rolebindings]
+    verbs: [get, list, watch]
+  - apiGroups: [zerotrust.dev]
+    resources: [securitybaselines]
+    verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {{name: {tag}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {tag}}}
+subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: {user}}}]
+"#
+    ));
+    let ns = namespace(&client, &tag, &[("zt-test", &tag)]).await;
+    apply(&baseline(
+        &tag,
+        &tag,
+        r#"networkPolicy: {defaultDeny: [Ingress]}
+rbac:
+  roles:
+    - name: viewer
+      rules: [{apiGroups: [""], resources: [pods], verbs: [get]}]
+"#,
+    ));
+    let operator = in_process(impersonating(&user).await, &ns.name, &tag).await;
+
+    assert_eq!(
+        reconcile(&operator, &ns.name).await,
+        Action::requeue(FORBIDDEN_RETRY),
+        "a refused write is retried sooner than the resync"
+    );
+    // What RBAC allowed was written; what it refused is drift, not an error.
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns.name);
+    assert!(
+        policies
+            .get_opt(&format!("zt-{tag}-default-deny"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let roles: Api<Role> = Api::namespaced(client.clone(), &ns.name);
+    assert!(
+        roles
+            .get_opt(&format!("zt-{tag}-viewer"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(operator.drift_count(&tag, &ns.name), Some(2));
+    delete_baseline(&tag);
+    control_plane().kubectl(
+        &[
+            "delete",
+            "clusterrole,clusterrolebinding",
+            &tag,
+            "--ignore-not-found",
+        ],
+        None,
+    );
+}
