@@ -7,11 +7,7 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 use zerotrust_operator::api::parse_baselines;
-use zerotrust_operator::engine::{ValidBaseline, diff, render, validate};
-
-#[path = "../tests/support/applied.rs"]
-mod applied;
-use applied::as_applied;
+use zerotrust_operator::engine::{LiveState, ValidBaseline, diff, render, validate};
 
 const OPERATOR_NS: &str = "zerotrust-system";
 
@@ -39,7 +35,7 @@ fn engine(c: &mut Criterion) {
     let namespace = "team-a";
     let labels = labels(namespace);
     let desired = render(&baselines, namespace, &labels, OPERATOR_NS);
-    let compliant = as_applied(&desired, &labels);
+    let compliant = LiveState::complying(&desired, &labels);
     assert!(
         diff(&desired, &compliant).is_empty(),
         "the benchmark's live state complies"

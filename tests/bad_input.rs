@@ -118,6 +118,12 @@ const CASES: &[(&str, &str, Stopped, &str)] = &[
         ApiServer,
         "spec.podSecurity.version",
     ),
+    (
+        "PSA version older than the v1.30 floor (restricted lacked checks then)",
+        "podSecurity: {enforce: restricted, version: v1.29}",
+        ApiServer,
+        "spec.podSecurity.version",
+    ),
     // wildcards and privileged verbs
     (
         "wildcard verb",
@@ -190,6 +196,12 @@ const CASES: &[(&str, &str, Stopped, &str)] = &[
     (
         "namespace on a Group subject",
         "rbac: {roles: [{name: r, rules: [{apiGroups: [''], resources: [pods], verbs: [get]}], subjects: [{kind: Group, name: g, namespace: x}]}]}",
+        ApiServer,
+        "spec.rbac.roles[0].subjects[0].namespace",
+    ),
+    (
+        "a ServiceAccount namespace templated other than exactly ${namespace} (squattable)",
+        "rbac: {roles: [{name: r, rules: [{apiGroups: [''], resources: [pods], verbs: [get]}], subjects: [{kind: ServiceAccount, name: ci, namespace: '${namespace}-ci'}]}]}",
         ApiServer,
         "spec.rbac.roles[0].subjects[0].namespace",
     ),

@@ -8,14 +8,10 @@
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use zerotrust_operator::api::SecurityBaseline;
-
-#[path = "support/applied.rs"]
-mod applied;
-use applied::as_applied;
+use zerotrust_operator::api::{Mode, SecurityBaseline};
 use zerotrust_operator::engine::{
-    BASELINE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Object, Quantity, diff, plan, render,
-    validate,
+    BASELINE_LABEL, DriftReason, LiveState, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Object, Quantity,
+    Write, diff, plan, render, validate,
 };
 
 /// Strings a careless or hostile author might write.
@@ -342,15 +338,21 @@ proptest! {
             prop_assert!(key.starts_with("pod-security.kubernetes.io/"), "{}", key);
             prop_assert!(!value.value.is_empty() && value.value.len() <= 63, "{}={}", key, value.value);
         }
-        let live = as_applied(&desired, &labels);
+        let live = LiveState::complying(&desired, &labels);
         prop_assert_eq!(diff(&desired, &live), vec![]);
-        // A damaged live state: one object gone. No panic, and the loss is found and planned for.
+        // A damaged live state: one object gone. No panic, the loss is found, and Enforce plans
+        // to create exactly it again (Audit plans nothing).
         if !live.objects.is_empty() {
             let mut damaged = live.clone();
-            damaged.objects.remove(cut.index(damaged.objects.len()));
+            let lost = damaged.objects.remove(cut.index(damaged.objects.len()));
             let drift = diff(&desired, &damaged);
-            prop_assert!(!drift.is_empty());
-            let _ = plan(&desired, &damaged, &drift, &Default::default());
+            prop_assert!(drift.iter().any(|d| d.kind == lost.kind() && d.name == lost.name() && d.reason == DriftReason::Missing));
+            let writes = plan(&desired, &damaged, &drift, &Default::default());
+            if desired.baselines[0].mode == Mode::Enforce {
+                prop_assert_eq!(writes, vec![Write::Apply(desired.object(lost.kind(), lost.name()).unwrap().object.clone())]);
+            } else {
+                prop_assert_eq!(writes, vec![]);
+            }
         }
     }
 }

@@ -74,7 +74,10 @@ async fn objects_per_namespace(client: &Client, name: &str) -> BTreeMap<String, 
 async fn user_policy(client: &Client, namespace: &str) -> String {
     let policy: NetworkPolicy = serde_json::from_value(json!({
         "metadata": {"name": "user-allow-web"},
-        "spec": {"podSelector": {"matchLabels": {"app": "web"}}, "ingress": [{}]},
+        // Within the namespace only: a policy that widened the default-deny would (rightly) keep
+        // the namespace from compliance.
+        "spec": {"podSelector": {"matchLabels": {"app": "web"}},
+                 "ingress": [{"from": [{"podSelector": {}}]}]},
     }))
     .expect("a NetworkPolicy");
     Api::<NetworkPolicy>::namespaced(client.clone(), namespace)

@@ -1,13 +1,16 @@
 //! The operator's reconcile called in-process against the real control plane, without an operator
-//! process or a work queue: the writes one pass makes, and the requeue it asks for.
+//! process or a work queue: the writes one pass makes, the requeue it asks for, and what a failed
+//! write leaves done.
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::Role;
+use kube::api::PostParams;
 use kube::runtime::controller::Action;
-use kube::{Api, Client, Config};
+use kube::{Api, Client, Config, ResourceExt};
+use serde_json::json;
 use zerotrust_operator::controller::{FORBIDDEN_RETRY, InProcess, RESYNC};
 use zerotrust_operator::engine::DEFAULT_OPERATOR_NAMESPACE;
 use zerotrust_testkit::*;
@@ -164,6 +167,92 @@ rbac:
         &[
             "delete",
             "clusterrole,clusterrolebinding",
+            &tag,
+            "--ignore-not-found",
+        ],
+        None,
+    );
+}
+
+#[tokio::test]
+async fn one_failed_write_leaves_the_others_done_and_pod_security_first() {
+    let client = client().await;
+    let tag = unique("failing-write");
+    // The API server refuses every ResourceQuota in the test's namespace (422, not RBAC).
+    apply(&format!(
+        r#"apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {{name: {tag}}}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+      - {{apiGroups: [""], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [resourcequotas]}}
+  validations: [{{expression: "false", message: "quotas are refused here", reason: Invalid}}]
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {{name: {tag}}}
+spec:
+  policyName: {tag}
+  validationActions: [Deny]
+  matchResources: {{namespaceSelector: {{matchLabels: {{zt-test: {tag}}}}}}}
+"#
+    ));
+    let ns = namespace(&client, &tag, &[("zt-test", &tag)]).await;
+    let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), &ns.name);
+    let probe: ResourceQuota = serde_json::from_value(
+        json!({"metadata": {"name": "probe"}, "spec": {"hard": {"pods": "1"}}}),
+    )
+    .unwrap();
+    eventually(WAIT, "the admission policy in force", || async {
+        let refused = quotas.create(&PostParams::default(), &probe).await;
+        matches!(refused, Err(kube::Error::Api(e)) if e.code == 422).then_some(())
+    })
+    .await;
+    apply(&baseline(
+        &tag,
+        &tag,
+        "podSecurity: {enforce: restricted}\nnetworkPolicy: {defaultDeny: [Ingress]}\nresourceQuota: {hard: {pods: '10'}}",
+    ));
+    let operator = in_process(client.clone(), &ns.name, &tag).await;
+
+    let error = operator
+        .reconcile(&ns.name)
+        .await
+        .expect("cached")
+        .expect_err("the refused quota fails the pass");
+    assert_eq!(
+        (error.operation.as_str(), error.kind, error.status_code()),
+        ("create", "ResourceQuota", Some(422))
+    );
+    // Everything else is in place, the Pod Security label above all.
+    let namespace = Api::<Namespace>::all(client.clone())
+        .get(&ns.name)
+        .await
+        .unwrap();
+    assert_eq!(
+        namespace.labels()["pod-security.kubernetes.io/enforce"],
+        "restricted"
+    );
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns.name);
+    assert!(
+        policies
+            .get_opt(&format!("zt-{tag}-default-deny"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        operator.drift_count(&tag, &ns.name),
+        Some(1),
+        "the quota, as drift"
+    );
+    delete_baseline(&tag);
+    control_plane().kubectl(
+        &[
+            "delete",
+            "validatingadmissionpolicy,validatingadmissionpolicybinding",
             &tag,
             "--ignore-not-found",
         ],

@@ -34,7 +34,9 @@ deletionPolicy: Delete
 fn user_object(kind: &str, name: &str, labels: &BTreeMap<String, String>) -> Value {
     let meta = json!({"name": name, "labels": labels});
     match kind {
-        "NetworkPolicy" => json!({"metadata": meta, "spec": {"podSelector": {}, "ingress": [{}]}}),
+        // Within the namespace: a user policy that opened it would itself be a (Widened) finding.
+        "NetworkPolicy" => json!({"metadata": meta, "spec": {"podSelector": {},
+            "ingress": [{"from": [{"podSelector": {}}]}]}}),
         "Role" => {
             json!({"metadata": meta, "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]})
         }

@@ -146,6 +146,7 @@ impl Tracker {
                 .filter_map(|d| self.object(d.object.kind(), namespace, d.object.name()))
                 .collect(),
             owned_namespace_labels: owned_label_keys(&ns.metadata),
+            ..LiveState::default()
         };
         diff(&desired, &live).is_empty()
     }

@@ -207,9 +207,13 @@ pub struct PodSecuritySpec {
     /// Level warned about: violations return a warning to the user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warn: Option<PodSecurityLevel>,
-    /// Policy version for all three labels: `latest` or `v1.NN`. Absent means `latest`.
+    /// Policy version for all three labels: `latest` or `v1.NN`, no older than v1.30 (older
+    /// versions lack checks the restricted level has since gained). Absent means `latest`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^(latest|v1\.[0-9]{1,3})$"), length(max = 16))]
+    #[schemars(
+        regex(pattern = r"^(latest|v1\.([3-9][0-9]|[1-9][0-9]{2}))$"),
+        length(max = 16)
+    )]
     pub version: Option<String>,
 }
 
@@ -290,6 +294,7 @@ pub enum SubjectKind {
 /// A subject a Role is bound to.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[x_kube(validation = Rule::new("!has(self.__namespace__) || self.kind == 'ServiceAccount'").message("namespace is only for ServiceAccount subjects").field_path(".namespace").reason(Reason::FieldValueForbidden))]
+#[x_kube(validation = Rule::new("!has(self.__namespace__) || self.__namespace__ == '${namespace}' || !self.__namespace__.contains('${')").message("a namespace may be exactly ${namespace} or a literal name: a template such as ${namespace}-ci hands the Role to whoever creates that namespace").field_path(".namespace").reason(Reason::FieldValueForbidden))]
 #[serde(rename_all = "camelCase")]
 pub struct RoleSubject {
     /// User, Group or ServiceAccount.
@@ -298,7 +303,7 @@ pub struct RoleSubject {
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
     /// For ServiceAccount subjects only: its namespace; defaults to the namespace being configured.
-    /// May contain `${namespace}`.
+    /// Either a literal name or exactly `${namespace}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63))]
     pub namespace: Option<String>,

@@ -3,9 +3,7 @@
 //! goes through the same untyped requests, addressed by [`Kind::api_resource`].
 
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
-use kube::api::{
-    DeleteParams, DynamicObject, GetParams, Patch, PatchParams, PostParams, Preconditions,
-};
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Api, Client};
 use serde_json::json;
 
@@ -141,20 +139,25 @@ pub async fn delete(
     }
 }
 
-/// Whether an object of `kind` named `name` exists. Our caches hold only labelled objects, so a
-/// same-named object someone else created is invisible to them; this read keeps us from applying
-/// over it. A quorum read: the API server's watch cache may not have an object created a moment
-/// ago.
-pub async fn exists(
+/// The object of `kind` named `name`, if there is one. Our caches hold only labelled objects, so
+/// a same-named object someone else created is invisible to them; this read keeps us from
+/// applying over it. A quorum read: the API server's watch cache may not have an object created a
+/// moment ago.
+pub async fn get(
     client: &Client,
     namespace: &str,
     kind: Kind,
     name: &str,
-) -> Result<bool, Error> {
-    api(client, kind, namespace)
-        .get_metadata_opt_with(name, &GetParams::default())
+) -> Result<Option<Object>, Error> {
+    let found = async {
+        // GetParams' default (no resourceVersion) is the quorum read.
+        match api(client, kind, namespace).get_opt(name).await? {
+            Some(found) => from_dynamic(kind, &found).map(Some),
+            None => Ok(None),
+        }
+    };
+    found
         .await
-        .map(|found| found.is_some())
         .failed(Operation::Read, kind.as_str(), namespace, name)
 }
 

@@ -6,20 +6,28 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
+use kube::runtime::watcher;
 use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
 
 use super::apply::Written;
-use super::index::{NamespacedIndex, is_newer, strip_metadata};
+use super::index::{Cacheable, NamespacedIndex, is_newer, strip_metadata};
 use super::metrics::Metrics;
-use crate::engine::{Kind, LiveState, Object, Ownership, owned_label_keys, ownership};
+use crate::engine::{
+    ForeignPolicy, Kind, LiveState, Object, Ownership, applied_by_us, owned_label_keys, ownership,
+    summarize,
+};
 
 /// The caches a reconcile reads.
 pub struct Caches {
     /// One index per kind in [`Kind::GENERATED`].
     generated: BTreeMap<Kind, Arc<NamespacedIndex>>,
     service_accounts: Arc<NamespacedIndex>,
+    /// NetworkPolicies of others, summarised ([`ForeignSummary`]).
+    foreign_policies: Arc<NamespacedIndex>,
     /// Namespaces as our label applies returned them, until the watch catches up.
     fresh_namespaces: Mutex<HashMap<String, Arc<Namespace>>>,
 }
@@ -30,6 +38,10 @@ impl Caches {
         Caches {
             generated: Kind::GENERATED.iter().map(|&k| (k, index(k))).collect(),
             service_accounts: index(Kind::ServiceAccount),
+            foreign_policies: NamespacedIndex::new(
+                "foreign NetworkPolicy",
+                metrics.cache_dropped(Kind::NetworkPolicy),
+            ),
             fresh_namespaces: Mutex::new(HashMap::new()),
         }
     }
@@ -45,9 +57,25 @@ impl Caches {
         &self.service_accounts
     }
 
+    pub fn foreign_policies(&self) -> &Arc<NamespacedIndex> {
+        &self.foreign_policies
+    }
+
     /// True once every watch has delivered its first full list.
     pub fn ready(&self) -> bool {
-        self.generated.values().all(|i| i.is_ready()) && self.service_accounts.is_ready()
+        self.generated.values().all(|i| i.is_ready())
+            && self.service_accounts.is_ready()
+            && self.foreign_policies.is_ready()
+    }
+
+    /// True when `found`, a same-named object our watch does not show, is ours all the same:
+    /// it has the uid one of ours had when it left the watch (its labels were taken off), or
+    /// our field manager's entry.
+    pub fn recognise(&self, namespace: &str, found: &Object) -> bool {
+        let departed = self
+            .generated(found.kind())
+            .departed_uid(namespace, found.name());
+        (departed.is_some() && departed == found.meta().uid) || applied_by_us(found.meta())
     }
 
     /// How many cached objects belong to `baseline`.
@@ -66,6 +94,17 @@ impl Caches {
                 index.in_namespace(&name, |json| Object::from_json(kind, json))
             })
             .collect();
+        let relabelled = self
+            .generated
+            .iter()
+            .flat_map(|(&kind, index)| index.relabelled(&name).into_iter().map(move |n| (kind, n)))
+            .collect();
+        let foreign_policies = self
+            .foreign_policies
+            .in_namespace(&name, |json| serde_json::from_slice::<ForeignSummary>(json))
+            .into_iter()
+            .map(|s| s.policy)
+            .collect();
         LiveState {
             namespace_labels: namespace.labels().clone(),
             default_service_account: self
@@ -75,6 +114,8 @@ impl Caches {
                 .next(),
             objects,
             owned_namespace_labels: owned_label_keys(&namespace.metadata),
+            relabelled,
+            foreign_policies,
         }
     }
 
@@ -112,4 +153,59 @@ impl Caches {
             }
         }
     }
+}
+
+/// What the foreign-policy cache holds of a NetworkPolicy someone else made: identity and the
+/// bounded summary the Widened finding needs, never the policy itself.
+#[derive(Serialize, Deserialize)]
+pub struct ForeignSummary {
+    metadata: ObjectMeta,
+    policy: ForeignPolicy,
+}
+
+impl Cacheable for ForeignSummary {
+    fn metadata(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+}
+
+impl ForeignSummary {
+    pub fn of(policy: &NetworkPolicy) -> ForeignSummary {
+        let meta = &policy.metadata;
+        ForeignSummary {
+            metadata: ObjectMeta {
+                name: meta.name.clone(),
+                namespace: meta.namespace.clone(),
+                uid: meta.uid.clone(),
+                resource_version: meta.resource_version.clone(),
+                ..ObjectMeta::default()
+            },
+            policy: summarize(policy),
+        }
+    }
+}
+
+/// True when `policy` is someone else's: not both our labels and our field manager.
+pub fn is_foreign(policy: &NetworkPolicy) -> bool {
+    ownership(&policy.metadata) == Ownership::Foreign
+}
+
+/// A watch event of all NetworkPolicies as the foreign-policy cache takes it: ours are left out
+/// (an object that becomes ours leaves the cache).
+pub fn foreign_event(
+    event: &watcher::Event<NetworkPolicy>,
+) -> Option<watcher::Event<ForeignSummary>> {
+    let foreign = is_foreign;
+    Some(match event {
+        watcher::Event::Apply(p) if foreign(p) => watcher::Event::Apply(ForeignSummary::of(p)),
+        watcher::Event::Apply(p) | watcher::Event::Delete(p) => {
+            watcher::Event::Delete(ForeignSummary::of(p))
+        }
+        watcher::Event::InitApply(p) if foreign(p) => {
+            watcher::Event::InitApply(ForeignSummary::of(p))
+        }
+        watcher::Event::InitApply(_) => return None,
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    })
 }

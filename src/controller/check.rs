@@ -2,12 +2,13 @@
 //! and people who want an answer without running the operator.
 
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{ApiResource, DynamicObject, ListParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use super::apply::exists;
-use super::caches::Caches;
+use super::apply;
+use super::caches::{Caches, ForeignSummary, is_foreign};
 use super::decode::decode;
 use super::error::{Error, Failed, Operation};
 use super::index::strip_metadata;
@@ -58,6 +59,18 @@ pub async fn check(
         let objects = list(api, &managed, kind.as_str()).await?;
         caches.generated(kind).load(objects);
     }
+    let every = ListParams::default();
+    let policies = list(
+        Api::<NetworkPolicy>::all(client.clone()),
+        &every,
+        "NetworkPolicy",
+    )
+    .await?;
+    let foreign = policies
+        .iter()
+        .filter(|p| is_foreign(p))
+        .map(ForeignSummary::of);
+    caches.foreign_policies().load(foreign);
     let defaults = ListParams::default().fields("metadata.name=default");
     let accounts = list(
         Api::<ServiceAccount>::all(client.clone()),
@@ -86,7 +99,7 @@ pub async fn check(
         }
     }
     let namespaces = Api::<Namespace>::all(client.clone());
-    let mut namespaces = list(namespaces, &ListParams::default(), "Namespace").await?;
+    let mut namespaces = list(namespaces, &every, "Namespace").await?;
     namespaces.sort_by_key(|ns| ns.name_any());
     for namespace in namespaces
         .iter()
@@ -101,9 +114,14 @@ pub async fn check(
         for mut d in diff(&desired, &caches.live_state(namespace)) {
             if d.reason == DriftReason::Missing
                 && !matches!(d.kind, Kind::Namespace | Kind::ServiceAccount)
-                && exists(client, &name, d.kind, &d.name).await?
+                && let Some(found) = apply::get(client, &name, d.kind, &d.name).await?
             {
-                d.reason = DriftReason::Conflict;
+                // One read has no memory of uids: ours is what still has our field manager.
+                d.reason = if caches.recognise(&name, &found) {
+                    DriftReason::Relabelled
+                } else {
+                    DriftReason::Conflict
+                };
             }
             report.drift.push((name.clone(), d));
         }

@@ -16,6 +16,7 @@ use tracing::warn;
 
 use super::caches::Caches;
 use super::decode::UndecodableBaselines;
+use super::enforced::LastValid;
 use super::error::Error;
 use super::http::Health;
 use super::metrics::Metrics;
@@ -34,6 +35,8 @@ pub struct Context {
     /// Stored baselines that cannot be decoded: reported, never enforced.
     pub(super) undecodable: Arc<UndecodableBaselines>,
     pub(super) outcomes: Outcomes,
+    /// Each baseline's last valid generation, enforced while a newer edit is invalid.
+    pub(super) last_valid: LastValid,
     pub(super) recorder: Recorder,
     pub(super) metrics: Arc<Metrics>,
     /// The second this process started leading (creation timestamps have whole seconds):
@@ -76,6 +79,7 @@ impl Context {
             caches,
             undecodable,
             outcomes: Outcomes::default(),
+            last_valid: LastValid::default(),
             metrics,
             started_second: k8s_openapi::jiff::Timestamp::now().as_second(),
             failures: Mutex::new(HashMap::new()),

@@ -8,8 +8,8 @@ use tracing::{info, warn};
 
 use super::context::Context;
 use super::error::Error;
-use crate::api::SecurityBaseline;
-use crate::engine::Drift;
+use crate::api::{Mode, SecurityBaseline};
+use crate::engine::{Drift, DriftReason};
 
 /// Longest Event note; the API server refuses notes over 1 KiB.
 const MAX_NOTE: usize = 900;
@@ -75,23 +75,54 @@ pub async fn report_repairs(
     publish(ctx, &event, namespace, baseline).await;
 }
 
-/// `DriftDetected`: drift an Audit baseline found in `namespace`.
-pub async fn report_drift(
+/// The reason of the Warning Event that reports unrepaired `reason` under a baseline in `mode`:
+/// what the operator will not or cannot repair has its own reason in both modes, the rest of an
+/// Audit baseline's drift is `DriftDetected`.
+fn finding_reason(mode: Mode, reason: &DriftReason) -> &'static str {
+    match (mode, reason) {
+        (_, DriftReason::Widened(_)) => "Widened",
+        (_, DriftReason::Conflict) => "Conflict",
+        (Mode::Audit, _) => "DriftDetected",
+        (Mode::Enforce, other) => other.short(),
+    }
+}
+
+/// Warning Events for drift left unrepaired in `namespace`: one per reason, naming every object.
+pub async fn report_findings(
     ctx: &Context,
     namespace: &Namespace,
     baseline: Option<&SecurityBaseline>,
+    mode: Mode,
     drift: &[&Drift],
 ) {
-    let note = format!("{}: {}", namespace.name_any(), summary(drift));
-    info!(drift = drift.len(), "drift detected (Audit mode): {note}");
-    let event = Event {
-        type_: EventType::Warning,
-        reason: "DriftDetected".to_string(),
-        note: Some(note),
-        action: "Audit".to_string(),
-        secondary: None,
-    };
-    publish(ctx, &event, namespace, baseline).await;
+    let mut reasons: Vec<&str> = drift
+        .iter()
+        .map(|d| finding_reason(mode, &d.reason))
+        .collect();
+    reasons.sort();
+    reasons.dedup();
+    for reason in reasons {
+        let these: Vec<&Drift> = drift
+            .iter()
+            .copied()
+            .filter(|d| finding_reason(mode, &d.reason) == reason)
+            .collect();
+        let note = format!("{}: {}", namespace.name_any(), summary(&these));
+        info!(reason, drift = these.len(), "{note}");
+        let event = Event {
+            type_: EventType::Warning,
+            reason: reason.to_string(),
+            note: Some(note),
+            action: if mode == Mode::Audit {
+                "Audit"
+            } else {
+                "Report"
+            }
+            .to_string(),
+            secondary: None,
+        };
+        publish(ctx, &event, namespace, baseline).await;
+    }
 }
 
 /// A failed reconcile of `namespace`, with the failed operation as its reason.

@@ -37,6 +37,7 @@ impl InProcess {
         let mut watches = vec![
             drain(inputs.namespaces),
             drain(inputs.service_accounts),
+            drain(inputs.network_policies),
             drain(inputs.baseline_changes),
         ];
         watches.extend(inputs.generated.into_iter().map(|(_, s)| drain(s)));

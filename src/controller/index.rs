@@ -14,7 +14,7 @@ use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
 use tracing::warn;
 
-use crate::engine::FIELD_MANAGER;
+use crate::engine::{FIELD_MANAGER, Ownership, ownership};
 
 /// Objects of one kind, by namespace then name.
 pub struct NamespacedIndex {
@@ -32,13 +32,23 @@ struct IndexState {
     /// Objects of a relist in progress; they replace `objects` when it completes.
     relist: Option<ByNamespace>,
     ready: bool,
+    /// Uids of our objects that left the watch (deleted, or their labels taken off), by
+    /// (namespace, name): a same-named object found later with that uid is ours, relabelled.
+    departed: HashMap<(String, String), String>,
 }
+
+/// Most departed objects remembered; past that the memory starts afresh (an object forgotten so
+/// is reported as a Conflict, never taken over).
+const MAX_DEPARTED: usize = 10_000;
 
 /// One cached object: its JSON, and what the index needs to order versions.
 #[derive(Clone)]
 struct Stored {
     uid: Option<String>,
     resource_version: Option<String>,
+    /// Seen as ours (our labels and field manager) at some version of this uid: it stays ours
+    /// when someone takes the field manager off.
+    ours: bool,
     json: Box<[u8]>,
 }
 
@@ -127,6 +137,7 @@ impl NamespacedIndex {
             Ok(json) => Some(Stored {
                 uid: meta.uid.clone(),
                 resource_version: meta.resource_version.clone(),
+                ours: ownership(meta) != Ownership::Foreign,
                 json: json.into_boxed_slice(),
             }),
             Err(error) => {
@@ -146,6 +157,17 @@ impl NamespacedIndex {
             watcher::Event::Apply(object) => self.write_through(object),
             watcher::Event::Delete(object) => {
                 let (namespace, name) = key(object.metadata());
+                let mut state = self.inner.write();
+                let held = state.objects.get(&namespace).and_then(|n| n.get(&name));
+                if let Some(uid) = held.filter(|h| h.ours).and_then(|h| h.uid.clone()) {
+                    if state.departed.len() >= MAX_DEPARTED {
+                        state.departed.clear();
+                    }
+                    state
+                        .departed
+                        .insert((namespace.clone(), name.clone()), uid);
+                }
+                drop(state);
                 self.forget(&namespace, &name);
             }
             watcher::Event::Init => self.inner.write().relist = Some(HashMap::new()),
@@ -176,10 +198,35 @@ impl NamespacedIndex {
         let (namespace, name) = key(object.metadata());
         let mut state = self.inner.write();
         let state = &mut *state;
+        state.departed.remove(&(namespace.clone(), name.clone()));
         if let Some(relist) = state.relist.as_mut() {
             upsert(relist, &namespace, &name, stored.clone());
         }
         upsert(&mut state.objects, &namespace, &name, stored);
+    }
+
+    /// The uid an object of ours had when it left the watch, if it left and has not come back.
+    pub fn departed_uid(&self, namespace: &str, name: &str) -> Option<String> {
+        let key = (namespace.to_string(), name.to_string());
+        self.inner.read().departed.get(&key).cloned()
+    }
+
+    /// Names of objects in `namespace` that were ours at some version and no longer carry both
+    /// our labels and our field manager.
+    pub fn relabelled(&self, namespace: &str) -> Vec<String> {
+        let state = self.inner.read();
+        let Some(names) = state.objects.get(namespace) else {
+            return Vec::new();
+        };
+        names
+            .iter()
+            .filter(|(_, s)| s.ours)
+            .filter(|(_, s)| {
+                serde_json::from_slice::<MetadataOnly>(&s.json)
+                    .is_ok_and(|o| ownership(&o.metadata) == Ownership::Foreign)
+            })
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     /// Forgets an object we just deleted.
@@ -222,11 +269,16 @@ fn key(meta: &ObjectMeta) -> (String, String) {
     )
 }
 
-/// Holds `stored` unless the index already holds a later version of the same object.
-fn upsert(objects: &mut ByNamespace, namespace: &str, name: &str, stored: Stored) {
+/// Holds `stored` unless the index already holds a later version of the same object. Once an
+/// object was seen as ours, every later version of it (same uid) is remembered as ours.
+fn upsert(objects: &mut ByNamespace, namespace: &str, name: &str, mut stored: Stored) {
     let names = objects.entry(namespace.to_string()).or_default();
-    if names.get(name).is_none_or(|held| !newer(held, &stored)) {
-        names.insert(name.to_string(), stored);
+    match names.get(name) {
+        Some(held) if newer(held, &stored) => {}
+        held => {
+            stored.ours |= held.is_some_and(|h| h.ours && h.uid == stored.uid);
+            names.insert(name.to_string(), stored);
+        }
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! Watches (`watches`) fill the caches (`index`, `caches`) and feed kube's per-namespace work
 //! queue (`operate`); each namespace is reconciled (`reconcile`) in five steps: gather, classify
-//! missing objects, repair (`apply`), remove leaving objects, record. What a pass means for each
+//! missing objects, repair (`apply`), remove leaving objects, record; an invalid edit keeps
+//! the last valid generation enforced (`enforced`). What a pass means for each
 //! baseline is decided by a pure function (`verdict`); outcomes are aggregated into each
 //! baseline's status (`status`) by a writer loop, which also keeps the cleanup finalizer
 //! (`finalizer`). `run` is the process: stop signals (`shutdown`), health and metrics (`http`,
@@ -14,6 +15,7 @@ mod caches;
 mod check;
 mod context;
 mod decode;
+mod enforced;
 mod error;
 mod events;
 mod finalizer;

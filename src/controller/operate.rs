@@ -34,6 +34,7 @@ pub async fn operate(
     }
     let controller = controller
         .watches_stream(inputs.service_accounts, namespace_of)
+        .watches_stream(inputs.network_policies, namespace_of)
         .reconcile_all_on(inputs.baseline_changes)
         .graceful_shutdown_on(stop.clone())
         .run(reconcile::run, error_policy, ctx.clone())

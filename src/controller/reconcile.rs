@@ -19,7 +19,7 @@ use super::verdict::verdict;
 use crate::api::{DeletionPolicy, SecurityBaseline};
 use crate::engine::{
     DesiredState, Drift, DriftReason, Kind, LiveState, Object, Ownership, ValidBaseline, Write,
-    applied_by_us, diff, ownership, plan, released_labels, render, repairable, validate,
+    applied_by_us, diff, ownership, plan, released_labels, render, repairable,
 };
 
 /// The safety-net resync; repair is driven by watch events, not by this.
@@ -72,21 +72,28 @@ pub(super) async fn reconcile(namespace: Arc<Namespace>, ctx: &Context) -> Resul
         ctx.outcomes.forget_namespace(&namespace.name_any(), &[]);
         return Ok(Action::await_change());
     }
+    // One failed request does not stop the rest of the pass: every other control is still put
+    // in place, the failure is recorded as drift, and the pass ends in an error (so the back-off
+    // retries it) only once the outcome is recorded.
     let mut pass = gather(ctx, namespace);
-    classify_missing(ctx, &mut pass).await?;
-    repair(ctx, &mut pass).await?;
-    remove_leaving_objects(ctx, &pass).await?;
+    let mut failure = classify_missing(ctx, &mut pass).await;
+    failure = failure.or(repair(ctx, &mut pass).await);
+    failure = failure.or(remove_leaving_objects(ctx, &pass).await);
     record(ctx, &pass).await;
-    Ok(next_pass(&pass.drift))
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(next_pass(&pass.drift)),
+    }
 }
 
 /// Step 1: what the namespace must hold, what it holds, and how they differ. No request.
 fn gather(ctx: &Context, namespace: Arc<Namespace>) -> Pass {
     let name = namespace.name_any();
     let baselines = ctx.baselines.state();
+    // An invalid edit keeps its last valid generation enforced.
     let (valid, deleting): (Vec<ValidBaseline>, Vec<ValidBaseline>) = baselines
         .iter()
-        .filter_map(|b| validate(b).ok())
+        .filter_map(|b| ctx.last_valid.enforced(b).valid)
         .partition(|v| v.baseline.metadata.deletion_timestamp.is_none());
     let desired = render(&valid, &name, namespace.labels(), &ctx.operator_namespace);
     // An invalid baseline's objects stay: we cannot tell what it meant.
@@ -110,43 +117,73 @@ fn gather(ctx: &Context, namespace: Arc<Namespace>) -> Pass {
     }
 }
 
-/// Step 2: our caches see only labelled objects, so a "missing" object may be someone else's.
-/// What we will write is found out by creating it (step 3); what we only report is looked up.
-async fn classify_missing(ctx: &Context, pass: &mut Pass) -> Result<(), Error> {
+/// Step 2: our caches see only labelled objects, so a "missing" object may be someone else's,
+/// or ours with its labels taken off. What we will write is found out by creating it (step 3);
+/// what we only report is looked up.
+async fn classify_missing(ctx: &Context, pass: &mut Pass) -> Option<Error> {
+    let mut failure = None;
     for d in pass
         .drift
         .iter_mut()
         .filter(|d| d.reason == DriftReason::Missing && !repairable(&pass.desired, d))
         .filter(|d| !matches!(d.kind, Kind::Namespace | Kind::ServiceAccount))
     {
-        if apply::exists(&ctx.client, &pass.name, d.kind, &d.name).await? {
-            d.reason = DriftReason::Conflict;
+        match apply::get(&ctx.client, &pass.name, d.kind, &d.name).await {
+            Ok(None) => {}
+            Ok(Some(found)) => d.reason = found_reason(ctx, &pass.name, &found),
+            Err(error) => {
+                failure.get_or_insert(error);
+            }
         }
     }
-    Ok(())
+    failure
 }
 
-/// Step 3: carries out the plan. A write RBAC refuses is reported as unrepaired drift, and the
-/// rest go on, rather than retrying what cannot succeed.
-async fn repair(ctx: &Context, pass: &mut Pass) -> Result<(), Error> {
+/// A same-named object that our watch does not show: ours relabelled, or someone else's.
+fn found_reason(ctx: &Context, namespace: &str, found: &Object) -> DriftReason {
+    if ctx.caches.recognise(namespace, found) {
+        DriftReason::Relabelled
+    } else {
+        DriftReason::Conflict
+    }
+}
+
+/// Step 3: carries out the plan, Pod Security labels first. A write RBAC refuses is reported as
+/// unrepaired drift, rather than retried at once; any other failed write is reported too, and
+/// the rest go on. Returns the first failure.
+async fn repair(ctx: &Context, pass: &mut Pass) -> Option<Error> {
     let released = released_labels(&pass.desired, &pass.leaving, &pass.live);
+    let mut failure = None;
     for write in plan(&pass.desired, &pass.live, &pass.drift, &released) {
         let Some(result) = carry_out(ctx, &pass.desired, &write, &mut pass.drift).await else {
             continue;
         };
-        match result {
-            Ok(written) => ctx.caches.write_through(&pass.name, written),
-            Err(error) if refused_by_rbac(&error, &write) => {
-                warn!(%error, "write forbidden");
-                for d in pass.drift.iter_mut().filter(|d| write.repairs(d)) {
-                    let was = std::mem::replace(&mut d.reason, DriftReason::Missing);
-                    d.reason = DriftReason::Forbidden(Box::new(was));
-                }
+        let error = match result {
+            Ok(written) => {
+                ctx.caches.write_through(&pass.name, written);
+                continue;
             }
-            Err(error) => return Err(error),
+            Err(error) => error,
+        };
+        let forbidden = refused_by_rbac(&error, &write);
+        warn!(%error, forbidden, "write failed");
+        for d in pass
+            .drift
+            .iter_mut()
+            .filter(|d| write.repairs(d) && repairable(&pass.desired, d))
+        {
+            let was = Box::new(std::mem::replace(&mut d.reason, DriftReason::Missing));
+            d.reason = if forbidden {
+                DriftReason::Forbidden(was)
+            } else {
+                DriftReason::WriteFailed(was)
+            };
+        }
+        if !forbidden {
+            failure.get_or_insert(error);
         }
     }
-    Ok(())
+    failure
 }
 
 /// RBAC refused the write. (Binding a Role we may not create fails as NotFound: the authorizer
@@ -181,13 +218,26 @@ async fn carry_out(
     };
     match apply::create(&ctx.client, &desired.namespace, object).await {
         Err(error) if error.status_code() == Some(409) => {
+            // Ours with our labels taken off, or someone else's.
+            let reason = match apply::get(
+                &ctx.client,
+                &desired.namespace,
+                object.kind(),
+                object.name(),
+            )
+            .await
+            {
+                Ok(Some(found)) => found_reason(ctx, &desired.namespace, &found),
+                Ok(None) => DriftReason::Conflict,
+                Err(error) => return Some(Err(error)),
+            };
             for d in drift.iter_mut().filter(|d| write.repairs(d)) {
-                d.reason = DriftReason::Conflict;
+                d.reason = reason.clone();
             }
-            let adopt = drift
+            let repair = drift
                 .iter()
                 .any(|d| write.repairs(d) && repairable(desired, d));
-            if adopt {
+            if repair {
                 Some(apply::execute(&ctx.client, desired, write).await)
             } else {
                 None
@@ -197,8 +247,10 @@ async fn carry_out(
     }
 }
 
-/// Step 4: deletes exactly the objects the leaving baselines created here.
-async fn remove_leaving_objects(ctx: &Context, pass: &Pass) -> Result<(), Error> {
+/// Step 4: deletes exactly the objects the leaving baselines created here. Returns the first
+/// failure, after trying every object.
+async fn remove_leaving_objects(ctx: &Context, pass: &Pass) -> Option<Error> {
+    let mut failure = None;
     for object in &pass.live.objects {
         let Ownership::Baseline(owner) = ownership(object.meta()) else {
             continue;
@@ -208,12 +260,15 @@ async fn remove_leaving_objects(ctx: &Context, pass: &Pass) -> Result<(), Error>
         }
         let (kind, name) = (object.kind(), object.name().to_string());
         let uid = object.meta().uid.as_deref();
-        apply::delete(&ctx.client, &pass.name, kind, &name, uid).await?;
+        if let Err(error) = apply::delete(&ctx.client, &pass.name, kind, &name, uid).await {
+            failure.get_or_insert(error);
+            continue;
+        }
         info!(%kind, object = %name, baseline = owner, "deleted (deletionPolicy: Delete)");
         ctx.caches
             .write_through(&pass.name, Written::Deleted { kind, name });
     }
-    Ok(())
+    failure
 }
 
 /// Step 5: what the pass means for each selecting baseline: outcomes for the status, repairs and
@@ -232,7 +287,7 @@ async fn record(ctx: &Context, pass: &Pass) {
             .iter()
             .find(|b| b.name_any() == baseline.name)
             .map(Arc::as_ref);
-        let generation = source.and_then(|b| b.metadata.generation).unwrap_or(0);
+        let generation = baseline.generation;
         let mine: Vec<&Drift> = pass
             .drift
             .iter()
@@ -241,7 +296,6 @@ async fn record(ctx: &Context, pass: &Pass) {
         let previous = ctx.outcomes.previous(&baseline.name, &pass.name);
         let v = verdict(
             &pass.name,
-            baseline.mode,
             generation,
             &mine,
             |d| repairable(&pass.desired, d),
@@ -258,7 +312,7 @@ async fn record(ctx: &Context, pass: &Pass) {
             for d in &v.reported {
                 ctx.metrics.count_drift(d.kind, false);
             }
-            events::report_drift(ctx, &pass.namespace, source, &v.reported).await;
+            events::report_findings(ctx, &pass.namespace, source, baseline.mode, &v.reported).await;
         }
         if v.first_compliant {
             observe_onboarding(ctx, &pass.namespace);

@@ -3,7 +3,6 @@
 //! the bookkeeping is tested without an API server.
 
 use super::status::Outcome;
-use crate::api::Mode;
 use crate::engine::Drift;
 
 /// What one reconcile pass amounts to for one baseline in one namespace.
@@ -14,7 +13,8 @@ pub struct Verdict<'a> {
     /// Repairs to count and report: drift repaired in a namespace seen compliant before. A
     /// namespace being onboarded gets its objects created, which is not a repair.
     pub repaired: Vec<&'a Drift>,
-    /// Audit mode: drift to report, because it differs from what was last reported.
+    /// Drift left unrepaired (all of it in Audit mode) to report as Events, because it differs
+    /// from what was last reported.
     pub reported: Vec<&'a Drift>,
     /// The namespace complies for the first time (onboarding completed).
     pub first_compliant: bool,
@@ -25,7 +25,6 @@ pub struct Verdict<'a> {
 /// setting of a shared field (the default ServiceAccount's automount), which is onboarding.
 pub fn verdict<'a>(
     namespace: &str,
-    mode: Mode,
     generation: i64,
     drift: &[&'a Drift],
     repairable: impl Fn(&Drift) -> bool,
@@ -47,11 +46,9 @@ pub fn verdict<'a>(
     } else {
         Vec::new()
     };
-    let reported = if mode == Mode::Audit
-        && outcome.drift_count > 0
-        && previous.map(|p| &p.drift) != Some(&outcome.drift)
+    let reported = if outcome.drift_count > 0 && previous.map(|p| &p.drift) != Some(&outcome.drift)
     {
-        drift.to_vec()
+        drift.iter().copied().filter(|d| !repairable(d)).collect()
     } else {
         Vec::new()
     };
@@ -88,15 +85,7 @@ mod tests {
     #[test]
     fn onboarding_creates_and_repairs_nothing() {
         let missing = drift(Kind::NetworkPolicy, DriftReason::Missing);
-        let v = verdict(
-            "ns",
-            Mode::Enforce,
-            1,
-            &[&missing],
-            |_| true,
-            |_| false,
-            None,
-        );
+        let v = verdict("ns", 1, &[&missing], |_| true, |_| false, None);
         assert!(v.repaired.is_empty());
         assert!(v.first_compliant);
         assert_eq!(v.outcome, compliant());
@@ -112,7 +101,6 @@ mod tests {
         let first_touch = |d: &Drift| d.kind == Kind::ServiceAccount;
         let v = verdict(
             "ns",
-            Mode::Enforce,
             1,
             &[&deleted, &token],
             |_| true,
@@ -129,7 +117,6 @@ mod tests {
         let conflict = drift(Kind::Role, DriftReason::Conflict);
         let v = verdict(
             "ns",
-            Mode::Enforce,
             2,
             &[&conflict],
             |_| false,
@@ -143,14 +130,13 @@ mod tests {
     }
 
     #[test]
-    fn audit_reports_drift_once_until_it_changes() {
+    fn unrepaired_drift_is_reported_once_until_it_changes() {
         let weakened = drift(
             Kind::Namespace,
             DriftReason::Weakened("baseline".to_string()),
         );
         let first = verdict(
             "ns",
-            Mode::Audit,
             1,
             &[&weakened],
             |_| false,
@@ -160,7 +146,6 @@ mod tests {
         assert_eq!(first.reported, vec![&weakened]);
         let again = verdict(
             "ns",
-            Mode::Audit,
             1,
             &[&weakened],
             |_| false,
@@ -171,7 +156,6 @@ mod tests {
         let other = drift(Kind::Role, DriftReason::Missing);
         let changed = verdict(
             "ns",
-            Mode::Audit,
             1,
             &[&weakened, &other],
             |_| false,
@@ -179,53 +163,27 @@ mod tests {
             Some(&again.outcome),
         );
         assert_eq!(changed.reported.len(), 2);
+        // Enforce reports only what it could not repair.
+        let conflict = drift(Kind::Role, DriftReason::Conflict);
         let enforce = verdict(
             "ns",
-            Mode::Enforce,
             1,
-            &[&other],
-            |_| false,
+            &[&other, &conflict],
+            |d| d.reason != DriftReason::Conflict,
             |_| false,
             None,
         );
-        assert!(
-            enforce.reported.is_empty(),
-            "only Audit reports drift as Events"
-        );
+        assert_eq!(enforce.reported, vec![&conflict]);
     }
 
     #[test]
     fn first_compliance_is_seen_once() {
         let missing = drift(Kind::Role, DriftReason::Missing);
-        let blocked = verdict(
-            "ns",
-            Mode::Enforce,
-            1,
-            &[&missing],
-            |_| false,
-            |_| false,
-            None,
-        );
+        let blocked = verdict("ns", 1, &[&missing], |_| false, |_| false, None);
         assert!(!blocked.first_compliant);
-        let now = verdict(
-            "ns",
-            Mode::Enforce,
-            1,
-            &[],
-            |_| false,
-            |_| false,
-            Some(&blocked.outcome),
-        );
+        let now = verdict("ns", 1, &[], |_| false, |_| false, Some(&blocked.outcome));
         assert!(now.first_compliant);
-        let later = verdict(
-            "ns",
-            Mode::Enforce,
-            1,
-            &[],
-            |_| false,
-            |_| false,
-            Some(&now.outcome),
-        );
+        let later = verdict("ns", 1, &[], |_| false, |_| false, Some(&now.outcome));
         assert!(!later.first_compliant);
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, future};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::utils::ResetTimerBackoff;
@@ -17,7 +18,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::warn;
 
-use super::caches::Caches;
+use super::caches::{Caches, foreign_event};
 use super::decode::UndecodableBaselines;
 use super::http::Health;
 use super::index::{NamespacedIndex, strip_metadata};
@@ -35,6 +36,8 @@ pub struct Inputs {
     )>,
     /// Touched `default` ServiceAccounts, already held in the caches.
     pub service_accounts: BoxStream<'static, Result<ServiceAccount, watcher::Error>>,
+    /// Every touched NetworkPolicy; others' are held summarised in the caches.
+    pub network_policies: BoxStream<'static, Result<NetworkPolicy, watcher::Error>>,
     /// One item per baseline change that may change any namespace's desired state.
     pub baseline_changes: BoxStream<'static, ()>,
 }
@@ -69,6 +72,7 @@ pub fn watch(
         namespaces: watch_namespaces(client, namespaces, health),
         generated,
         service_accounts,
+        network_policies: watch_foreign_policies(client, caches.foreign_policies(), health),
         baseline_changes: watch_baselines(client, baselines, undecodable),
     }
 }
@@ -109,6 +113,31 @@ where
         .touched_objects()
         .filter_map(|object| future::ready(retried_here(object)))
         .boxed()
+}
+
+/// Every NetworkPolicy in the cluster, for the Widened finding: others' are summarised into
+/// `index` (bounded, never held whole), ours are left to their own watch.
+fn watch_foreign_policies(
+    client: &Client,
+    index: &Arc<NamespacedIndex>,
+    health: &Arc<Health>,
+) -> BoxStream<'static, Result<NetworkPolicy, watcher::Error>> {
+    let health = health.clone();
+    let index = index.clone();
+    watcher(
+        Api::<NetworkPolicy>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .backoff(watch_backoff())
+    .inspect(move |event| {
+        health.set_api_failing(event.is_err());
+        if let Some(summary) = event.as_ref().ok().and_then(foreign_event) {
+            index.apply(&summary);
+        }
+    })
+    .touched_objects()
+    .filter_map(|object| future::ready(retried_here(object)))
+    .boxed()
 }
 
 fn watch_namespaces(

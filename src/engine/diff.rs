@@ -15,7 +15,9 @@ use serde::Serialize;
 
 use super::object::{Kind, Object, Ownership, ownership};
 use super::quantity::{Quantity, same_quantity};
-use super::render::{DesiredState, PSA_LABEL_PREFIX};
+use super::render::{DesiredState, PSA_LABEL_PREFIX, PodSecurityPolicy};
+use super::validate::PSA_VERSION_FLOOR;
+use super::widening::{ForeignPolicy, widening};
 use crate::api::PodSecurityLevel;
 
 /// What a namespace holds now, as far as our baselines are concerned.
@@ -29,6 +31,60 @@ pub struct LiveState {
     pub objects: Vec<Object>,
     /// Namespace label keys our field manager owns (from its managedFields entry).
     pub owned_namespace_labels: BTreeSet<String>,
+    /// Objects that are ours though someone took our labels or field manager off them: the
+    /// controller recognised them (by uid, or by our field manager's entry).
+    pub relabelled: BTreeSet<(Kind, String)>,
+    /// NetworkPolicies someone else made in the namespace, summarised.
+    pub foreign_policies: Vec<ForeignPolicy>,
+}
+
+impl LiveState {
+    /// The state of a namespace labelled `labels` that complies with `desired` as the operator
+    /// leaves it: our objects as applied by our field manager, Pod Security labels meeting every
+    /// selecting baseline (Enforce or Audit), the default ServiceAccount without a token if any
+    /// baseline asks. For tests, the fuzzer and benchmarks: diffing it against `desired` must find
+    /// nothing.
+    pub fn complying(desired: &DesiredState, labels: &BTreeMap<String, String>) -> LiveState {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+        let objects = desired
+            .objects
+            .iter()
+            .map(|d| {
+                let mut object = d.object.clone();
+                object.meta_mut().managed_fields = Some(vec![ManagedFieldsEntry {
+                    manager: Some(super::object::FIELD_MANAGER.to_string()),
+                    operation: Some("Apply".to_string()),
+                    ..ManagedFieldsEntry::default()
+                }]);
+                object
+            })
+            .collect();
+        let mut namespace_labels = labels.clone();
+        for mode in super::render::PSA_MODES {
+            let strictest = desired
+                .requirements
+                .iter()
+                .filter_map(|r| r.pod_security.get(mode))
+                .max_by_key(|p| p.strictness());
+            if let Some(policy) = strictest {
+                namespace_labels.extend(super::render::policy_labels(mode, policy));
+            }
+        }
+        let token_off = desired
+            .requirements
+            .iter()
+            .any(|r| r.disable_token_automount);
+        LiveState {
+            namespace_labels,
+            default_service_account: Some(ServiceAccount {
+                automount_service_account_token: token_off.then_some(false),
+                ..ServiceAccount::default()
+            }),
+            objects,
+            owned_namespace_labels: desired.namespace_labels.keys().cloned().collect(),
+            ..LiveState::default()
+        }
+    }
 }
 
 /// How something differs from its baseline.
@@ -42,11 +98,18 @@ pub enum DriftReason {
     Modified(String),
     /// A same-named object exists that this operator did not create.
     Conflict,
+    /// One of our objects, with our labels or field manager taken off: ours all the same.
+    Relabelled,
+    /// A NetworkPolicy someone else made lets through what the default-deny denies (policies are
+    /// additive, so it opens the namespace without touching ours). Never ours to repair.
+    Widened(String),
     /// Ours, but its baseline no longer asks for it.
     Stale,
     /// Would be repaired, but the API server refused the operator the write (RBAC); what the
     /// repair was for.
     Forbidden(Box<DriftReason>),
+    /// Would be repaired, but the write failed (retried with back-off); what it was for.
+    WriteFailed(Box<DriftReason>),
 }
 
 impl DriftReason {
@@ -57,8 +120,25 @@ impl DriftReason {
             DriftReason::Weakened(_) => "Weakened",
             DriftReason::Modified(_) => "Modified",
             DriftReason::Conflict => "Conflict",
+            DriftReason::Relabelled => "Relabelled",
+            DriftReason::Widened(_) => "Widened",
             DriftReason::Stale => "Stale",
             DriftReason::Forbidden(_) => "Forbidden",
+            DriftReason::WriteFailed(_) => "WriteFailed",
+        }
+    }
+
+    /// How much it matters, for choosing which records a capped status lists: controls that are
+    /// off first, then what the operator cannot fix, then cosmetic differences.
+    pub fn severity(&self) -> u8 {
+        match self {
+            DriftReason::Missing | DriftReason::Weakened(_) | DriftReason::Widened(_) => 3,
+            DriftReason::Conflict
+            | DriftReason::Relabelled
+            | DriftReason::Forbidden(_)
+            | DriftReason::WriteFailed(_) => 2,
+            DriftReason::Modified(_) => 1,
+            DriftReason::Stale => 0,
         }
     }
 }
@@ -66,8 +146,19 @@ impl DriftReason {
 impl fmt::Display for DriftReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DriftReason::Weakened(detail) | DriftReason::Modified(detail) => {
+            DriftReason::Weakened(detail)
+            | DriftReason::Modified(detail)
+            | DriftReason::Widened(detail) => {
                 write!(f, "{}: {detail}", self.short())
+            }
+            DriftReason::Relabelled => {
+                write!(
+                    f,
+                    "Relabelled: ours, with its labels or field manager taken off"
+                )
+            }
+            DriftReason::WriteFailed(was) => {
+                write!(f, "WriteFailed: the repair failed ({was}); retrying")
             }
             DriftReason::Forbidden(was) => {
                 write!(
@@ -116,6 +207,9 @@ pub fn diff(desired: &DesiredState, live: &LiveState) -> Vec<Drift> {
             None => Some(DriftReason::Missing),
             Some(found) => match ownership(found.meta()) {
                 Ownership::Baseline(b) if b == wanted.baseline => compare(&wanted.object, found),
+                _ if live.relabelled.contains(&(kind, name.to_string())) => {
+                    Some(DriftReason::Relabelled)
+                }
                 _ => Some(DriftReason::Conflict),
             },
         };
@@ -141,67 +235,158 @@ pub fn diff(desired: &DesiredState, live: &LiveState) -> Vec<Drift> {
             });
         }
     }
-    for (key, wanted) in &desired.namespace_labels {
-        if let Some(reason) = compare_label(key, &wanted.value, live.namespace_labels.get(key)) {
+    for requirement in &desired.requirements {
+        let baseline = &requirement.baseline;
+        for (mode, wanted) in &requirement.pod_security {
+            if let Some((key, reason)) = compare_pod_security(mode, wanted, &live.namespace_labels)
+            {
+                drift.push(Drift {
+                    baseline: baseline.clone(),
+                    kind: Kind::Namespace,
+                    name: key,
+                    reason,
+                });
+            }
+        }
+        if requirement.disable_token_automount
+            && let Some(sa) = &live.default_service_account
+            && sa.automount_service_account_token != Some(false)
+        {
             drift.push(Drift {
-                baseline: wanted.baseline.clone(),
-                kind: Kind::Namespace,
-                name: key.clone(),
-                reason,
+                baseline: baseline.clone(),
+                kind: Kind::ServiceAccount,
+                name: "default".to_string(),
+                reason: DriftReason::Weakened(
+                    "automountServiceAccountToken is not false".to_string(),
+                ),
             });
         }
     }
-    if let (Some(baseline), Some(sa)) = (
-        &desired.disable_default_token_automount,
-        &live.default_service_account,
-    ) && sa.automount_service_account_token != Some(false)
-    {
-        drift.push(Drift {
-            baseline: baseline.clone(),
-            kind: Kind::ServiceAccount,
-            name: "default".to_string(),
-            reason: DriftReason::Weakened("automountServiceAccountToken is not false".to_string()),
-        });
-    }
+    drift.extend(widened(desired, live));
     drift
 }
 
-/// The value to apply for a PSA label: the desired one, unless the namespace already holds a
-/// stricter level (we never weaken a namespace).
-pub fn label_to_apply(key: &str, desired: &str, live: Option<&String>) -> String {
-    if is_level_label(key)
-        && let (Some(want), Some(have)) = (
-            PodSecurityLevel::parse(desired),
-            live.and_then(|v| PodSecurityLevel::parse(v)),
-        )
-        && have > want
-    {
-        return have.as_str().to_string();
+/// Findings for NetworkPolicies of others that open what a selecting baseline's default-deny
+/// closes, beyond the allows that baseline makes itself.
+fn widened(desired: &DesiredState, live: &LiveState) -> Vec<Drift> {
+    let mut found = Vec::new();
+    for baseline in &desired.baselines {
+        let ours: Vec<&k8s_openapi::api::networking::v1::NetworkPolicy> = desired
+            .objects
+            .iter()
+            .filter(|d| d.baseline == baseline.name)
+            .filter_map(|d| match &d.object {
+                Object::NetworkPolicy(p) => Some(p),
+                _ => None,
+            })
+            .collect();
+        for policy in &live.foreign_policies {
+            if let Some(detail) = widening(policy, &ours) {
+                found.push(Drift {
+                    baseline: baseline.name.clone(),
+                    kind: Kind::NetworkPolicy,
+                    name: policy.name.clone(),
+                    reason: DriftReason::Widened(detail),
+                });
+            }
+        }
     }
-    desired.to_string()
+    found
 }
 
-fn is_level_label(key: &str) -> bool {
-    key.strip_prefix(PSA_LABEL_PREFIX)
-        .is_some_and(|mode| !mode.ends_with("-version"))
+/// A version label's rank: `latest` above every `v1.NN`; None when it is not a version.
+fn version_rank(version: &str) -> Option<u32> {
+    if version == "latest" {
+        return Some(u32::MAX);
+    }
+    let minor = version.strip_prefix("v1.")?;
+    minor
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| minor.parse().ok())
+        .flatten()
 }
 
-fn compare_label(key: &str, desired: &str, live: Option<&String>) -> Option<DriftReason> {
-    let Some(live) = live else {
-        return Some(DriftReason::Missing);
+/// Whether the namespace's labels for `mode` hold at least `wanted`: the drift on the level or the
+/// version label if not. A level is compared first; for the same level a version at least as
+/// new; a version label that is malformed or older than the floor is drift whatever the level
+/// (Pod Security admission falls back to the cluster default for a malformed one).
+fn compare_pod_security(
+    mode: &str,
+    wanted: &PodSecurityPolicy,
+    labels: &BTreeMap<String, String>,
+) -> Option<(String, DriftReason)> {
+    let level_key = format!("{PSA_LABEL_PREFIX}{mode}");
+    let version_key = format!("{level_key}-version");
+    let Some(raw_level) = labels.get(&level_key) else {
+        return Some((level_key, DriftReason::Missing));
     };
-    if !is_level_label(key) {
-        return (live != desired)
-            .then(|| DriftReason::Modified(format!("{live} instead of {desired}")));
+    let Some(level) = PodSecurityLevel::parse(raw_level) else {
+        let detail = format!("{raw_level:?} is not a Pod Security level");
+        return Some((level_key, DriftReason::Weakened(detail)));
+    };
+    let version = labels
+        .get(&version_key)
+        .map(String::as_str)
+        .unwrap_or("latest");
+    match version_rank(version) {
+        None => {
+            let detail = format!("{version:?} is not a Pod Security version");
+            return Some((version_key, DriftReason::Weakened(detail)));
+        }
+        Some(rank) if rank < PSA_VERSION_FLOOR => {
+            let detail = format!("{version} is older than v1.{PSA_VERSION_FLOOR}");
+            return Some((version_key, DriftReason::Weakened(detail)));
+        }
+        Some(_) => {}
     }
-    match (
-        PodSecurityLevel::parse(desired),
-        PodSecurityLevel::parse(live),
-    ) {
-        (Some(want), Some(have)) if have >= want => None,
-        _ => Some(DriftReason::Weakened(format!(
-            "{live} instead of {desired}"
-        ))),
+    let have = PodSecurityPolicy {
+        level,
+        version: version.to_string(),
+    };
+    if have.strictness() >= wanted.strictness() {
+        return None;
+    }
+    if have.level < wanted.level {
+        let detail = format!(
+            "{} instead of {}",
+            have.level.as_str(),
+            wanted.level.as_str()
+        );
+        Some((level_key, DriftReason::Weakened(detail)))
+    } else {
+        let detail = format!("{} instead of {}", have.version, wanted.version);
+        Some((version_key, DriftReason::Weakened(detail)))
+    }
+}
+
+/// The policy to write for `mode`: `composed`, or the namespace's own where that is stricter (we
+/// never weaken a namespace). A stricter level is kept with its version when that version is
+/// valid and not older than the floor, else with the composed version.
+pub fn policy_to_apply(
+    mode: &str,
+    composed: &PodSecurityPolicy,
+    labels: &BTreeMap<String, String>,
+) -> PodSecurityPolicy {
+    let live_level = labels
+        .get(&format!("{PSA_LABEL_PREFIX}{mode}"))
+        .and_then(|l| PodSecurityLevel::parse(l));
+    let Some(level) = live_level.filter(|l| *l >= composed.level) else {
+        return composed.clone();
+    };
+    let live_version = labels
+        .get(&format!("{PSA_LABEL_PREFIX}{mode}-version"))
+        .map(String::as_str)
+        .unwrap_or("latest");
+    let rank = |v: &str| version_rank(v).filter(|r| *r >= PSA_VERSION_FLOOR);
+    let version = match rank(live_version) {
+        Some(_) if level > composed.level => live_version,
+        Some(r) if rank(&composed.version).is_none_or(|c| r > c) => live_version,
+        _ => composed.version.as_str(),
+    };
+    PodSecurityPolicy {
+        level,
+        version: version.to_string(),
     }
 }
 

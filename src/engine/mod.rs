@@ -9,6 +9,7 @@ mod render;
 mod select;
 mod template;
 mod validate;
+mod widening;
 
 pub use diff::{Drift, DriftReason, LiveState, compare, diff};
 pub use object::{
@@ -18,12 +19,13 @@ pub use object::{
 pub use plan::{Write, namespace_labels, plan, released_labels, repairable};
 pub use quantity::{Quantity, QuantityError};
 pub use render::{
-    DesiredObject, DesiredState, DesiredValue, PSA_LABEL_PREFIX, PSA_MODES, SelectedBaseline,
-    object_name, pod_security_labels, render,
+    DesiredObject, DesiredState, DesiredValue, PSA_LABEL_PREFIX, PSA_MODES, PodSecurityPolicy,
+    Requirement, SelectedBaseline, object_name, pod_security_labels, policy_labels, render,
 };
 pub use select::{ALWAYS_EXCLUDED, DEFAULT_OPERATOR_NAMESPACE, selects};
 pub use template::TemplateError;
-pub use validate::{FieldError, InvalidSpec, ValidBaseline, validate};
+pub use validate::{FieldError, InvalidSpec, PSA_VERSION_FLOOR, ValidBaseline, validate};
+pub use widening::{ForeignPolicy, MAX_PEERS, Opening, Peer, summarize, widening};
 
 #[cfg(test)]
 mod tests;

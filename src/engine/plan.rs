@@ -2,9 +2,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::diff::{Drift, DriftReason, LiveState, label_to_apply};
+use super::diff::{Drift, DriftReason, LiveState, policy_to_apply};
 use super::object::{Kind, Object};
-use super::render::{DesiredState, pod_security_labels};
+use super::render::{
+    DesiredState, PSA_LABEL_PREFIX, PSA_MODES, PodSecurityPolicy, pod_security_labels,
+    policy_labels,
+};
 use super::validate::ValidBaseline;
 use crate::api::{ConflictPolicy, Mode};
 
@@ -33,7 +36,11 @@ pub enum Write {
 /// True when the operator repairs `drift` rather than only reporting it: its baseline is in
 /// Enforce mode, and it is not a conflict (unless the baseline adopts conflicting objects).
 pub fn repairable(desired: &DesiredState, drift: &Drift) -> bool {
-    if matches!(drift.reason, DriftReason::Forbidden(_)) {
+    // Refused or failed writes are not tried again in this pass; others' policies are theirs.
+    if matches!(
+        drift.reason,
+        DriftReason::Forbidden(_) | DriftReason::WriteFailed(_) | DriftReason::Widened(_)
+    ) {
         return false;
     }
     desired.baseline(&drift.baseline).is_some_and(|b| {
@@ -63,7 +70,8 @@ pub fn released_labels(
 }
 
 /// The writes that bring `live` to `desired`, given the `drift` between them and the labels to
-/// give up.
+/// give up. The Pod Security labels come first: they are what protects a new namespace most, so
+/// nothing written before them may delay them.
 pub fn plan(
     desired: &DesiredState,
     live: &LiveState,
@@ -101,42 +109,51 @@ pub fn plan(
         }
     }
     if labels_drifted || !released.is_empty() {
-        actions.push(Write::ApplyNamespaceLabels(namespace_labels(
-            desired, live, released,
-        )));
+        actions.insert(
+            0,
+            Write::ApplyNamespaceLabels(namespace_labels(desired, live, released)),
+        );
     }
     actions
 }
 
-/// The PSA labels to own on the Namespace: those of Enforce-mode baselines, never weaker than what
-/// the namespace already has, plus those we own already and are not releasing (an apply that left
-/// them out would remove them, and `deletionPolicy: Orphan` keeps security controls in place).
+/// The PSA labels to own on the Namespace: the Enforce baselines' composed policy per mode, or
+/// the namespace's own where it is stricter, plus those we own already and are not releasing (an
+/// apply that left them out would remove them, and `deletionPolicy: Orphan` keeps security
+/// controls in place).
 pub fn namespace_labels(
     desired: &DesiredState,
     live: &LiveState,
     released: &BTreeSet<String>,
 ) -> BTreeMap<String, String> {
-    let kept = live
+    let mut labels = BTreeMap::new();
+    for mode in PSA_MODES {
+        let composed = |suffix: &str| {
+            desired
+                .namespace_labels
+                .get(&format!("{PSA_LABEL_PREFIX}{mode}{suffix}"))
+        };
+        let (Some(level), Some(version)) = (composed(""), composed("-version")) else {
+            continue;
+        };
+        let Some(level) = crate::api::PodSecurityLevel::parse(&level.value) else {
+            continue;
+        };
+        let composed = PodSecurityPolicy {
+            level,
+            version: version.value.clone(),
+        };
+        let policy = policy_to_apply(mode, &composed, &live.namespace_labels);
+        labels.extend(policy_labels(mode, &policy));
+    }
+    let kept: Vec<(String, String)> = live
         .owned_namespace_labels
         .iter()
-        .filter(|k| !released.contains(*k) && !desired.namespace_labels.contains_key(*k))
-        .filter_map(|k| Some((k.clone(), live.namespace_labels.get(k)?.clone())));
-    desired
-        .namespace_labels
-        .iter()
-        .filter(|(_, v)| {
-            desired
-                .baseline(&v.baseline)
-                .is_some_and(|b| b.mode == Mode::Enforce)
-        })
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                label_to_apply(k, &v.value, live.namespace_labels.get(k)),
-            )
-        })
-        .chain(kept)
-        .collect()
+        .filter(|k| !released.contains(*k) && !labels.contains_key(*k))
+        .filter_map(|k| Some((k.clone(), live.namespace_labels.get(k)?.clone())))
+        .collect();
+    labels.extend(kept);
+    labels
 }
 
 impl Write {

@@ -1,7 +1,9 @@
 //! (baselines, namespace) -> the objects and labels that namespace must hold.
 //!
 //! Several baselines compose: each baseline's objects are its own (their names carry the baseline's
-//! name), and for the single-valued Pod Security labels the most restrictive level wins.
+//! name). The shared controls (Pod Security labels, the default ServiceAccount's token) are
+//! written as Enforce baselines compose them, the strictest winning; every baseline, Enforce or
+//! Audit, is also checked on its own against what the namespace holds ([`Requirement`]).
 
 use std::collections::BTreeMap;
 
@@ -24,8 +26,8 @@ use super::select::selects;
 use super::template;
 use super::validate::ValidBaseline;
 use crate::api::{
-    ConflictPolicy, LimitSpec, LimitType, Mode, NetworkPolicySpec, PolicyType, RoleSpec,
-    SecurityBaselineSpec, SubjectKind,
+    ConflictPolicy, LimitSpec, LimitType, Mode, NetworkPolicySpec, PodSecurityLevel, PolicyType,
+    RoleSpec, SecurityBaselineSpec, SubjectKind,
 };
 
 /// Prefix of the Pod Security Admission labels.
@@ -40,6 +42,46 @@ pub struct SelectedBaseline {
     pub name: String,
     pub mode: Mode,
     pub conflict_policy: ConflictPolicy,
+    /// The generation rendered (the last valid one, while a newer edit is invalid).
+    pub generation: i64,
+}
+
+/// One Pod Security mode's policy: a level, checked at a version.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct PodSecurityPolicy {
+    pub level: PodSecurityLevel,
+    /// `latest` or `v1.NN`.
+    pub version: String,
+}
+
+impl PodSecurityPolicy {
+    /// How strict the policy is: the level first, then the version (`latest` above every
+    /// `v1.NN`, a newer minor above an older one), so a pin cannot beat a stricter level.
+    pub fn strictness(&self) -> (PodSecurityLevel, u32) {
+        (self.level, version_rank(&self.version))
+    }
+
+    /// The policy a namespace's labels give `mode`: None without a valid level label. An absent
+    /// version label means `latest`, as Pod Security admission reads it.
+    pub fn from_labels(labels: &BTreeMap<String, String>, mode: &str) -> Option<Self> {
+        let level = PodSecurityLevel::parse(labels.get(&format!("{PSA_LABEL_PREFIX}{mode}"))?)?;
+        let version = labels
+            .get(&format!("{PSA_LABEL_PREFIX}{mode}-version"))
+            .cloned()
+            .unwrap_or_else(|| "latest".to_string());
+        Some(PodSecurityPolicy { level, version })
+    }
+}
+
+/// What one baseline asks of the namespace's shared objects, checked on its own in both modes:
+/// an Audit baseline reports where the namespace falls short of it, and never writes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Requirement {
+    pub baseline: String,
+    /// Pod Security policy by mode (`enforce`, `audit`, `warn`).
+    pub pod_security: BTreeMap<String, PodSecurityPolicy>,
+    /// The `default` ServiceAccount must not automount its token.
+    pub disable_token_automount: bool,
 }
 
 /// A generated object and the baseline it belongs to.
@@ -65,10 +107,14 @@ pub struct DesiredState {
     pub baselines: Vec<SelectedBaseline>,
     /// Generated objects, ordered by kind then name.
     pub objects: Vec<DesiredObject>,
-    /// Pod Security labels for the Namespace, after composition.
+    /// Pod Security labels written on the Namespace: the Enforce baselines' policies composed,
+    /// the strictest winning per mode. Audit baselines never contribute.
     pub namespace_labels: BTreeMap<String, DesiredValue>,
-    /// `Some` when the `default` ServiceAccount must have `automountServiceAccountToken: false`.
+    /// `Some` (the first Enforce baseline asking for it) when the `default` ServiceAccount is to
+    /// get `automountServiceAccountToken: false`.
     pub disable_default_token_automount: Option<String>,
+    /// What each selecting baseline asks of the shared objects, by baseline name.
+    pub requirements: Vec<Requirement>,
 }
 
 impl DesiredState {
@@ -160,6 +206,7 @@ pub fn render(
             name: name.to_string(),
             mode: spec.mode,
             conflict_policy: spec.conflict_policy,
+            generation: baseline.baseline.metadata.generation.unwrap_or(0),
         });
         for object in render_objects(name, spec, namespace) {
             state.objects.push(DesiredObject {
@@ -167,21 +214,61 @@ pub fn render(
                 object,
             });
         }
-        if state.disable_default_token_automount.is_none()
-            && spec
-                .service_accounts
-                .as_ref()
-                .and_then(|s| s.automount_default_token)
-                == Some(false)
+        let requirement = requirement(baseline);
+        if spec.mode == Mode::Enforce
+            && requirement.disable_token_automount
+            && state.disable_default_token_automount.is_none()
         {
             state.disable_default_token_automount = Some(name.to_string());
         }
+        state.requirements.push(requirement);
     }
     state.objects.sort_by(|a, b| {
         (a.object.kind(), a.object.name()).cmp(&(b.object.kind(), b.object.name()))
     });
-    state.namespace_labels = compose_pod_security(&selected);
+    let enforced: Vec<&Requirement> = state
+        .requirements
+        .iter()
+        .zip(&state.baselines)
+        .filter(|(_, b)| b.mode == Mode::Enforce)
+        .map(|(r, _)| r)
+        .collect();
+    state.namespace_labels = compose_pod_security(&enforced);
     state
+}
+
+/// What `baseline` asks of a namespace's shared objects.
+fn requirement(baseline: &ValidBaseline) -> Requirement {
+    let spec = &baseline.baseline.spec;
+    let version = spec.pod_security_version();
+    let pod_security = spec
+        .pod_security
+        .iter()
+        .flat_map(|psa| {
+            [
+                ("enforce", psa.enforce),
+                ("audit", psa.audit),
+                ("warn", psa.warn),
+            ]
+            .into_iter()
+            .filter_map(|(mode, level)| {
+                let policy = PodSecurityPolicy {
+                    level: level?,
+                    version: version.to_string(),
+                };
+                Some((mode.to_string(), policy))
+            })
+        })
+        .collect();
+    Requirement {
+        baseline: baseline.name().to_string(),
+        pod_security,
+        disable_token_automount: spec
+            .service_accounts
+            .as_ref()
+            .and_then(|s| s.automount_default_token)
+            == Some(false),
+    }
 }
 
 /// The name of a generated object: `zt-<baseline>-<suffix>`.
@@ -426,7 +513,7 @@ fn role_binding(baseline: &str, role: &RoleSpec, namespace: &str) -> RoleBinding
 
 /// The PSA labels one baseline sets on the namespaces it selects, on its own.
 pub fn pod_security_labels(baseline: &ValidBaseline) -> BTreeMap<String, String> {
-    compose_pod_security(&[baseline])
+    compose_pod_security(&[&requirement(baseline)])
         .into_iter()
         .map(|(k, v)| (k, v.value))
         .collect()
@@ -440,34 +527,38 @@ fn version_rank(version: &str) -> u32 {
         .unwrap_or(u32::MAX)
 }
 
-/// For each PSA mode, the most restrictive level any selecting baseline asks for, with that
-/// baseline's version; ties go to the newer version, then to the first baseline by name.
-fn compose_pod_security(selected: &[&ValidBaseline]) -> BTreeMap<String, DesiredValue> {
+/// The labels of one mode's policy: `pod-security.kubernetes.io/<mode>` and `<mode>-version`.
+pub fn policy_labels(mode: &str, policy: &PodSecurityPolicy) -> [(String, String); 2] {
+    [
+        (
+            format!("{PSA_LABEL_PREFIX}{mode}"),
+            policy.level.as_str().to_string(),
+        ),
+        (
+            format!("{PSA_LABEL_PREFIX}{mode}-version"),
+            policy.version.clone(),
+        ),
+    ]
+}
+
+/// For each PSA mode, the strictest policy any of `requirements` asks for (level first, then
+/// version); ties go to the first baseline by name.
+fn compose_pod_security(requirements: &[&Requirement]) -> BTreeMap<String, DesiredValue> {
     let mut labels = BTreeMap::new();
     for mode in PSA_MODES {
-        let winner = selected
+        let winner = requirements
             .iter()
-            .filter_map(|b| {
-                let psa = b.baseline.spec.pod_security.as_ref()?;
-                let level = match mode {
-                    "enforce" => psa.enforce,
-                    "audit" => psa.audit,
-                    _ => psa.warn,
-                }?;
-                Some((level, b.baseline.spec.pod_security_version(), b.name()))
-            })
+            .filter_map(|r| Some((r.pod_security.get(mode)?, r.baseline.as_str())))
             .max_by(|a, b| {
-                (a.0, version_rank(a.1))
-                    .cmp(&(b.0, version_rank(b.1)))
-                    .then_with(|| b.2.cmp(a.2))
+                a.0.strictness()
+                    .cmp(&b.0.strictness())
+                    .then_with(|| b.1.cmp(a.1))
             });
-        if let Some((level, version, baseline)) = winner {
-            let value = |v: &str| DesiredValue {
-                value: v.to_string(),
-                baseline: baseline.to_string(),
-            };
-            labels.insert(format!("{PSA_LABEL_PREFIX}{mode}"), value(level.as_str()));
-            labels.insert(format!("{PSA_LABEL_PREFIX}{mode}-version"), value(version));
+        if let Some((policy, baseline)) = winner {
+            for (key, value) in policy_labels(mode, policy) {
+                let baseline = baseline.to_string();
+                labels.insert(key, DesiredValue { value, baseline });
+            }
         }
     }
     labels

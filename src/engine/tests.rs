@@ -32,48 +32,29 @@ fn no_labels() -> BTreeMap<String, String> {
 /// What the API server hands back for objects we applied: our managedFields entry, server-set
 /// metadata, quantities respelled, and someone's harmless extra label and annotation.
 fn as_live(desired: &DesiredState) -> LiveState {
-    let objects = desired
-        .objects
-        .iter()
-        .map(|d| {
-            let mut object = d.object.clone();
-            let meta = object.meta_mut();
-            meta.uid = Some(format!("uid-{}", meta.name.as_deref().unwrap_or_default()));
-            meta.resource_version = Some("42".to_string());
-            meta.managed_fields = Some(vec![ManagedFieldsEntry {
-                manager: Some(FIELD_MANAGER.to_string()),
-                operation: Some("Apply".to_string()),
-                ..ManagedFieldsEntry::default()
-            }]);
-            meta.labels
-                .get_or_insert_with(BTreeMap::new)
-                .insert("team".into(), "x".into());
-            meta.annotations = Some(BTreeMap::from([("note".to_string(), "hi".to_string())]));
-            respell_quantities(&mut object);
-            object
-        })
-        .collect();
-    let mut namespace_labels: BTreeMap<String, String> = desired
-        .namespace_labels
-        .iter()
-        .map(|(k, v)| (k.clone(), v.value.clone()))
-        .collect();
-    namespace_labels.insert(
-        "kubernetes.io/metadata.name".into(),
+    let labels = BTreeMap::from([(
+        "kubernetes.io/metadata.name".to_string(),
         desired.namespace.clone(),
-    );
-    LiveState {
-        namespace_labels,
-        default_service_account: Some(ServiceAccount {
-            automount_service_account_token: desired
-                .disable_default_token_automount
-                .as_ref()
-                .map(|_| false),
-            ..ServiceAccount::default()
-        }),
-        owned_namespace_labels: desired.namespace_labels.keys().cloned().collect(),
-        objects,
+    )]);
+    let mut live = LiveState::complying(desired, &labels);
+    for object in &mut live.objects {
+        let meta = object.meta_mut();
+        meta.uid = Some(format!("uid-{}", meta.name.as_deref().unwrap_or_default()));
+        meta.resource_version = Some("42".to_string());
+        meta.labels
+            .get_or_insert_with(BTreeMap::new)
+            .insert("team".into(), "x".into());
+        meta.annotations = Some(BTreeMap::from([("note".to_string(), "hi".to_string())]));
+        respell_quantities(object);
     }
+    live
+}
+
+/// Pod Security labels that satisfy every selecting baseline, Enforce or Audit.
+fn compliant_labels(desired: &DesiredState) -> BTreeMap<String, String> {
+    let mut labels = LiveState::complying(desired, &BTreeMap::new()).namespace_labels;
+    labels.retain(|k, _| k.starts_with(PSA_LABEL_PREFIX));
+    labels
 }
 
 /// The API server returns canonical quantities (`1000m` as `1`); ours prints them another way.
@@ -339,7 +320,8 @@ fn empty_namespace_is_all_missing_and_enforce_applies_everything() {
             .iter()
             .filter(|d| d.reason == DriftReason::Missing)
             .count(),
-        desired.objects.len() + 6
+        // Every object, and the three level labels (an absent version label means latest).
+        desired.objects.len() + 3
     );
     let actions = plan(&desired, &live, &drift, &none());
     let applies = actions
@@ -898,8 +880,19 @@ fn edits(desired: &DesiredState) -> Vec<Edit> {
             }
         }
     }
-    for (key, value) in &desired.namespace_labels {
+    for (key, value) in compliant_labels(desired) {
         let k = key.clone();
+        if key.ends_with("-version") {
+            // A version older than the floor, whatever the level.
+            edits.push((
+                Kind::Namespace,
+                key.clone(),
+                Box::new(move |live| {
+                    live.namespace_labels.insert(k.clone(), "v1.0".into());
+                }),
+            ));
+            continue;
+        }
         edits.push((
             Kind::Namespace,
             key.clone(),
@@ -907,7 +900,7 @@ fn edits(desired: &DesiredState) -> Vec<Edit> {
                 live.namespace_labels.remove(&k);
             }),
         ));
-        if value.value != "privileged" && !key.ends_with("-version") {
+        if value != "privileged" {
             let k = key.clone();
             edits.push((
                 Kind::Namespace,
@@ -918,7 +911,11 @@ fn edits(desired: &DesiredState) -> Vec<Edit> {
             ));
         }
     }
-    if desired.disable_default_token_automount.is_some() {
+    if desired
+        .requirements
+        .iter()
+        .any(|r| r.disable_token_automount)
+    {
         edits.push((
             Kind::ServiceAccount,
             "default".into(),
@@ -1056,5 +1053,255 @@ fn container_limits_render_with_the_defaults_the_api_server_fills_in() {
     assert_eq!(
         (items[3].default.clone(), items[3].default_request.clone()),
         (None, None)
+    );
+}
+
+// --- Fail-open cases (issue: composition, ownership and error paths that switch a control off) ---
+
+fn psa_spec(mode: Mode, level: PodSecurityLevel, version: Option<&str>) -> SecurityBaselineSpec {
+    SecurityBaselineSpec {
+        mode,
+        pod_security: Some(PodSecuritySpec {
+            enforce: Some(level),
+            version: version.map(String::from),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+const ENFORCE_LABEL: &str = "pod-security.kubernetes.io/enforce";
+
+#[test]
+fn an_audit_baseline_never_changes_what_an_enforce_baseline_writes() {
+    let a = baseline(
+        "a",
+        psa_spec(Mode::Enforce, PodSecurityLevel::Baseline, None),
+    );
+    let mut b_spec = psa_spec(Mode::Audit, PodSecurityLevel::Restricted, None);
+    b_spec.service_accounts = Some(ServiceAccountsSpec {
+        automount_default_token: Some(false),
+    });
+    let b = baseline("b", b_spec);
+    let desired = render(&[a, b], "ns", &no_labels(), OPERATOR_NS);
+    // What render shows is what is written: A's level, not B's.
+    assert_eq!(desired.namespace_labels[ENFORCE_LABEL].value, "baseline");
+    assert_eq!(desired.namespace_labels[ENFORCE_LABEL].baseline, "a");
+    assert_eq!(
+        desired.disable_default_token_automount, None,
+        "B is Audit: no write"
+    );
+
+    // A fresh namespace: A's label is missing and repaired; B's shortfall is B's own drift.
+    let live = LiveState {
+        default_service_account: Some(ServiceAccount::default()),
+        ..LiveState::default()
+    };
+    let drift = diff(&desired, &live);
+    let writes = plan(&desired, &live, &drift, &none());
+    let [Write::ApplyNamespaceLabels(labels)] = &writes[..] else {
+        panic!("{writes:?}")
+    };
+    assert_eq!(labels[ENFORCE_LABEL], "baseline");
+
+    // Once A is in place: A complies, B reports what it wants, and nothing is written.
+    let mut live = live;
+    live.namespace_labels
+        .insert(ENFORCE_LABEL.into(), "baseline".into());
+    let drift = diff(&desired, &live);
+    assert!(drift.iter().all(|d| d.baseline == "b"), "{drift:?}");
+    assert!(drift.iter().any(|d| d.kind == Kind::Namespace
+        && d.name == ENFORCE_LABEL
+        && matches!(&d.reason, DriftReason::Weakened(w) if w == "baseline instead of restricted")));
+    assert!(drift.iter().any(|d| d.kind == Kind::ServiceAccount));
+    assert_eq!(plan(&desired, &live, &drift, &none()), vec![]);
+}
+
+#[test]
+fn an_audit_baseline_does_not_release_an_enforced_label() {
+    let a = baseline(
+        "a",
+        psa_spec(Mode::Enforce, PodSecurityLevel::Baseline, None),
+    );
+    let b = baseline(
+        "b",
+        psa_spec(Mode::Audit, PodSecurityLevel::Restricted, None),
+    );
+    let desired = render(&[a, b], "ns", &no_labels(), OPERATOR_NS);
+    // Onboarded under A, then someone lowers the level: the repair writes A's label back.
+    let mut live = as_live(&desired);
+    live.namespace_labels
+        .insert(ENFORCE_LABEL.into(), "privileged".into());
+    let drift = diff(&desired, &live);
+    let writes = plan(&desired, &live, &drift, &none());
+    let [Write::ApplyNamespaceLabels(labels)] = &writes[..] else {
+        panic!("{writes:?}")
+    };
+    assert_eq!(labels[ENFORCE_LABEL], "baseline");
+}
+
+#[test]
+fn a_pinned_version_cannot_beat_a_stricter_level_and_equal_levels_take_the_newest() {
+    let pinned = baseline(
+        "a",
+        psa_spec(Mode::Enforce, PodSecurityLevel::Restricted, Some("v1.30")),
+    );
+    let latest = baseline(
+        "b",
+        psa_spec(Mode::Enforce, PodSecurityLevel::Baseline, None),
+    );
+    let desired = render(&[pinned.clone(), latest], "ns", &no_labels(), OPERATOR_NS);
+    assert_eq!(desired.namespace_labels[ENFORCE_LABEL].value, "restricted");
+    assert_eq!(
+        desired.namespace_labels["pod-security.kubernetes.io/enforce-version"].value,
+        "v1.30"
+    );
+
+    let newest = baseline(
+        "c",
+        psa_spec(Mode::Enforce, PodSecurityLevel::Restricted, None),
+    );
+    let desired = render(&[pinned, newest], "ns", &no_labels(), OPERATOR_NS);
+    let version = &desired.namespace_labels["pod-security.kubernetes.io/enforce-version"];
+    assert_eq!(
+        (version.value.as_str(), version.baseline.as_str()),
+        ("latest", "c")
+    );
+}
+
+#[test]
+fn a_live_version_older_than_the_floor_is_drift_whatever_the_level() {
+    let desired = render(
+        &[baseline(
+            "a",
+            psa_spec(Mode::Enforce, PodSecurityLevel::Baseline, None),
+        )],
+        "ns",
+        &no_labels(),
+        OPERATOR_NS,
+    );
+    let mut live = as_live(&desired);
+    live.namespace_labels
+        .insert(ENFORCE_LABEL.into(), "restricted".into());
+    live.namespace_labels.insert(
+        "pod-security.kubernetes.io/enforce-version".into(),
+        "v1.0".into(),
+    );
+    let drift = diff(&desired, &live);
+    assert_eq!(drift.len(), 1, "{drift:?}");
+    assert_eq!(drift[0].name, "pod-security.kubernetes.io/enforce-version");
+    // The repair keeps the stricter level, at a version that counts.
+    let [Write::ApplyNamespaceLabels(labels)] = &plan(&desired, &live, &drift, &none())[..] else {
+        panic!()
+    };
+    assert_eq!(labels[ENFORCE_LABEL], "restricted");
+    assert_eq!(
+        labels["pod-security.kubernetes.io/enforce-version"],
+        "latest"
+    );
+    // A malformed level is drift too (admission would fall back to the cluster default).
+    live.namespace_labels
+        .insert(ENFORCE_LABEL.into(), "strict".into());
+    assert!(
+        diff(&desired, &live)
+            .iter()
+            .any(|d| d.name == ENFORCE_LABEL)
+    );
+}
+
+#[test]
+fn pod_security_labels_are_written_before_anything_else() {
+    let desired = render(
+        &[baseline("tenants", restricted_spec())],
+        "team-a",
+        &tenant_labels(),
+        OPERATOR_NS,
+    );
+    let live = LiveState {
+        default_service_account: Some(ServiceAccount::default()),
+        ..LiveState::default()
+    };
+    let writes = plan(&desired, &live, &diff(&desired, &live), &none());
+    assert!(
+        matches!(writes[0], Write::ApplyNamespaceLabels(_)),
+        "{writes:?}"
+    );
+    assert!(writes.len() > 1);
+}
+
+#[test]
+fn an_object_of_ours_with_its_marks_taken_off_is_relabelled_and_repaired() {
+    let desired = render(
+        &[baseline("tenants", restricted_spec())],
+        "team-a",
+        &tenant_labels(),
+        OPERATOR_NS,
+    );
+    let mut live = as_live(&desired);
+    let deny = "zt-tenants-default-deny";
+    let object = live.objects.iter_mut().find(|o| o.name() == deny).unwrap();
+    object.meta_mut().managed_fields = None;
+    // Without the controller recognising it, it is someone else's: a conflict, left alone.
+    let drift = diff(&desired, &live);
+    assert_eq!(drift.len(), 1);
+    assert_eq!(drift[0].reason, DriftReason::Conflict);
+    // Recognised (by uid) as ours: repaired, whatever the conflict policy says.
+    live.relabelled
+        .insert((Kind::NetworkPolicy, deny.to_string()));
+    let drift = diff(&desired, &live);
+    assert_eq!(drift[0].reason, DriftReason::Relabelled);
+    assert!(repairable(&desired, &drift[0]));
+    let writes = plan(&desired, &live, &drift, &none());
+    assert!(
+        matches!(&writes[..], [Write::Apply(o)] if o.name() == deny),
+        "{writes:?}"
+    );
+}
+
+#[test]
+fn a_foreign_policy_that_opens_the_namespace_is_a_finding_never_repaired() {
+    let desired = render(
+        &[baseline("tenants", restricted_spec())],
+        "team-a",
+        &tenant_labels(),
+        OPERATOR_NS,
+    );
+    let mut live = as_live(&desired);
+    let allow_all: k8s_openapi::api::networking::v1::NetworkPolicy =
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "allow-all", "namespace": "team-a"},
+            "spec": {"podSelector": {}, "ingress": [{}], "egress": [{}],
+                     "policyTypes": ["Ingress", "Egress"]},
+        }))
+        .unwrap();
+    live.foreign_policies.push(summarize(&allow_all));
+    let drift = diff(&desired, &live);
+    assert_eq!(drift.len(), 1, "{drift:?}");
+    assert_eq!(
+        (drift[0].kind, drift[0].name.as_str()),
+        (Kind::NetworkPolicy, "allow-all")
+    );
+    assert!(matches!(&drift[0].reason, DriftReason::Widened(w) if w.contains("anywhere")));
+    assert!(
+        !repairable(&desired, &drift[0]),
+        "others' policies are never written"
+    );
+    assert_eq!(plan(&desired, &live, &drift, &none()), vec![]);
+}
+
+#[test]
+fn a_subject_namespace_template_is_exactly_namespace_or_nothing() {
+    let role = |namespace: &str| {
+        let text = format!(
+            "apiVersion: zerotrust.dev/v1alpha1\nkind: SecurityBaseline\nmetadata: {{name: b}}\nspec:\n  rbac:\n    roles:\n    - name: ci\n      rules: [{{apiGroups: [''], resources: [pods], verbs: [get]}}]\n      subjects: [{{kind: ServiceAccount, name: deployer, namespace: '{namespace}'}}]\n"
+        );
+        validate(&crate::api::parse_baselines(&text).unwrap()[0])
+    };
+    assert!(role("${namespace}").is_ok());
+    assert!(role("ci-tools").is_ok());
+    let squatted = role("${namespace}-ci").unwrap_err();
+    assert_eq!(
+        squatted.errors[0].path,
+        "spec.rbac.roles[0].subjects[0].namespace"
     );
 }

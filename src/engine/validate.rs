@@ -57,6 +57,12 @@ impl ValidBaseline {
 
 const PRIVILEGED_VERBS: [&str; 3] = ["escalate", "bind", "impersonate"];
 
+/// The oldest Pod Security version a baseline may pin: v1.30. Older pins leave out checks the
+/// restricted level has since gained (at v1.0 it did not check privilege escalation, capabilities
+/// or runAsUser), so a pin is a way to weaken a namespace; v1.30 is the oldest minor still under
+/// a major provider's extended support in 2026, and the first with GA admission policies.
+pub const PSA_VERSION_FLOOR: u32 = 30;
+
 pub fn validate(baseline: &SecurityBaseline) -> Result<ValidBaseline, InvalidSpec> {
     let mut errors = Errors::default();
     let name = baseline.metadata.name.clone().unwrap_or_default();
@@ -107,7 +113,9 @@ pub fn validate(baseline: &SecurityBaseline) -> Result<ValidBaseline, InvalidSpe
     {
         errors.add(
             "spec.podSecurity.version",
-            format!("{version:?} must be \"latest\" or \"v1.NN\""),
+            format!(
+                "{version:?} must be \"latest\" or \"v1.NN\" with NN at least {PSA_VERSION_FLOOR}"
+            ),
         );
     }
     if let Some(rbac) = &spec.rbac {
@@ -282,6 +290,11 @@ fn validate_role(role: &RoleSpec, path: &str, errors: &mut Errors) {
             (Some(ns), SubjectKind::ServiceAccount) => {
                 if let Err(e) = template::check(ns) {
                     errors.add(format!("{subject_path}.namespace"), e.to_string());
+                } else if ns.contains("${") && ns != "${namespace}" {
+                    errors.add(
+                        format!("{subject_path}.namespace"),
+                        format!("{ns:?}: a namespace may be exactly ${{namespace}} or a literal name; a template such as \"${{namespace}}-ci\" hands the Role to whoever creates that namespace"),
+                    );
                 } else if !is_dns_label(&template::expand(ns, "x")) {
                     errors.add(
                         format!("{subject_path}.namespace"),
@@ -385,7 +398,11 @@ fn validate_limit(item: &LimitSpec, path: &str, errors: &mut Errors) {
 fn is_psa_version(v: &str) -> bool {
     v == "latest"
         || v.strip_prefix("v1.").is_some_and(|minor| {
-            !minor.is_empty() && minor.len() <= 3 && minor.bytes().all(|b| b.is_ascii_digit())
+            !minor.is_empty()
+                && minor.len() <= 3
+                && minor.bytes().all(|b| b.is_ascii_digit())
+                && !minor.starts_with('0')
+                && minor.parse::<u32>().is_ok_and(|m| m >= PSA_VERSION_FLOOR)
         })
 }
 
@@ -566,5 +583,7 @@ mod tests {
         assert!(is_label_key("requests.cpu"));
         assert!(!is_label_key("/x"));
         assert!(is_psa_version("v1.33") && is_psa_version("latest") && !is_psa_version("v1."));
+        assert!(is_psa_version("v1.30") && is_psa_version("v1.100"));
+        assert!(!is_psa_version("v1.29") && !is_psa_version("v1.0") && !is_psa_version("v1.030"));
     }
 }

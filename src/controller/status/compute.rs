@@ -8,15 +8,22 @@ use super::outcomes::{Outcome, truncate};
 use crate::api::{DriftRecord, MAX_STATUS_DRIFT, SecurityBaseline, SecurityBaselineStatus};
 use crate::engine::InvalidSpec;
 
+/// What the status says about a baseline's spec.
+pub struct Spec<'a> {
+    /// Why the newest generation cannot be enforced, if it cannot.
+    pub invalid: Option<&'a InvalidSpec>,
+    /// The generation enforced: the newest, the last valid one, or none.
+    pub enforcing: Option<i64>,
+}
+
 /// The status `baseline` should have. `outcomes` holds one entry per selected namespace (`None`
-/// until it has been reconciled), `new_repairs` the repairs not yet counted in `previous`, and
-/// `invalid` why the baseline cannot be enforced, if it cannot.
+/// until it has been reconciled), `new_repairs` the repairs not yet counted in `previous`.
 pub fn compute_status(
     baseline: &SecurityBaseline,
+    spec: Spec<'_>,
     outcomes: &[Option<Outcome>],
     new_repairs: i64,
     previous: &SecurityBaselineStatus,
-    invalid: Option<&InvalidSpec>,
     now: Timestamp,
 ) -> SecurityBaselineStatus {
     let generation = baseline.metadata.generation.unwrap_or(0);
@@ -26,37 +33,34 @@ pub fn compute_status(
         ..SecurityBaselineStatus::default()
     };
     let mut conditions = Vec::new();
-    if let Some(invalid) = invalid {
-        let message = truncate(&invalid.to_string(), 1024);
-        conditions.push(condition("Ready", false, "InvalidSpec", &message, now));
-        conditions.push(condition("InvalidSpec", true, "InvalidSpec", &message, now));
-    } else {
+    let mut conflicts = 0;
+    if let Some(enforcing) = spec.enforcing {
         let selected = outcomes.len();
         let mut pending = 0;
-        let mut conflicts = 0;
-        let mut drift: Vec<DriftRecord> = Vec::new();
         let mut drift_count = 0usize;
+        let mut counted = Vec::new();
         status.selected_namespaces = count(selected);
         for outcome in outcomes {
             match outcome {
-                Some(o) if o.generation == generation => {
+                Some(o) if o.generation == enforcing => {
                     if o.drift_count == 0 {
                         status.compliant_namespaces += 1;
                     } else {
                         status.drifted_namespaces += 1;
                         drift_count += o.drift_count;
                         conflicts += o.conflicts;
-                        drift.extend(o.drift.iter().cloned());
+                        counted.push(o);
                     }
                 }
                 _ => pending += 1,
             }
         }
-        drift.sort();
-        drift.truncate(MAX_STATUS_DRIFT);
         status.drift_count = count(drift_count);
-        status.drift = drift;
-        let (ready, reason, message) = if pending > 0 {
+        status.drift = fair_selection(&counted);
+        let (ready, reason, message) = if let Some(invalid) = spec.invalid {
+            let message = format!("{invalid}; enforcing generation {enforcing}");
+            (false, "InvalidSpec", truncate(&message, 1024))
+        } else if pending > 0 {
             (
                 false,
                 "Progressing",
@@ -79,17 +83,24 @@ pub fn compute_status(
             )
         };
         conditions.push(condition("Ready", ready, reason, &message, now));
-        // From the full counts, not the capped list: a conflict must show however many other
-        // records sort before it.
-        if conflicts > 0 {
-            conditions.push(condition(
-                "Conflict",
-                true,
-                "ObjectNotOwned",
-                "same-named objects exist that zerotrust-operator did not create; see status.drift",
-                now,
-            ));
-        }
+    } else if let Some(invalid) = spec.invalid {
+        let message = truncate(&invalid.to_string(), 1024);
+        conditions.push(condition("Ready", false, "InvalidSpec", &message, now));
+    }
+    if let Some(invalid) = spec.invalid {
+        let message = truncate(&invalid.to_string(), 1024);
+        conditions.push(condition("InvalidSpec", true, "InvalidSpec", &message, now));
+    }
+    // From the full counts, not the capped list: a conflict must show however many other
+    // records sort before it.
+    if conflicts > 0 {
+        conditions.push(condition(
+            "Conflict",
+            true,
+            "ObjectNotOwned",
+            "same-named objects exist that zerotrust-operator did not create; see status.drift",
+            now,
+        ));
     }
     // A condition keeps its transition time until its status flips: no churn on every pass.
     for c in &mut conditions {
@@ -102,6 +113,27 @@ pub fn compute_status(
     }
     status.conditions = conditions;
     status
+}
+
+/// At most [`MAX_STATUS_DRIFT`] records from the outcomes: the most severe first, and within a
+/// severity spread over namespaces (each namespace's first record, then each one's second, ...),
+/// so no namespace, however it is named or however much drift it has, crowds out the others.
+fn fair_selection(outcomes: &[&Outcome]) -> Vec<DriftRecord> {
+    let mut candidates: Vec<(std::cmp::Reverse<u8>, usize, &DriftRecord)> = Vec::new();
+    for outcome in outcomes {
+        let mut turn_in_severity = std::collections::HashMap::<u8, usize>::new();
+        for (severity, record) in &outcome.drift {
+            let turn = turn_in_severity.entry(*severity).or_default();
+            candidates.push((std::cmp::Reverse(*severity), *turn, record));
+            *turn += 1;
+        }
+    }
+    candidates.sort();
+    candidates
+        .into_iter()
+        .take(MAX_STATUS_DRIFT)
+        .map(|(_, _, record)| record.clone())
+        .collect()
 }
 
 fn count(n: usize) -> i32 {
@@ -160,6 +192,13 @@ mod tests {
         (c.status.as_str(), c.reason.as_str())
     }
 
+    fn valid(generation: i64) -> Spec<'static> {
+        Spec {
+            invalid: None,
+            enforcing: Some(generation),
+        }
+    }
+
     fn at(second: i64) -> Timestamp {
         Timestamp::from_second(second).unwrap()
     }
@@ -169,10 +208,10 @@ mod tests {
         let prev = SecurityBaselineStatus::default();
         let all_good = compute_status(
             &baseline(1),
+            valid(1),
             &[compliant(), compliant()],
             0,
             &prev,
-            None,
             at(1),
         );
         assert_eq!(
@@ -188,7 +227,7 @@ mod tests {
             // Computed from an older generation: pending, not compliant.
             Some(Outcome::default()),
         ];
-        let s = compute_status(&baseline(1), &outcomes, 2, &prev, None, at(1));
+        let s = compute_status(&baseline(1), valid(1), &outcomes, 2, &prev, at(1));
         assert_eq!(
             (
                 s.selected_namespaces,
@@ -216,7 +255,14 @@ mod tests {
                 )
             })
             .collect();
-        let s = compute_status(&baseline(1), &outcomes, 0, &Default::default(), None, at(1));
+        let s = compute_status(
+            &baseline(1),
+            valid(1),
+            &outcomes,
+            0,
+            &Default::default(),
+            at(1),
+        );
         assert_eq!(s.drift.len(), MAX_STATUS_DRIFT);
         assert_eq!(s.drift_count, 60);
         assert_eq!(s.drifted_namespaces, 30);
@@ -229,7 +275,14 @@ mod tests {
             .map(|i| drifted(&format!("0-{i:02}"), &[DriftReason::Missing]))
             .collect();
         outcomes.push(drifted("zzz", &[DriftReason::Conflict]));
-        let s = compute_status(&baseline(1), &outcomes, 0, &Default::default(), None, at(1));
+        let s = compute_status(
+            &baseline(1),
+            valid(1),
+            &outcomes,
+            0,
+            &Default::default(),
+            at(1),
+        );
         assert!(s.drift.iter().all(|d| d.namespace != "zzz"));
         assert!(
             s.conditions
@@ -239,23 +292,64 @@ mod tests {
     }
 
     #[test]
+    fn the_listed_records_are_the_most_severe_spread_over_namespaces() {
+        // One namespace named to sort first, with more drift than the list holds...
+        let mut outcomes = vec![drifted(
+            "0-noisy",
+            &vec![DriftReason::Missing; MAX_STATUS_DRIFT + 5],
+        )];
+        // ...cannot push out the others, nor a severe record behind mild ones.
+        for i in 0..5 {
+            outcomes.push(drifted(&format!("team-{i}"), &[DriftReason::Missing]));
+        }
+        outcomes.push(drifted(
+            "zz-quiet",
+            &[
+                DriftReason::Stale,
+                DriftReason::Widened("allows ingress from anywhere".into()),
+            ],
+        ));
+        let s = compute_status(
+            &baseline(1),
+            valid(1),
+            &outcomes,
+            0,
+            &Default::default(),
+            at(1),
+        );
+        assert_eq!(s.drift.len(), MAX_STATUS_DRIFT);
+        for i in 0..5 {
+            assert!(
+                s.drift.iter().any(|d| d.namespace == format!("team-{i}")),
+                "team-{i}"
+            );
+        }
+        assert!(s.drift.iter().any(|d| d.reason.starts_with("Widened")));
+        assert!(
+            s.drift.iter().all(|d| d.reason != "Stale"),
+            "the mildest is left out"
+        );
+        assert_eq!(s.drift_count, MAX_STATUS_DRIFT as i32 + 5 + 5 + 2);
+    }
+
+    #[test]
     fn transition_times_move_only_when_a_condition_flips() {
         let first = compute_status(
             &baseline(1),
+            valid(1),
             &[compliant()],
             0,
             &Default::default(),
-            None,
             at(10),
         );
-        let again = compute_status(&baseline(1), &[compliant()], 0, &first, None, at(20));
+        let again = compute_status(&baseline(1), valid(1), &[compliant()], 0, &first, at(20));
         assert_eq!(again, first);
         let flipped = compute_status(
             &baseline(1),
+            valid(1),
             &[drifted("a", &[DriftReason::Missing])],
             0,
             &again,
-            None,
             at(30),
         );
         let time = |s: &SecurityBaselineStatus| {
@@ -269,21 +363,29 @@ mod tests {
         assert_eq!(time(&flipped), Time(at(30)));
     }
 
-    #[test]
-    fn an_invalid_baseline_says_why_and_counts_nothing() {
-        let invalid = InvalidSpec {
+    fn invalid() -> InvalidSpec {
+        InvalidSpec {
             baseline: "b".to_string(),
             errors: vec![FieldError {
                 path: "spec.x".to_string(),
                 message: "bad".to_string(),
             }],
+        }
+    }
+
+    #[test]
+    fn an_invalid_baseline_never_valid_says_why_and_counts_nothing() {
+        let invalid = invalid();
+        let spec = Spec {
+            invalid: Some(&invalid),
+            enforcing: None,
         };
         let s = compute_status(
             &baseline(2),
+            spec,
             &[compliant()],
             0,
             &Default::default(),
-            Some(&invalid),
             at(1),
         );
         assert_eq!(ready(&s), ("False", "InvalidSpec"));
@@ -293,5 +395,41 @@ mod tests {
                 .any(|c| c.type_ == "InvalidSpec" && c.message.contains("spec.x: bad"))
         );
         assert_eq!(s.selected_namespaces, 0);
+    }
+
+    #[test]
+    fn an_invalid_edit_reports_the_generation_still_enforced() {
+        let invalid = invalid();
+        let spec = Spec {
+            invalid: Some(&invalid),
+            enforcing: Some(1),
+        };
+        let s = compute_status(
+            &baseline(2),
+            spec,
+            &[compliant(), drifted("a", &[DriftReason::Missing])],
+            0,
+            &Default::default(),
+            at(1),
+        );
+        let c = s.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "InvalidSpec")
+        );
+        assert!(
+            c.message.contains("spec.x: bad") && c.message.ends_with("enforcing generation 1"),
+            "{}",
+            c.message
+        );
+        assert_eq!(
+            (
+                s.selected_namespaces,
+                s.compliant_namespaces,
+                s.drifted_namespaces
+            ),
+            (2, 1, 1)
+        );
+        assert_eq!(s.observed_generation, Some(2));
     }
 }

@@ -13,8 +13,9 @@ use crate::engine::{Drift, DriftReason};
 pub struct Outcome {
     /// The baseline generation this outcome was computed from.
     pub generation: i64,
-    /// Drift left after repair (all drift in Audit mode), capped at [`MAX_STATUS_DRIFT`].
-    pub drift: Vec<DriftRecord>,
+    /// Drift left after repair (all drift in Audit mode), most severe first, capped at
+    /// [`MAX_STATUS_DRIFT`]; each with its severity ([`DriftReason::severity`]).
+    pub drift: Vec<(u8, DriftRecord)>,
     /// How many drift records there were before capping.
     pub drift_count: usize,
     /// How many of them are conflicts (same-named objects we did not create).
@@ -37,14 +38,17 @@ impl Outcome {
             if d.reason == DriftReason::Conflict {
                 outcome.conflicts += 1;
             }
-            outcome.drift.push(DriftRecord {
+            let record = DriftRecord {
                 namespace: namespace.to_string(),
                 kind: d.kind.to_string(),
                 name: d.name.clone(),
                 reason: truncate(&d.reason.to_string(), 200),
-            });
+            };
+            outcome.drift.push((d.reason.severity(), record));
         }
-        outcome.drift.sort();
+        outcome
+            .drift
+            .sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
         outcome.drift.truncate(MAX_STATUS_DRIFT);
         outcome
     }
@@ -185,8 +189,14 @@ mod tests {
         assert_eq!(outcome.drift_count, MAX_STATUS_DRIFT + 6);
         assert_eq!(outcome.conflicts, 1);
         assert_eq!(outcome.drift.len(), MAX_STATUS_DRIFT);
-        assert_eq!(outcome.drift[0].name, "p00");
-        assert_eq!(outcome.drift[0].namespace, "ns");
+        assert_eq!(outcome.drift[0].1.name, "p00");
+        assert_eq!(outcome.drift[0].1.namespace, "ns");
+        let few = [
+            drift("a", DriftReason::Stale),
+            drift("b", DriftReason::Conflict),
+        ];
+        let ranked = Outcome::new(1, "ns", &few);
+        assert_eq!(ranked.drift[0].1.name, "b", "most severe first");
     }
 
     #[test]

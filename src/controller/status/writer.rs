@@ -11,13 +11,13 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 use tracing::{debug, warn};
 
-use super::compute::compute_status;
+use super::compute::{Spec, compute_status};
 use crate::api::{SecurityBaseline, SecurityBaselineStatus};
 use crate::controller::context::Context;
 use crate::controller::error::{Error, Failed, Operation};
 use crate::controller::finalizer::manage_finalizer;
 use crate::controller::http::Health;
-use crate::engine::{FIELD_MANAGER, InvalidSpec, selects, validate};
+use crate::engine::{FIELD_MANAGER, selects};
 
 /// Every `interval`, recomputes each baseline's status and writes it if it changed.
 pub async fn write_statuses(ctx: Arc<Context>, interval: Duration, health: Arc<Health>) {
@@ -48,6 +48,8 @@ pub async fn write_statuses(ctx: Arc<Context>, interval: Duration, health: Arc<H
             ctx.outcomes.forget_baseline(gone, uid.as_deref());
         }
         known = current;
+        let uids: Vec<String> = baselines.iter().filter_map(|b| b.uid()).collect();
+        ctx.last_valid.retain(&uids);
         for baseline in baselines {
             if let Err(e) = manage_finalizer(&ctx, &baseline).await {
                 warn!(baseline = baseline.name_any(), error = %e, "finalizer update failed");
@@ -55,49 +57,59 @@ pub async fn write_statuses(ctx: Arc<Context>, interval: Duration, health: Arc<H
             if baseline.metadata.deletion_timestamp.is_some() {
                 continue;
             }
-            let selection = validate(&baseline).map(|valid| {
-                namespaces
-                    .iter()
-                    .filter(|ns| ns.metadata.deletion_timestamp.is_none())
-                    .filter(|ns| {
-                        selects(&valid, &ns.name_any(), ns.labels(), &ctx.operator_namespace)
-                    })
-                    .map(|ns| ns.name_any())
-                    .collect()
-            });
-            if let Err(e) = write_status(&ctx, &raw, &baseline, selection).await {
+            let enforced = ctx.last_valid.enforced(&baseline);
+            let selected: Vec<String> = enforced
+                .valid
+                .iter()
+                .flat_map(|valid| {
+                    namespaces
+                        .iter()
+                        .filter(|ns| ns.metadata.deletion_timestamp.is_none())
+                        .filter(|ns| {
+                            selects(valid, &ns.name_any(), ns.labels(), &ctx.operator_namespace)
+                        })
+                        .map(|ns| ns.name_any())
+                })
+                .collect();
+            let spec = Spec {
+                invalid: enforced.invalid.as_ref(),
+                enforcing: enforced.generation(),
+            };
+            if let Err(e) = write_status(&ctx, &raw, &baseline, spec, &selected).await {
                 warn!(baseline = baseline.name_any(), error = %e, "status write failed");
             }
         }
         for set_aside in ctx.undecodable.list() {
             let baseline = &set_aside.placeholder;
-            if let Err(e) = write_status(&ctx, &raw, baseline, Err(set_aside.error)).await {
+            let spec = Spec {
+                invalid: Some(&set_aside.error),
+                enforcing: None,
+            };
+            if let Err(e) = write_status(&ctx, &raw, baseline, spec, &[]).await {
                 warn!(baseline = baseline.name_any(), error = %e, "status write failed");
             }
         }
     }
 }
 
-/// Writes `baseline`'s status, given the namespaces it selects or why it is invalid, if it changed.
+/// Writes `baseline`'s status, given what its spec says and the namespaces it selects, if it
+/// changed.
 async fn write_status(
     ctx: &Context,
     api: &Api<DynamicObject>,
     baseline: &SecurityBaseline,
-    selection: Result<Vec<String>, InvalidSpec>,
+    spec: Spec<'_>,
+    selected: &[String],
 ) -> Result<(), Error> {
     let name = baseline.name_any();
-    let (selected, invalid) = match selection {
-        Ok(selected) => (selected, None),
-        Err(invalid) => (Vec::new(), Some(invalid)),
-    };
     let previous = ctx.outcomes.current_status(baseline);
-    let (outcomes, repairs) = ctx.outcomes.snapshot(&name, &selected);
+    let (outcomes, repairs) = ctx.outcomes.snapshot(&name, selected);
     let status = compute_status(
         baseline,
+        spec,
         &outcomes,
         repairs,
         &previous,
-        invalid.as_ref(),
         Timestamp::now(),
     );
     let pending =
