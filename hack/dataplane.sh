@@ -55,8 +55,9 @@ tools() {
   [ "${#missing[@]}" = 0 ] && return
   command -v apt-get >/dev/null || die "missing packages ${missing[*]} and no apt-get to install them"
   log "installing ${missing[*]}"
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; } >&2 ||
-    die "apt-get install ${missing[*]} failed"
+  local out
+  out=$({ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; } 2>&1) ||
+    die "apt-get install ${missing[*]} failed: $out"
 }
 
 # --- feasibility ---------------------------------------------------------------------------------

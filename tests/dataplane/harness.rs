@@ -8,7 +8,7 @@
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -54,14 +54,15 @@ pub fn dataplane() -> &'static Dataplane {
         let plane = control_plane();
         let out = Command::new(repo().join("hack/dataplane.sh"))
             .arg("up")
-            .stderr(Stdio::inherit())
             .output()
             .expect("hack/dataplane.sh runs");
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
             out.status.success(),
-            "hack/dataplane.sh up failed (its reason is printed above):\n{stdout}"
+            "this machine cannot run the NetworkPolicy dataplane: hack/dataplane.sh up failed:\n{}{stdout}",
+            stderr(&out)
         );
+        eprint!("{}", stderr(&out));
         let value = |key: &str| {
             stdout
                 .lines()
