@@ -4,6 +4,11 @@
 //! agent), tested by sending TCP, UDP and DNS traffic between them with deadlines. Every drop is
 //! asserted on a path first seen open, and counted by the agent. Needs root and the kernel features
 //! hack/dataplane.sh checks; on a machine without them these tests fail, naming what is missing.
+//!
+//! A new test: namespaces (`support::namespace`), pods (`pod`), a baseline (`Baseline::
+//! restricted_tenants` with text edits of the example), paths (`path(&from, &to, Probe::Tcp(7001))`)
+//! asserted open, then the change under test, then asserted closed or open; `apply_as` with
+//! `tenant_admin` for what a tenant may do. Ports 7000 and 7001 answer TCP and UDP on every pod.
 
 #[path = "dataplane/harness.rs"]
 mod harness;

@@ -246,8 +246,8 @@ pub enum Outcome {
 }
 
 /// Sends one probe from the network namespace `netns` to `to` and waits `timeout` for the answer.
-/// Each probe is a new connection or a new socket, so each is a new flow for conntrack and the
-/// NetworkPolicy agent decides it afresh.
+/// Each probe is a new connection, or a datagram from a port not used before, so each is a new flow
+/// for conntrack and the NetworkPolicy agent decides it afresh.
 pub fn probe(netns: &str, to: Ipv4Addr, what: Probe, timeout: Duration) -> Outcome {
     static NONCE: AtomicU32 = AtomicU32::new(1);
     let nonce = NONCE.fetch_add(1, Ordering::Relaxed);
@@ -304,8 +304,25 @@ fn tcp_exchange(
     }
 }
 
+/// A UDP socket on a source port no earlier probe of this process used: conntrack keeps a UDP flow
+/// that was answered for minutes, and a probe that happened to reuse its ports would pass as part of
+/// it, whatever the policy says now. (A TCP probe is a new connection whatever its port: conntrack
+/// starts a closed connection afresh on a new SYN.)
+fn fresh_udp_socket() -> io::Result<UdpSocket> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let mut last = None;
+    for _ in 0..16 {
+        let port = 20_000 + (NEXT.fetch_add(1, Ordering::Relaxed) % 40_000) as u16;
+        match UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)) {
+            Ok(socket) => return Ok(socket),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.expect("tried at least once"))
+}
+
 fn udp_exchange(to: Ipv4Addr, port: u16, message: &[u8], timeout: Duration) -> io::Result<Vec<u8>> {
-    let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+    let socket = fresh_udp_socket()?;
     socket.connect((to, port))?;
     socket.set_read_timeout(Some(timeout))?;
     socket.send(message)?;
