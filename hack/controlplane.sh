@@ -234,12 +234,13 @@ start_apiserver() {
 
 start_controller_manager() {
   # Only the controllers our tests rely on: namespace deletion, ownerReference GC, quota status,
-  # default ServiceAccounts (the ServiceAccount admission plugin needs them) and kube-root-ca.crt.
+  # default ServiceAccounts (the ServiceAccount admission plugin needs them), kube-root-ca.crt, and
+  # the rules of the built-in admin, edit and view ClusterRoles (aggregated from their parts).
   "$bin/kube-controller-manager" \
     --kubeconfig "$state/kubeconfig" \
     --authentication-kubeconfig "$state/kubeconfig" --authorization-kubeconfig "$state/kubeconfig" \
     --bind-address 127.0.0.1 --secure-port "$(cat "$state/cm.port")" \
-    --controllers namespace-controller,garbage-collector-controller,resourcequota-controller,serviceaccount-controller,root-ca-certificate-publisher-controller \
+    --controllers namespace-controller,garbage-collector-controller,resourcequota-controller,serviceaccount-controller,root-ca-certificate-publisher-controller,clusterrole-aggregation-controller \
     --root-ca-file "$state/pki/ca.crt" \
     --service-account-private-key-file "$state/pki/sa.key" \
     --leader-elect=false \

@@ -15,11 +15,20 @@ started=0
 if ! hack/controlplane.sh status 2>/dev/null; then
   started=1
 fi
-cleanup() { [ "$started" = 1 ] && hack/controlplane.sh down || true; }
+# tests/dataplane.rs starts the NetworkPolicy dataplane (hack/dataplane.sh up); stop what it leaves.
+dataplane_started=0
+if ! hack/dataplane.sh status 2>/dev/null; then
+  dataplane_started=1
+fi
+cleanup() {
+  [ "$dataplane_started" = 1 ] && hack/dataplane.sh down || true
+  [ "$started" = 1 ] && hack/controlplane.sh down || true
+}
 trap cleanup EXIT
 
 hack/controlplane.sh build >/dev/null
 hack/controlplane.sh up >/dev/null
+hack/dataplane.sh build >/dev/null # built here, not inside a test, on a cold machine
 cargo fmt --all --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo test --locked --workspace "$@"

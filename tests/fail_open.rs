@@ -384,14 +384,14 @@ async fn a_status_flooded_with_drift_still_shows_the_conflict_and_every_namespac
     apply(&baseline(
         &name,
         &tag,
-        "mode: Audit\nnetworkPolicy: {defaultDeny: [Ingress]}",
+        "mode: Audit\nnetworkPolicy: {defaultDeny: [Ingress, Egress], allowDNS: true}\nresourceQuota: {hard: {pods: '1'}}",
     ));
     let s = wait_status(&client, &name, "every namespace reconciled", |s| {
         s.drifted_namespaces == 26
     })
     .await;
     assert_eq!(s.drift.len(), 20);
-    assert_eq!(s.drift_count, 26);
+    assert_eq!(s.drift_count, 26 * 3);
     assert!(
         condition(&s, "Conflict").is_some_and(|(status, _, _)| status == "True"),
         "the conflict shows though it sorts last: {:?}",
