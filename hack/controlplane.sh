@@ -13,6 +13,8 @@
 # Environment:
 #   ZT_CONTROLPLANE_DIR  runtime state (certs, data, logs, pids); default <repo>/.controlplane
 #   ZT_CACHE_DIR         binary cache, keyed by version; default ~/.cache/zerotrust-operator
+#   ZT_APISERVER_ARGS    extra kube-apiserver flags for a new control plane (kept across restarts),
+#                        e.g. to serve less than a full 1.37 does, as an older API server would
 #   ZT_NO_BUILD=1        fail at once, saying how to build, instead of building missing binaries
 #                        (the test harness sets it: a build does not belong inside `cargo test`)
 set -euo pipefail
@@ -227,6 +229,7 @@ start_apiserver() {
     --event-ttl 1h \
     --audit-policy-file "$state/audit-policy.yaml" --audit-log-path "$state/audit.log" \
     --audit-log-format json --audit-log-maxsize 1024 --audit-log-maxbackup 1 \
+    $(cat "$state/apiserver.args" 2>/dev/null) \
     -v 1 >>"$state/apiserver.log" 2>&1 9>&- &
   echo $! >"$state/apiserver.pid"
   wait_for 120 kube-apiserver apiserver_ready || die "kube-apiserver did not become ready; see $state/apiserver.log"
@@ -235,12 +238,13 @@ start_apiserver() {
 start_controller_manager() {
   # Only the controllers our tests rely on: namespace deletion, ownerReference GC, quota status,
   # default ServiceAccounts (the ServiceAccount admission plugin needs them), kube-root-ca.crt, and
-  # the rules of the built-in admin, edit and view ClusterRoles (aggregated from their parts).
+  # the rules of the built-in admin, edit and view ClusterRoles (aggregated from their parts), and
+  # the type checking of ValidatingAdmissionPolicies (their status.typeChecking).
   "$bin/kube-controller-manager" \
     --kubeconfig "$state/kubeconfig" \
     --authentication-kubeconfig "$state/kubeconfig" --authorization-kubeconfig "$state/kubeconfig" \
     --bind-address 127.0.0.1 --secure-port "$(cat "$state/cm.port")" \
-    --controllers namespace-controller,garbage-collector-controller,resourcequota-controller,serviceaccount-controller,root-ca-certificate-publisher-controller,clusterrole-aggregation-controller \
+    --controllers namespace-controller,garbage-collector-controller,resourcequota-controller,serviceaccount-controller,root-ca-certificate-publisher-controller,clusterrole-aggregation-controller,validatingadmissionpolicy-status-controller \
     --root-ca-file "$state/pki/ca.crt" \
     --service-account-private-key-file "$state/pki/sa.key" \
     --leader-elect=false \
@@ -282,6 +286,7 @@ up() {
     write_kubeconfig "$state/kubeconfig" "$(cat "$state/apiserver.port")"
     write_kubeconfig "$state/operator.kubeconfig" "$(cat "$state/apiserver.port")" operator
     write_audit_policy
+    printf '%s\n' "${ZT_APISERVER_ARGS:-}" >"$state/apiserver.args"
     start_etcd
     start_apiserver
     start_controller_manager

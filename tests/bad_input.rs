@@ -194,6 +194,18 @@ const CASES: &[(&str, &str, Stopped, &str)] = &[
         "spec.networkPolicy.allowSameNamespace",
     ),
     (
+        "a role granting Secrets without allowSensitiveResources",
+        "rbac: {roles: [{name: r, rules: [{apiGroups: [''], resources: [secrets], verbs: [get]}]}]}",
+        ApiServer,
+        "spec.rbac.roles[0].rules",
+    ),
+    (
+        "a role granting pods/exec without allowSensitiveResources",
+        "rbac: {roles: [{name: r, rules: [{apiGroups: [''], resources: [pods/exec], verbs: [create]}]}]}",
+        ApiServer,
+        "spec.rbac.roles[0].rules",
+    ),
+    (
         "namespace on a Group subject",
         "rbac: {roles: [{name: r, rules: [{apiGroups: [''], resources: [pods], verbs: [get]}], subjects: [{kind: Group, name: g, namespace: x}]}]}",
         ApiServer,

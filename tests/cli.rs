@@ -60,8 +60,14 @@ fn render_of_an_unselected_namespace_says_so() {
         "team-a",
     ]);
     assert!(out.status.success());
-    assert!(stdout(&out).contains("No baseline selects namespace \"team-a\""));
-    assert!(!stdout(&out).contains("kind:"));
+    let text = stdout(&out);
+    assert!(text.contains("No baseline selects namespace \"team-a\""));
+    // Nothing for the namespace; the baseline's cluster-scoped admission policies still show.
+    let (namespaced, cluster) = text
+        .split_once("# Cluster-scoped")
+        .expect("the admission policies section");
+    assert!(!namespaced.contains("kind:"), "{namespaced}");
+    assert!(cluster.contains("kind: ValidatingAdmissionPolicy"));
 }
 
 #[test]

@@ -10,8 +10,8 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 use zerotrust_operator::api::{Mode, SecurityBaseline};
 use zerotrust_operator::engine::{
-    BASELINE_LABEL, DriftReason, LiveState, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Object, Quantity,
-    Write, diff, plan, render, validate,
+    AdmissionSettings, BASELINE_LABEL, DriftReason, LiveState, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
+    Object, Quantity, Write, diff, plan, render, render_admission, validate, vet,
 };
 
 /// Strings a careless or hostile author might write.
@@ -280,8 +280,24 @@ fn check_invariants(
             }
         }
         Object::NetworkPolicy(_) | Object::LimitRange(_) => {}
+        Object::ValidatingAdmissionPolicy(_)
+        | Object::ValidatingAdmissionPolicyBinding(_)
+        | Object::MutatingAdmissionPolicy(_)
+        | Object::MutatingAdmissionPolicyBinding(_) => {
+            vet(object, &settings()).map_err(|why| format!("{why}: {json}"))?;
+        }
     }
     Ok(())
+}
+
+fn settings() -> AdmissionSettings {
+    AdmissionSettings {
+        operator_user: "system:serviceaccount:zerotrust-system:zerotrust-operator".to_string(),
+        break_glass_group: "zerotrust:break-glass".to_string(),
+        operator_namespace: "zerotrust-system".to_string(),
+        validating: true,
+        mutating: true,
+    }
 }
 
 /// Guards the fuzzer's usefulness: enough of what it generates must get past decoding and
@@ -333,6 +349,11 @@ proptest! {
         for d in &desired.objects {
             let checked = check_invariants(&d.object, &baseline, &namespace);
             prop_assert!(checked.is_ok(), "{:?}", checked);
+        }
+        // Every admission object it renders passes the operator's own vetting before a write.
+        for object in render_admission(&valid, &settings()) {
+            let vetted = vet(&object, &settings());
+            prop_assert!(vetted.is_ok(), "{:?}", vetted);
         }
         for (key, value) in &desired.namespace_labels {
             prop_assert!(key.starts_with("pod-security.kubernetes.io/"), "{}", key);

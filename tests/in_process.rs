@@ -11,7 +11,9 @@ use kube::api::PostParams;
 use kube::runtime::controller::Action;
 use kube::{Api, Client, Config, ResourceExt};
 use serde_json::json;
-use zerotrust_operator::controller::{FORBIDDEN_RETRY, InProcess, RESYNC};
+use zerotrust_operator::controller::{
+    AdmissionIdentity, DEFAULT_BREAK_GLASS_GROUP, FORBIDDEN_RETRY, InProcess, RESYNC,
+};
 use zerotrust_operator::engine::DEFAULT_OPERATOR_NAMESPACE;
 use zerotrust_testkit::*;
 
@@ -19,7 +21,11 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// An in-process operator whose caches know `namespace` and generation `generation` of `baseline`.
 async fn in_process(client: Client, namespace: &str, baseline: &str) -> InProcess {
-    let operator = InProcess::start(client, DEFAULT_OPERATOR_NAMESPACE, WAIT)
+    let identity = AdmissionIdentity {
+        operator_user: None,
+        break_glass_group: DEFAULT_BREAK_GLASS_GROUP.to_string(),
+    };
+    let operator = InProcess::start(client, DEFAULT_OPERATOR_NAMESPACE, &identity, WAIT)
         .await
         .expect("the caches fill");
     eventually(
@@ -117,6 +123,9 @@ rules:
     verbs: [get, list, watch]
   - apiGroups: [zerotrust.dev]
     resources: [securitybaselines]
+    verbs: [get, list, watch]
+  - apiGroups: [admissionregistration.k8s.io]
+    resources: [validatingadmissionpolicies, validatingadmissionpolicybindings, mutatingadmissionpolicies, mutatingadmissionpolicybindings]
     verbs: [get, list, watch]
 ---
 apiVersion: rbac.authorization.k8s.io/v1

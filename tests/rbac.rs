@@ -88,8 +88,61 @@ async fn the_shipped_rbac_suffices_and_refuses_what_it_must() {
             .is_some()
     );
     assert_eq!(operator.metric("zerotrust_leader"), Some(1.0));
+    // Its admission policies, written as its own ServiceAccount, in force for this identity.
+    let policies_api: Api<k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicy> =
+        Api::all(client.clone());
+    let tamper = eventually(WAIT, "the tamper policy written", || async {
+        policies_api
+            .get_opt(&format!("zt-{name}-tamper"))
+            .await
+            .ok()?
+    })
+    .await;
+    let expressions = serde_json::to_string(&tamper.spec).unwrap();
+    assert!(
+        expressions.contains(OPERATOR_SA),
+        "the policy lets through the identity the operator found itself to be"
+    );
 
     // Refused what it must not do.
+    assert!(
+        !can_i(&["create", "validatingwebhookconfigurations"]),
+        "no webhooks"
+    );
+    assert!(!can_i(&["update", "clusterroles"]), "no ClusterRoles");
+    // The restraint shipped with it: even with RBAC allowing it, the API server refuses this
+    // identity anything but our own objects, and anything in the cluster's own namespaces.
+    for (namespace, policy) in [
+        (ns.name.as_str(), "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: not-ours}\nspec: {podSelector: {}}\n".to_string()),
+        ("kube-system", format!("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: zt-{name}-x, labels: {{app.kubernetes.io/managed-by: zerotrust-operator, zerotrust.dev/baseline: {name}}}}}\nspec: {{podSelector: {{}}}}\n")),
+    ] {
+        let out = control_plane().kubectl(
+            &["apply", "-n", namespace, "--as", OPERATOR_SA, "-f", "-"],
+            Some(&policy),
+        );
+        assert!(!out.status.success(), "{namespace}: {}", stdout(&out));
+        assert!(
+            stderr(&out).contains("zerotrust-operator-restraint"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let out = control_plane().kubectl(
+        &[
+            "label",
+            "namespace",
+            &ns.name,
+            "team=other",
+            "--as",
+            OPERATOR_SA,
+        ],
+        None,
+    );
+    assert!(
+        stderr(&out).contains("only its own labels on Namespaces"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!can_i(&["get", "secrets", "-A"]), "no access to Secrets");
     assert!(!can_i(&["list", "secrets", "-n", &ns.name]));
     assert!(

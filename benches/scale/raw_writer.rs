@@ -59,6 +59,11 @@ async fn write_namespace(
             Object::RoleBinding(o) => apply(namespaced(client, &name), o).await?,
             Object::ResourceQuota(o) => apply(namespaced(client, &name), o).await?,
             Object::LimitRange(o) => apply(namespaced(client, &name), o).await?,
+            // Cluster-scoped: never rendered for a namespace.
+            Object::ValidatingAdmissionPolicy(_)
+            | Object::ValidatingAdmissionPolicyBinding(_)
+            | Object::MutatingAdmissionPolicy(_)
+            | Object::MutatingAdmissionPolicyBinding(_) => {}
         }
     }
     let psa = desired

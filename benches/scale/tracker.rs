@@ -114,7 +114,12 @@ impl Tracker {
             Kind::RoleBinding => Object::RoleBinding(get(&self.role_bindings, namespace, name)?),
             Kind::ResourceQuota => Object::ResourceQuota(get(&self.quotas, namespace, name)?),
             Kind::LimitRange => Object::LimitRange(get(&self.limit_ranges, namespace, name)?),
-            Kind::Namespace | Kind::ServiceAccount => return None,
+            Kind::Namespace
+            | Kind::ServiceAccount
+            | Kind::ValidatingAdmissionPolicy
+            | Kind::ValidatingAdmissionPolicyBinding
+            | Kind::MutatingAdmissionPolicy
+            | Kind::MutatingAdmissionPolicyBinding => return None,
         })
     }
 

@@ -159,6 +159,13 @@ pub struct NetworkPolicySpec {
     /// Allow pods in the namespace to talk to each other, in the denied directions.
     #[serde(default)]
     pub allow_same_namespace: bool,
+
+    /// Refuse at admission, in selected namespaces, NetworkPolicies of others that let through
+    /// what the default-deny denies: rules without peers, peers outside the namespace that the
+    /// baseline does not allow itself, `0.0.0.0/0`. Off by default: tenants then may open their
+    /// namespace, and the operator reports it as Widened drift.
+    #[serde(default)]
+    pub refuse_widening: bool,
 }
 
 /// A Pod Security Standard level, from least to most restrictive.
@@ -233,6 +240,7 @@ pub struct RbacSpec {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.allowWildcards || self.rules.all(r, !('*' in r.verbs) && !('*' in r.resources) && !('*' in r.apiGroups))").message("'*' in verbs, resources or apiGroups is not least privilege; list them explicitly or set allowWildcards: true").field_path(".rules").reason(Reason::FieldValueForbidden))]
 #[x_kube(validation = Rule::new("self.allowPrivilegedVerbs || self.rules.all(r, !r.verbs.exists(v, v in ['escalate', 'bind', 'impersonate']))").message("the verbs escalate, bind and impersonate let a subject gain more privileges; set allowPrivilegedVerbs: true to grant them").field_path(".rules").reason(Reason::FieldValueForbidden))]
+#[x_kube(validation = Rule::new("self.allowSensitiveResources || self.rules.all(r, !r.resources.exists(x, x in ['secrets', 'pods/exec', 'pods/attach', 'serviceaccounts/token', 'nodes/proxy']))").message("secrets, pods/exec, pods/attach, serviceaccounts/token and nodes/proxy are what attackers look for; set allowSensitiveResources: true to grant them").field_path(".rules").reason(Reason::FieldValueForbidden))]
 pub struct RoleSpec {
     /// Suffix of the generated Role and RoleBinding names. Lowercase letters, digits and '-'.
     #[schemars(
@@ -258,6 +266,11 @@ pub struct RoleSpec {
     /// Permit the verbs escalate, bind and impersonate for this Role. Off by default.
     #[serde(default)]
     pub allow_privileged_verbs: bool,
+
+    /// Permit the resources attackers look for: secrets, pods/exec, pods/attach,
+    /// serviceaccounts/token, nodes/proxy. Off by default.
+    #[serde(default)]
+    pub allow_sensitive_resources: bool,
 }
 
 /// One rule of a Role, as in rbac.authorization.k8s.io/v1 PolicyRule (without nonResourceURLs,

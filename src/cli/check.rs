@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::connection::ClusterArgs;
-use crate::controller::check;
+use crate::controller::{
+    AdmissionIdentity, DEFAULT_BREAK_GLASS_GROUP, DEFAULT_OPERATOR_USER, check,
+};
 use crate::engine::DEFAULT_OPERATOR_NAMESPACE;
 
 #[derive(Debug, Args)]
@@ -28,6 +30,14 @@ pub struct CheckArgs {
     /// The operator's namespace, which no baseline ever selects.
     #[arg(long, env = "ZT_OPERATOR_NAMESPACE", default_value = DEFAULT_OPERATOR_NAMESPACE)]
     pub operator_namespace: String,
+
+    /// The operator's user name, which its admission policies let through (as `run` found it).
+    #[arg(long, env = "ZT_OPERATOR_USER", default_value = DEFAULT_OPERATOR_USER)]
+    pub operator_user: String,
+
+    /// The break-glass group the operator's admission policies let through.
+    #[arg(long, env = "ZT_BREAK_GLASS_GROUP", default_value = DEFAULT_BREAK_GLASS_GROUP)]
+    pub break_glass_group: String,
 }
 
 pub fn run(args: CheckArgs) -> ExitCode {
@@ -40,8 +50,17 @@ pub fn run(args: CheckArgs) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        let report = match check(&client, args.baseline.as_deref(), &args.operator_namespace).await
-        {
+        let identity = AdmissionIdentity {
+            operator_user: Some(args.operator_user.clone()),
+            break_glass_group: args.break_glass_group.clone(),
+        };
+        let checked = check(
+            &client,
+            args.baseline.as_deref(),
+            &args.operator_namespace,
+            &identity,
+        );
+        let report = match checked.await {
             Ok(report) => report,
             Err(e) if e.kind == "SecurityBaseline" && e.status_code() == Some(404) => {
                 eprintln!(
@@ -66,9 +85,17 @@ pub fn run(args: CheckArgs) -> ExitCode {
         for invalid in &report.invalid {
             println!("INVALID  {invalid}");
         }
-        if !report.drift.is_empty() {
-            let rows: Vec<[String; 5]> = report
-                .drift
+        for (baseline, protection) in &report.unavailable {
+            println!(
+                "NOTICE   SecurityBaseline {baseline:?}: protection off, this API server does not serve what it needs: {protection}"
+            );
+        }
+        let cluster = report.admission.iter().map(|d| ("-".to_string(), d));
+        let all: Vec<(String, &crate::engine::Drift)> = cluster
+            .chain(report.drift.iter().map(|(ns, d)| (ns.clone(), d)))
+            .collect();
+        if !all.is_empty() {
+            let rows: Vec<[String; 5]> = all
                 .iter()
                 .map(|(ns, d)| {
                     [
@@ -105,7 +132,7 @@ pub fn run(args: CheckArgs) -> ExitCode {
             report.namespaces - drifted.len(),
             drifted.len()
         );
-        if report.drift.is_empty() && report.invalid.is_empty() {
+        if all.is_empty() && report.invalid.is_empty() {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE

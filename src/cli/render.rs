@@ -9,7 +9,11 @@ use std::process::ExitCode;
 use clap::Args;
 
 use crate::api::parse_baselines;
-use crate::engine::{DEFAULT_OPERATOR_NAMESPACE, ValidBaseline, render, validate};
+use crate::controller::{DEFAULT_BREAK_GLASS_GROUP, DEFAULT_OPERATOR_USER};
+use crate::engine::{
+    AdmissionSettings, DEFAULT_OPERATOR_NAMESPACE, ValidBaseline, render, render_admission,
+    validate,
+};
 
 #[derive(Debug, Args)]
 #[command(
@@ -17,8 +21,8 @@ use crate::engine::{DEFAULT_OPERATOR_NAMESPACE, ValidBaseline, render, validate}
     long_about = "Reads one or more SecurityBaselines from a YAML file and prints, as multi-document \
 YAML, the objects the operator would create in the given namespace: NetworkPolicies, Roles, \
 RoleBindings, ResourceQuota and LimitRange, plus the partial Namespace (its Pod Security labels) and \
-the partial default ServiceAccount it would apply. Several baselines in one file render their \
-composition. No cluster is contacted. An invalid baseline exits with status 1 and a message that \
+the partial default ServiceAccount it would apply, then each baseline's cluster-scoped admission \
+policies and bindings. Several baselines in one file render their composition. No cluster is contacted. An invalid baseline exits with status 1 and a message that \
 names the field."
 )]
 pub struct RenderArgs {
@@ -37,6 +41,14 @@ pub struct RenderArgs {
     /// The operator's namespace, which no baseline ever selects.
     #[arg(long, value_name = "NAME", default_value = DEFAULT_OPERATOR_NAMESPACE)]
     pub operator_namespace: String,
+
+    /// The operator's user name, which the admission policies let change what baselines own.
+    #[arg(long, value_name = "USER", default_value = DEFAULT_OPERATOR_USER)]
+    pub operator_user: String,
+
+    /// The break-glass group the admission policies let through.
+    #[arg(long, value_name = "GROUP", default_value = DEFAULT_BREAK_GLASS_GROUP)]
+    pub break_glass_group: String,
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {
@@ -98,6 +110,27 @@ pub fn render_to_yaml(args: &RenderArgs) -> Result<String, String> {
         let yaml = serde_saphyr::to_string_multiple(&manifests)
             .map_err(|e| format!("writing YAML: {e}"))?;
         out.push_str("---\n");
+        out.push_str(&yaml);
+    }
+    // The cluster-scoped admission policies of each baseline, for an API server that serves them.
+    let settings = AdmissionSettings {
+        operator_user: args.operator_user.clone(),
+        break_glass_group: args.break_glass_group.clone(),
+        operator_namespace: args.operator_namespace.clone(),
+        validating: true,
+        mutating: true,
+    };
+    let admission: Vec<serde_json::Value> = valid
+        .iter()
+        .flat_map(|b| render_admission(b, &settings))
+        .map(|o| serde_json::to_value(o).expect("k8s objects serialize"))
+        .collect();
+    if !admission.is_empty() {
+        let yaml = serde_saphyr::to_string_multiple(&admission)
+            .map_err(|e| format!("writing YAML: {e}"))?;
+        out.push_str(
+            "---\n# Cluster-scoped: the baselines' admission policies and bindings.\n---\n",
+        );
         out.push_str(&yaml);
     }
     Ok(out)

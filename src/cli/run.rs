@@ -6,7 +6,9 @@ use std::time::Duration;
 use clap::Args;
 
 use super::connection::{ClusterArgs, LogArgs};
-use crate::controller::{LeaderElection, Settings, run as run_operator};
+use crate::controller::{
+    AdmissionIdentity, DEFAULT_BREAK_GLASS_GROUP, LeaderElection, Settings, run as run_operator,
+};
 use crate::engine::DEFAULT_OPERATOR_NAMESPACE;
 
 #[derive(Debug, Args)]
@@ -63,6 +65,16 @@ pub struct RunArgs {
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
 
+    /// The operator's user name as the API server knows it, which the admission policies let
+    /// change what baselines own; default: asked of the API server (SelfSubjectReview).
+    #[arg(long, env = "ZT_OPERATOR_USER")]
+    pub operator_user: Option<String>,
+
+    /// Members of this group may change what baselines own (break-glass); nobody is in it unless
+    /// an administrator acts as it on purpose.
+    #[arg(long, env = "ZT_BREAK_GLASS_GROUP", default_value = DEFAULT_BREAK_GLASS_GROUP)]
+    pub break_glass_group: String,
+
     /// Stop when standard input closes (for test harnesses).
     #[arg(long, hide = true)]
     pub stop_on_stdin_close: bool,
@@ -112,6 +124,10 @@ pub fn run(args: RunArgs) -> ExitCode {
             stop_on_stdin_close: args.stop_on_stdin_close,
             http_addr,
             leader_election,
+            admission: AdmissionIdentity {
+                operator_user: args.operator_user.clone(),
+                break_glass_group: args.break_glass_group.clone(),
+            },
         };
         match run_operator(client, settings).await {
             Ok(()) => ExitCode::SUCCESS,

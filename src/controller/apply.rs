@@ -12,7 +12,7 @@ use crate::engine::{DesiredState, FIELD_MANAGER, Kind, Object, Write, compare};
 
 /// What a write left in the cluster, for the caches to hold before the watch reports it.
 pub enum Written {
-    Object(Object),
+    Object(Box<Object>),
     Namespace(Namespace),
     ServiceAccount(ServiceAccount),
     Deleted { kind: Kind, name: String },
@@ -24,8 +24,13 @@ fn apply_params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
 }
 
+/// The API of `kind` in `namespace`, or cluster-wide for a cluster-scoped kind.
 fn api(client: &Client, kind: Kind, namespace: &str) -> Api<DynamicObject> {
-    Api::namespaced_with(client.clone(), namespace, &kind.api_resource())
+    if kind.cluster_scoped() {
+        Api::all_with(client.clone(), &kind.api_resource())
+    } else {
+        Api::namespaced_with(client.clone(), namespace, &kind.api_resource())
+    }
 }
 
 fn to_dynamic(object: &Object) -> Result<DynamicObject, kube::Error> {
@@ -88,7 +93,15 @@ fn defined_field(kind: Kind) -> &'static str {
     match kind {
         Kind::Role => "rules",
         Kind::RoleBinding => "subjects",
-        _ => "spec",
+        Kind::Namespace
+        | Kind::ServiceAccount
+        | Kind::NetworkPolicy
+        | Kind::ResourceQuota
+        | Kind::LimitRange
+        | Kind::ValidatingAdmissionPolicy
+        | Kind::ValidatingAdmissionPolicyBinding
+        | Kind::MutatingAdmissionPolicy
+        | Kind::MutatingAdmissionPolicyBinding => "spec",
     }
 }
 
@@ -169,10 +182,10 @@ pub async fn execute(
 ) -> Result<Written, Error> {
     let namespace = desired.namespace.as_str();
     Ok(match write {
-        Write::Apply(object) => Written::Object(apply(client, namespace, object).await?),
+        Write::Apply(object) => Written::Object(Box::new(apply(client, namespace, object).await?)),
         Write::Recreate(object) => {
             delete(client, namespace, object.kind(), object.name(), None).await?;
-            Written::Object(apply(client, namespace, object).await?)
+            Written::Object(Box::new(apply(client, namespace, object).await?))
         }
         Write::Delete { kind, name, uid } => {
             delete(client, namespace, *kind, name, uid.as_deref()).await?;

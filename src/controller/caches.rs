@@ -23,7 +23,8 @@ use crate::engine::{
 
 /// The caches a reconcile reads.
 pub struct Caches {
-    /// One index per kind in [`Kind::GENERATED`].
+    /// One index per kind in [`Kind::GENERATED`], and per admission kind the API server serves
+    /// (cluster-scoped: held under the namespace "").
     generated: BTreeMap<Kind, Arc<NamespacedIndex>>,
     service_accounts: Arc<NamespacedIndex>,
     /// NetworkPolicies of others, summarised ([`ForeignSummary`]).
@@ -33,10 +34,15 @@ pub struct Caches {
 }
 
 impl Caches {
-    pub fn new(metrics: &Metrics) -> Self {
+    /// Caches for the generated kinds and the admission kinds in `admission`.
+    pub fn new(metrics: &Metrics, admission: &[Kind]) -> Self {
         let index = |kind: Kind| NamespacedIndex::new(kind.as_str(), metrics.cache_dropped(kind));
         Caches {
-            generated: Kind::GENERATED.iter().map(|&k| (k, index(k))).collect(),
+            generated: Kind::GENERATED
+                .iter()
+                .chain(admission)
+                .map(|&k| (k, index(k)))
+                .collect(),
             service_accounts: index(Kind::ServiceAccount),
             foreign_policies: NamespacedIndex::new(
                 "foreign NetworkPolicy",
@@ -50,7 +56,21 @@ impl Caches {
     pub fn generated(&self, kind: Kind) -> &Arc<NamespacedIndex> {
         self.generated
             .get(&kind)
-            .unwrap_or_else(|| panic!("{kind} is not in Kind::GENERATED"))
+            .unwrap_or_else(|| panic!("{kind} is not cached"))
+    }
+
+    /// The kinds cached, namespaced and cluster-scoped.
+    pub fn kinds(&self) -> impl Iterator<Item = Kind> + '_ {
+        self.generated.keys().copied()
+    }
+
+    /// Every cached admission policy and binding that carries our labels.
+    pub fn admission_objects(&self) -> Vec<Object> {
+        self.generated
+            .iter()
+            .filter(|(kind, _)| kind.cluster_scoped())
+            .flat_map(|(&kind, index)| index.in_namespace("", |json| Object::from_json(kind, json)))
+            .collect()
     }
 
     pub fn service_accounts(&self) -> &Arc<NamespacedIndex> {
@@ -90,6 +110,7 @@ impl Caches {
         let objects = self
             .generated
             .iter()
+            .filter(|(kind, _)| !kind.cluster_scoped())
             .flat_map(|(&kind, index)| {
                 index.in_namespace(&name, |json| Object::from_json(kind, json))
             })
@@ -125,7 +146,7 @@ impl Caches {
         match written {
             Written::Object(mut object) => {
                 strip_metadata(object.meta_mut(), false);
-                self.generated(object.kind()).write_through(&object);
+                self.generated(object.kind()).write_through(&*object);
             }
             Written::ServiceAccount(mut sa) => {
                 strip_metadata(&mut sa.metadata, false);

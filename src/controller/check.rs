@@ -10,12 +10,14 @@ use serde::de::DeserializeOwned;
 use super::apply;
 use super::caches::{Caches, ForeignSummary, is_foreign};
 use super::decode::decode;
+use super::discovery::{AdmissionIdentity, admission_settings};
 use super::error::{Error, Failed, Operation};
 use super::index::strip_metadata;
 use super::metrics::Metrics;
 use crate::api::SecurityBaseline;
 use crate::engine::{
-    Drift, DriftReason, InvalidSpec, Kind, MANAGED_SELECTOR, diff, render, validate,
+    AdmissionSettings, DesiredObject, Drift, DriftReason, InvalidSpec, Kind, MANAGED_SELECTOR,
+    Object, ValidBaseline, diff, diff_admission, render, render_admission, unavailable, validate,
 };
 
 /// What `check` found.
@@ -29,6 +31,10 @@ pub struct Report {
     pub invalid: Vec<InvalidSpec>,
     /// Baselines checked, valid or not.
     pub baselines: usize,
+    /// Drift of the baselines' cluster-scoped admission policies.
+    pub admission: Vec<Drift>,
+    /// Protections a baseline asks for that this API server cannot carry: (baseline, protection).
+    pub unavailable: Vec<(String, &'static str)>,
 }
 
 async fn list<K>(api: Api<K>, params: &ListParams, kind: &'static str) -> Result<Vec<K>, Error>
@@ -46,13 +52,16 @@ where
     Ok(items)
 }
 
-/// Compares every selected namespace with its baselines (only `only`, if given). Writes nothing.
+/// Compares every selected namespace, and every baseline's admission policies, with the baselines
+/// (only `only`, if given), the policies as rendered for `identity`. Writes nothing.
 pub async fn check(
     client: &Client,
     only: Option<&str>,
     operator_namespace: &str,
+    identity: &AdmissionIdentity,
 ) -> Result<Report, Error> {
-    let caches = Caches::new(&Metrics::new());
+    let caches = Caches::new(&Metrics::new(), &[]);
+    let admission = admission_settings(client, identity, operator_namespace).await?;
     let managed = ListParams::default().labels(MANAGED_SELECTOR);
     for kind in Kind::GENERATED {
         let api = Api::<DynamicObject>::all_with(client.clone(), &kind.api_resource());
@@ -98,6 +107,15 @@ pub async fn check(
             Err(invalid) => report.invalid.push(invalid),
         }
     }
+    report.admission = check_admission(client, &valid, &admission).await?;
+    report.unavailable = valid
+        .iter()
+        .flat_map(|b| {
+            unavailable(b, &admission)
+                .into_iter()
+                .map(|p| (b.name().to_string(), p))
+        })
+        .collect();
     let namespaces = Api::<Namespace>::all(client.clone());
     let mut namespaces = list(namespaces, &every, "Namespace").await?;
     namespaces.sort_by_key(|ns| ns.name_any());
@@ -127,4 +145,49 @@ pub async fn check(
         }
     }
     Ok(report)
+}
+
+/// The drift of the admission policies of `baselines` (only theirs: a check of one baseline does
+/// not report another's objects as stale).
+async fn check_admission(
+    client: &Client,
+    baselines: &[ValidBaseline],
+    settings: &AdmissionSettings,
+) -> Result<Vec<Drift>, Error> {
+    let desired: Vec<DesiredObject> = baselines
+        .iter()
+        .flat_map(|b| {
+            render_admission(b, settings)
+                .into_iter()
+                .map(|object| DesiredObject {
+                    baseline: b.name().to_string(),
+                    object,
+                })
+        })
+        .collect();
+    let managed = ListParams::default().labels(MANAGED_SELECTOR);
+    let mut live = Vec::new();
+    for kind in Kind::ADMISSION {
+        let served = match kind {
+            Kind::MutatingAdmissionPolicy | Kind::MutatingAdmissionPolicyBinding => {
+                settings.mutating
+            }
+            _ => settings.validating,
+        };
+        if !served {
+            continue;
+        }
+        let api = Api::<DynamicObject>::all_with(client.clone(), &kind.api_resource());
+        for object in list(api, &managed, kind.as_str()).await? {
+            let json = serde_json::to_vec(&object).unwrap_or_default();
+            if let Ok(object) = Object::from_json(kind, &json) {
+                live.push(object);
+            }
+        }
+    }
+    let names: Vec<&str> = baselines.iter().map(|b| b.name()).collect();
+    Ok(diff_admission(&desired, &live)
+        .into_iter()
+        .filter(|d| names.contains(&d.baseline.as_str()))
+        .collect())
 }

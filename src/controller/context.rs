@@ -12,6 +12,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use parking_lot::Mutex;
+use tokio::sync::Notify;
 use tracing::warn;
 
 use super::caches::Caches;
@@ -23,7 +24,7 @@ use super::metrics::Metrics;
 use super::status::Outcomes;
 use super::watches::{Inputs, watch};
 use crate::api::SecurityBaseline;
-use crate::engine::FIELD_MANAGER;
+use crate::engine::{AdmissionSettings, FIELD_MANAGER, Kind};
 
 /// What every reconcile shares.
 pub struct Context {
@@ -39,6 +40,10 @@ pub struct Context {
     pub(super) last_valid: LastValid,
     pub(super) recorder: Recorder,
     pub(super) metrics: Arc<Metrics>,
+    /// Who the admission policies let through, and what the API server serves.
+    pub(super) admission: AdmissionSettings,
+    /// Woken when a baseline or one of our admission objects changes.
+    pub(super) admission_changed: Arc<Notify>,
     /// The second this process started leading (creation timestamps have whole seconds):
     /// namespaces created since count toward onboarding latency.
     pub(super) started_second: i64,
@@ -50,14 +55,24 @@ impl Context {
     /// A context whose stores and caches fill as the returned watches are polled.
     pub(super) fn connect(
         client: Client,
-        operator_namespace: &str,
+        admission: AdmissionSettings,
         metrics: Arc<Metrics>,
         health: &Arc<Health>,
     ) -> (Arc<Context>, Inputs) {
         let (namespaces, namespace_writer) = reflector::store::<Namespace>();
         let (baselines, baseline_writer) = reflector::store::<SecurityBaseline>();
-        let caches = Caches::new(&metrics);
+        let served: Vec<Kind> = Kind::ADMISSION
+            .into_iter()
+            .filter(|kind| match kind {
+                Kind::MutatingAdmissionPolicy | Kind::MutatingAdmissionPolicyBinding => {
+                    admission.mutating
+                }
+                _ => admission.validating,
+            })
+            .collect();
+        let caches = Caches::new(&metrics, &served);
         let undecodable = Arc::new(UndecodableBaselines::default());
+        let admission_changed = Arc::new(Notify::new());
         let inputs = watch(
             &client,
             &caches,
@@ -65,6 +80,7 @@ impl Context {
             namespace_writer,
             baseline_writer,
             undecodable.clone(),
+            admission_changed.clone(),
         );
         let reporter = Reporter {
             controller: FIELD_MANAGER.to_string(),
@@ -73,7 +89,9 @@ impl Context {
         let ctx = Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
-            operator_namespace: operator_namespace.to_string(),
+            operator_namespace: admission.operator_namespace.clone(),
+            admission,
+            admission_changed,
             namespaces,
             baselines,
             caches,

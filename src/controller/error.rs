@@ -132,6 +132,8 @@ impl<T> Failed<T> for Result<T, kube::Error> {
 /// Why the operator stopped other than by request.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    #[error("starting: {0}")]
+    Start(#[from] Error),
     #[error("leader election: {0}")]
     Lease(String),
     #[error("lost the leader lease; restart to stand by")]

@@ -11,7 +11,9 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use tokio::task::JoinHandle;
 
+use super::admission;
 use super::context::Context;
+use super::discovery::{AdmissionIdentity, admission_settings};
 use super::error::Error;
 use super::http::Health;
 use super::metrics::Metrics;
@@ -26,14 +28,19 @@ pub struct InProcess {
 
 impl InProcess {
     /// Starts the watches and waits (at most `timeout`) until every cache has its first list.
+    /// The admission policies are rendered for `identity`.
     pub async fn start(
         client: Client,
         operator_namespace: &str,
+        identity: &AdmissionIdentity,
         timeout: Duration,
-    ) -> Result<InProcess, &'static str> {
+    ) -> Result<InProcess, String> {
         let health = Arc::new(Health::default());
         let metrics = Arc::new(Metrics::new());
-        let (ctx, inputs) = Context::connect(client, operator_namespace, metrics, &health);
+        let admission = admission_settings(&client, identity, operator_namespace)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (ctx, inputs) = Context::connect(client, admission, metrics, &health);
         let mut watches = vec![
             drain(inputs.namespaces),
             drain(inputs.service_accounts),
@@ -41,6 +48,7 @@ impl InProcess {
             drain(inputs.baseline_changes),
         ];
         watches.extend(inputs.generated.into_iter().map(|(_, s)| drain(s)));
+        watches.extend(inputs.admission.into_iter().map(drain));
         let operator = InProcess { ctx, watches };
         let ready = async {
             let _ = operator.ctx.namespaces.wait_until_ready().await;
@@ -51,7 +59,7 @@ impl InProcess {
         };
         tokio::time::timeout(timeout, ready)
             .await
-            .map_err(|_| "the caches were not filled in time")?;
+            .map_err(|_| "the caches were not filled in time".to_string())?;
         Ok(operator)
     }
 
@@ -73,6 +81,11 @@ impl InProcess {
     pub async fn reconcile(&self, namespace: &str) -> Option<Result<Action, Error>> {
         let found: Arc<Namespace> = self.ctx.namespaces.get(&ObjectRef::new(namespace))?;
         Some(reconcile::reconcile(found, &self.ctx).await)
+    }
+
+    /// One pass of the admission keeper over every baseline's admission policies.
+    pub async fn reconcile_admission(&self) -> Result<(), Error> {
+        admission::reconcile(&self.ctx).await
     }
 
     /// The drift left for `baseline` in `namespace` by the last reconcile, counted.

@@ -8,7 +8,7 @@ use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::error::RunError;
+use super::error::{Error, RunError};
 use super::http::Health;
 use super::metrics::Metrics;
 use super::settings::LeaderElection;
@@ -30,7 +30,7 @@ pub async fn lead<F, Fut>(
 ) -> Result<(), RunError>
 where
     F: FnOnce(StopLeading) -> Fut,
-    Fut: Future<Output = ()>,
+    Fut: Future<Output = Result<(), Error>>,
 {
     let manager = LeaseManagerBuilder::new(client, &election.lease_name)
         .with_namespace(&election.lease_namespace)
@@ -65,12 +65,14 @@ where
                 _ = stop_wait.wait_for(|s| *s) => {}
             }
         };
-        operate(Box::pin(stop_or_lost)).await;
+        let operated = operate(Box::pin(stop_or_lost)).await;
         metrics.leader.set(0);
         health.set_leading(false);
-        if !*stop.borrow() {
-            outcome = Err(RunError::LeadershipLost);
-        }
+        outcome = match operated {
+            Err(error) => Err(RunError::Start(error)),
+            Ok(()) if !*stop.borrow() => Err(RunError::LeadershipLost),
+            Ok(()) => Ok(()),
+        };
     }
     // Closing the channel makes the lease task release the lease.
     drop(leading);

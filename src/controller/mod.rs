@@ -8,13 +8,17 @@
 //! baseline's status (`status`) by a writer loop, which also keeps the cleanup finalizer
 //! (`finalizer`). `run` is the process: stop signals (`shutdown`), health and metrics (`http`,
 //! `metrics`), and leader election (`leader`). `check` is the same engine over one read of the
-//! cluster, and `InProcess` runs reconciles on demand for integration tests.
+//! cluster, and `InProcess` runs reconciles on demand for integration tests. The cluster-scoped
+//! admission policies of each baseline are kept by `admission`, rendered for what `discovery`
+//! finds the API server serves and who the operator is.
 
+mod admission;
 mod apply;
 mod caches;
 mod check;
 mod context;
 mod decode;
+mod discovery;
 mod enforced;
 mod error;
 mod events;
@@ -34,6 +38,7 @@ mod verdict;
 mod watches;
 
 pub use check::{Report, check};
+pub use discovery::{AdmissionIdentity, DEFAULT_BREAK_GLASS_GROUP, DEFAULT_OPERATOR_USER, served};
 pub use error::{Error, Operation, RunError};
 pub use in_process::InProcess;
 pub use reconcile::{FORBIDDEN_RETRY, RESYNC};

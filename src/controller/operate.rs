@@ -8,14 +8,17 @@ use kube::Client;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use tracing::{debug, info, warn};
 
+use super::admission;
 use super::context::{Context, error_policy};
+use super::discovery::admission_settings;
+use super::error::Error;
 use super::http::Health;
 use super::metrics::Metrics;
 use super::reconcile;
 use super::settings::Settings;
 use super::shutdown::drain_deadline;
 use super::status::write_statuses;
-use super::watches::namespace_of;
+use super::watches::{drain, namespace_of};
 
 /// Reconciles until `stop` completes, then drains in-flight reconciles.
 pub async fn operate(
@@ -24,9 +27,13 @@ pub async fn operate(
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     stop: impl Future<Output = ()> + Send + Sync + 'static,
-) {
+) -> Result<(), Error> {
     let stop = stop.shared();
-    let (ctx, inputs) = Context::connect(client, &settings.operator_namespace, metrics, &health);
+    let admission =
+        admission_settings(&client, &settings.admission, &settings.operator_namespace).await?;
+    let (ctx, inputs) = Context::connect(client, admission, metrics, &health);
+    // The admission watches feed the caches and wake the keeper; nothing else reads them.
+    let admission_watches: Vec<_> = inputs.admission.into_iter().map(drain).collect();
     let mut controller = Controller::for_stream(inputs.namespaces, ctx.namespaces.clone())
         .with_config(ControllerConfig::default().concurrency(settings.concurrency));
     for (kind, touched) in inputs.generated {
@@ -44,6 +51,7 @@ pub async fn operate(
             }
         });
     let status_writer = write_statuses(ctx.clone(), settings.status_interval, health);
+    let admission_keeper = admission::keep(ctx.clone());
     let drain_deadline = drain_deadline(stop, ctx.namespaces.clone());
     info!(
         operator_namespace = settings.operator_namespace,
@@ -52,6 +60,11 @@ pub async fn operate(
     tokio::select! {
         _ = controller => info!("controller stopped"),
         _ = status_writer => warn!("status writer stopped"),
+        _ = admission_keeper => warn!("admission keeper stopped"),
         _ = drain_deadline => warn!("stopping without waiting longer for in-flight reconciles"),
     }
+    for watch in admission_watches {
+        watch.abort();
+    }
+    Ok(())
 }

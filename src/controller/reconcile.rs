@@ -19,7 +19,8 @@ use super::verdict::verdict;
 use crate::api::{DeletionPolicy, SecurityBaseline};
 use crate::engine::{
     DesiredState, Drift, DriftReason, Kind, LiveState, Object, Ownership, ValidBaseline, Write,
-    applied_by_us, diff, ownership, plan, released_labels, render, repairable,
+    applied_by_us, diff, markers_due, namespace_labels, owned_label_keys, ownership, plan,
+    released_labels, render, repairable,
 };
 
 /// The safety-net resync; repair is driven by watch events, not by this.
@@ -79,6 +80,9 @@ pub(super) async fn reconcile(namespace: Arc<Namespace>, ctx: &Context) -> Resul
     let mut failure = classify_missing(ctx, &mut pass).await;
     failure = failure.or(repair(ctx, &mut pass).await);
     failure = failure.or(remove_leaving_objects(ctx, &pass).await);
+    if ctx.admission.validating {
+        failure = failure.or(mark_onboarded(ctx, &pass).await);
+    }
     record(ctx, &pass).await;
     match failure {
         Some(error) => Err(error),
@@ -243,7 +247,7 @@ async fn carry_out(
                 None
             }
         }
-        created => Some(created.map(Written::Object)),
+        created => Some(created.map(|o| Written::Object(Box::new(o)))),
     }
 }
 
@@ -269,6 +273,38 @@ async fn remove_leaving_objects(ctx: &Context, pass: &Pass) -> Option<Error> {
             .write_through(&pass.name, Written::Deleted { kind, name });
     }
     failure
+}
+
+/// Step 4b: once an Enforce baseline's controls are all in place, the namespace gets its
+/// onboarding marker, which opens the admission gate for its pods. The marker comes last, after
+/// every other write of the pass, and only the operator may set it.
+async fn mark_onboarded(ctx: &Context, pass: &Pass) -> Option<Error> {
+    let remaining: Vec<&Drift> = pass
+        .drift
+        .iter()
+        .filter(|d| !repairable(&pass.desired, d))
+        .collect();
+    let fresh = ctx.caches.newest_namespace(pass.namespace.clone());
+    let due = markers_due(&pass.desired, &remaining, fresh.labels());
+    if due.is_empty() {
+        return None;
+    }
+    let live = LiveState {
+        namespace_labels: fresh.labels().clone(),
+        owned_namespace_labels: owned_label_keys(&fresh.metadata),
+        ..LiveState::default()
+    };
+    let released = released_labels(&pass.desired, &pass.leaving, &live);
+    let mut labels = namespace_labels(&pass.desired, &live, &released);
+    labels.extend(due);
+    let write = Write::ApplyNamespaceLabels(labels);
+    match apply::execute(&ctx.client, &pass.desired, &write).await {
+        Ok(written) => {
+            ctx.caches.write_through(&pass.name, written);
+            None
+        }
+        Err(error) => Some(error),
+    }
 }
 
 /// Step 5: what the pass means for each selecting baseline: outcomes for the status, repairs and

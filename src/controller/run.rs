@@ -37,7 +37,7 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
     let Some(election) = settings.leader_election.clone() else {
         health.set_leading(true);
         metrics.leader.set(1);
-        operate(client, &settings, metrics, health, once_stopped(&stop)).await;
+        operate(client, &settings, metrics, health, once_stopped(&stop)).await?;
         return Ok(());
     };
     let operate_while_leading = |until| {

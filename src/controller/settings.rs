@@ -3,6 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub use super::discovery::AdmissionIdentity;
+
 /// How the operator runs.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -18,6 +20,8 @@ pub struct Settings {
     pub http_addr: Option<SocketAddr>,
     /// Leader election; `None` runs as the only instance.
     pub leader_election: Option<LeaderElection>,
+    /// How the admission policies know the operator.
+    pub admission: AdmissionIdentity,
 }
 
 /// Only the holder of a `coordination.k8s.io` Lease writes; the others wait to take over.

@@ -16,6 +16,7 @@ use kube::runtime::utils::ResetTimerBackoff;
 use kube::runtime::watcher::ExponentialBackoff;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
+use tokio::sync::Notify;
 use tracing::warn;
 
 use super::caches::{Caches, foreign_event};
@@ -25,15 +26,18 @@ use super::index::{NamespacedIndex, strip_metadata};
 use crate::api::SecurityBaseline;
 use crate::engine::{Kind, MANAGED_SELECTOR};
 
+/// A stream of one kind's touched objects, untyped.
+type Touched = BoxStream<'static, Result<DynamicObject, watcher::Error>>;
+
 /// Everything the watches deliver, for the controller (or an in-process test) to drive.
 pub struct Inputs {
     /// Namespaces as they change: the work items.
     pub namespaces: BoxStream<'static, Result<Namespace, watcher::Error>>,
     /// Each generated kind's touched objects, already held in the caches.
-    pub generated: Vec<(
-        Kind,
-        BoxStream<'static, Result<DynamicObject, watcher::Error>>,
-    )>,
+    pub generated: Vec<(Kind, Touched)>,
+    /// The served admission kinds' touched objects, already held in the caches; each event also
+    /// wakes the admission keeper.
+    pub admission: Vec<Touched>,
     /// Touched `default` ServiceAccounts, already held in the caches.
     pub service_accounts: BoxStream<'static, Result<ServiceAccount, watcher::Error>>,
     /// Every touched NetworkPolicy; others' are held summarised in the caches.
@@ -50,16 +54,23 @@ pub fn watch(
     namespaces: reflector::store::Writer<Namespace>,
     baselines: reflector::store::Writer<SecurityBaseline>,
     undecodable: Arc<UndecodableBaselines>,
+    admission_changed: Arc<Notify>,
 ) -> Inputs {
+    let labelled = |kind: Kind| {
+        let api = Api::all_with(client.clone(), &kind.api_resource());
+        let config = watcher::Config::default().labels(MANAGED_SELECTOR);
+        into_index(api, config, caches.generated(kind), health)
+    };
     let generated = Kind::GENERATED
         .iter()
-        .map(|&kind| {
-            let api = Api::all_with(client.clone(), &kind.api_resource());
-            let config = watcher::Config::default().labels(MANAGED_SELECTOR);
-            (
-                kind,
-                into_index(api, config, caches.generated(kind), health),
-            )
+        .map(|&kind| (kind, labelled(kind)))
+        .collect();
+    let admission = caches
+        .kinds()
+        .filter(|kind| kind.cluster_scoped())
+        .map(|kind| {
+            let wake = admission_changed.clone();
+            labelled(kind).inspect(move |_| wake.notify_one()).boxed()
         })
         .collect();
     let service_accounts = into_index(
@@ -71,9 +82,10 @@ pub fn watch(
     Inputs {
         namespaces: watch_namespaces(client, namespaces, health),
         generated,
+        admission,
         service_accounts,
         network_policies: watch_foreign_policies(client, caches.foreign_policies(), health),
-        baseline_changes: watch_baselines(client, baselines, undecodable),
+        baseline_changes: watch_baselines(client, baselines, undecodable, admission_changed),
     }
 }
 
@@ -167,6 +179,7 @@ fn watch_baselines(
     client: &Client,
     writer: reflector::store::Writer<SecurityBaseline>,
     undecodable: Arc<UndecodableBaselines>,
+    admission_changed: Arc<Notify>,
 ) -> BoxStream<'static, ()> {
     let mut seen: HashMap<String, (Option<i64>, bool)> = HashMap::new();
     let raw: Api<DynamicObject> =
@@ -197,6 +210,9 @@ fn watch_baselines(
                 Ok(watcher::Event::InitDone) => true,
                 _ => false,
             };
+            if changed {
+                admission_changed.notify_one();
+            }
             future::ready(changed.then_some(()))
         })
         .boxed()

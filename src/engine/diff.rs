@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use super::object::{Kind, Object, Ownership, ownership};
 use super::quantity::{Quantity, same_quantity};
-use super::render::{DesiredState, PSA_LABEL_PREFIX, PodSecurityPolicy};
+use super::render::{DesiredObject, DesiredState, PSA_LABEL_PREFIX, PodSecurityPolicy};
 use super::validate::PSA_VERSION_FLOOR;
 use super::widening::{ForeignPolicy, widening};
 use crate::api::PodSecurityLevel;
@@ -266,6 +266,45 @@ pub fn diff(desired: &DesiredState, live: &LiveState) -> Vec<Drift> {
     drift
 }
 
+/// The cluster-scoped admission objects that differ from what the baselines render: missing,
+/// changed, someone else's under our name, or ours with no baseline rendering them any more.
+pub fn diff_admission(desired: &[DesiredObject], live: &[Object]) -> Vec<Drift> {
+    let mut drift = Vec::new();
+    for wanted in desired {
+        let (kind, name) = (wanted.object.kind(), wanted.object.name());
+        let found = live.iter().find(|o| o.kind() == kind && o.name() == name);
+        let reason = match found {
+            None => Some(DriftReason::Missing),
+            Some(found) => match ownership(found.meta()) {
+                Ownership::Baseline(b) if b == wanted.baseline => compare(&wanted.object, found),
+                _ => Some(DriftReason::Conflict),
+            },
+        };
+        drift.extend(reason.map(|reason| Drift {
+            baseline: wanted.baseline.clone(),
+            kind,
+            name: name.to_string(),
+            reason,
+        }));
+    }
+    for found in live {
+        let wanted = desired
+            .iter()
+            .any(|d| d.object.kind() == found.kind() && d.object.name() == found.name());
+        if let Ownership::Baseline(b) = ownership(found.meta())
+            && !wanted
+        {
+            drift.push(Drift {
+                baseline: b,
+                kind: found.kind(),
+                name: found.name().to_string(),
+                reason: DriftReason::Stale,
+            });
+        }
+    }
+    drift
+}
+
 /// Findings for NetworkPolicies of others that open what a selecting baseline's default-deny
 /// closes, beyond the allows that baseline makes itself.
 fn widened(desired: &DesiredState, live: &LiveState) -> Vec<Drift> {
@@ -433,7 +472,52 @@ pub fn compare(desired: &Object, live: &Object) -> Option<DriftReason> {
             let same = d.len() == l.len() && d.iter().zip(l).all(|(a, b)| same_limit_item(a, b));
             (!same).then(|| DriftReason::Modified("spec.limits".to_string()))
         }
+        (Object::ValidatingAdmissionPolicy(d), Object::ValidatingAdmissionPolicy(l)) => {
+            compare_spec(&d.spec, &l.spec)
+        }
+        (
+            Object::ValidatingAdmissionPolicyBinding(d),
+            Object::ValidatingAdmissionPolicyBinding(l),
+        ) => compare_spec(&d.spec, &l.spec),
+        (Object::MutatingAdmissionPolicy(d), Object::MutatingAdmissionPolicy(l)) => {
+            compare_spec(&d.spec, &l.spec)
+        }
+        (Object::MutatingAdmissionPolicyBinding(d), Object::MutatingAdmissionPolicyBinding(l)) => {
+            compare_spec(&d.spec, &l.spec)
+        }
         _ => Some(DriftReason::Conflict),
+    }
+}
+
+/// An admission policy or binding must be exactly as rendered (we render every field the API
+/// server would default): any other change, however small, may narrow what it refuses.
+fn compare_spec<T: Serialize>(desired: &T, live: &T) -> Option<DriftReason> {
+    let normal = |v: &T| pruned(serde_json::to_value(v).unwrap_or_default());
+    (normal(desired) != normal(live))
+        .then(|| DriftReason::Weakened("spec differs from the rendered policy".to_string()))
+}
+
+/// JSON with nulls, empty lists and empty maps left out: the API server drops them.
+fn pruned(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, pruned(v)))
+                .filter(|(_, v)| !is_empty(v))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(pruned).collect()),
+        other => other,
+    }
+}
+
+fn is_empty(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Null => true,
+        serde_json::Value::Array(a) => a.is_empty(),
+        serde_json::Value::Object(o) => o.is_empty(),
+        _ => false,
     }
 }
 

@@ -1,6 +1,7 @@
 //! The pure core: validate, select, render, diff and plan. No API client anywhere in here, so the
 //! offline `render` preview and the operator compute exactly the same thing.
 
+mod admission;
 mod diff;
 mod object;
 mod plan;
@@ -11,12 +12,18 @@ mod template;
 mod validate;
 mod widening;
 
-pub use diff::{Drift, DriftReason, LiveState, compare, diff};
+pub use admission::{
+    AdmissionSettings, ONBOARDED_LABEL_PREFIX, onboarded_label, render_admission, unavailable, vet,
+};
+pub use diff::{Drift, DriftReason, LiveState, compare, diff, diff_admission};
 pub use object::{
     BASELINE_LABEL, FIELD_MANAGER, Kind, MANAGED_BY_LABEL, MANAGED_BY_VALUE, MANAGED_SELECTOR,
     Object, Ownership, applied_by_us, owned_label_keys, owner_labels, ownership,
 };
-pub use plan::{Write, namespace_labels, plan, released_labels, repairable};
+pub use plan::{
+    Write, blocks_onboarding, markers_due, namespace_labels, plan, plan_admission, released_labels,
+    repairable,
+};
 pub use quantity::{Quantity, QuantityError};
 pub use render::{
     DesiredObject, DesiredState, DesiredValue, PSA_LABEL_PREFIX, PSA_MODES, PodSecurityPolicy,

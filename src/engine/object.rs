@@ -3,6 +3,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingAdmissionPolicy, MutatingAdmissionPolicyBinding, ValidatingAdmissionPolicy,
+    ValidatingAdmissionPolicyBinding,
+};
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -36,6 +40,10 @@ pub enum Kind {
     RoleBinding,
     ResourceQuota,
     LimitRange,
+    ValidatingAdmissionPolicy,
+    ValidatingAdmissionPolicyBinding,
+    MutatingAdmissionPolicy,
+    MutatingAdmissionPolicyBinding,
 }
 
 impl Kind {
@@ -48,6 +56,14 @@ impl Kind {
         Kind::LimitRange,
     ];
 
+    /// The cluster-scoped kinds generated per baseline: its admission policies and bindings.
+    pub const ADMISSION: [Kind; 4] = [
+        Kind::ValidatingAdmissionPolicy,
+        Kind::ValidatingAdmissionPolicyBinding,
+        Kind::MutatingAdmissionPolicy,
+        Kind::MutatingAdmissionPolicyBinding,
+    ];
+
     /// Where the API serves this kind.
     pub fn api_resource(self) -> ApiResource {
         match self {
@@ -58,7 +74,20 @@ impl Kind {
             Kind::RoleBinding => ApiResource::erase::<RoleBinding>(&()),
             Kind::ResourceQuota => ApiResource::erase::<ResourceQuota>(&()),
             Kind::LimitRange => ApiResource::erase::<LimitRange>(&()),
+            Kind::ValidatingAdmissionPolicy => ApiResource::erase::<ValidatingAdmissionPolicy>(&()),
+            Kind::ValidatingAdmissionPolicyBinding => {
+                ApiResource::erase::<ValidatingAdmissionPolicyBinding>(&())
+            }
+            Kind::MutatingAdmissionPolicy => ApiResource::erase::<MutatingAdmissionPolicy>(&()),
+            Kind::MutatingAdmissionPolicyBinding => {
+                ApiResource::erase::<MutatingAdmissionPolicyBinding>(&())
+            }
         }
+    }
+
+    /// True for the kinds that live outside any namespace.
+    pub fn cluster_scoped(self) -> bool {
+        matches!(self, Kind::Namespace) || Kind::ADMISSION.contains(&self)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -70,6 +99,10 @@ impl Kind {
             Kind::RoleBinding => "RoleBinding",
             Kind::ResourceQuota => "ResourceQuota",
             Kind::LimitRange => "LimitRange",
+            Kind::ValidatingAdmissionPolicy => "ValidatingAdmissionPolicy",
+            Kind::ValidatingAdmissionPolicyBinding => "ValidatingAdmissionPolicyBinding",
+            Kind::MutatingAdmissionPolicy => "MutatingAdmissionPolicy",
+            Kind::MutatingAdmissionPolicyBinding => "MutatingAdmissionPolicyBinding",
         }
     }
 }
@@ -80,7 +113,8 @@ impl fmt::Display for Kind {
     }
 }
 
-/// A namespaced object the operator generates and owns outright.
+/// An object the operator generates and owns outright: namespaced controls, and the
+/// cluster-scoped admission policies of a baseline.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Object {
@@ -89,6 +123,27 @@ pub enum Object {
     RoleBinding(RoleBinding),
     ResourceQuota(ResourceQuota),
     LimitRange(LimitRange),
+    ValidatingAdmissionPolicy(ValidatingAdmissionPolicy),
+    ValidatingAdmissionPolicyBinding(ValidatingAdmissionPolicyBinding),
+    MutatingAdmissionPolicy(MutatingAdmissionPolicy),
+    MutatingAdmissionPolicyBinding(MutatingAdmissionPolicyBinding),
+}
+
+/// Applies `$body` to the object inside any [`Object`] variant.
+macro_rules! each_object {
+    ($object:expr, $o:ident => $body:expr) => {
+        match $object {
+            Object::NetworkPolicy($o) => $body,
+            Object::Role($o) => $body,
+            Object::RoleBinding($o) => $body,
+            Object::ResourceQuota($o) => $body,
+            Object::LimitRange($o) => $body,
+            Object::ValidatingAdmissionPolicy($o) => $body,
+            Object::ValidatingAdmissionPolicyBinding($o) => $body,
+            Object::MutatingAdmissionPolicy($o) => $body,
+            Object::MutatingAdmissionPolicyBinding($o) => $body,
+        }
+    };
 }
 
 impl Object {
@@ -99,27 +154,19 @@ impl Object {
             Object::RoleBinding(_) => Kind::RoleBinding,
             Object::ResourceQuota(_) => Kind::ResourceQuota,
             Object::LimitRange(_) => Kind::LimitRange,
+            Object::ValidatingAdmissionPolicy(_) => Kind::ValidatingAdmissionPolicy,
+            Object::ValidatingAdmissionPolicyBinding(_) => Kind::ValidatingAdmissionPolicyBinding,
+            Object::MutatingAdmissionPolicy(_) => Kind::MutatingAdmissionPolicy,
+            Object::MutatingAdmissionPolicyBinding(_) => Kind::MutatingAdmissionPolicyBinding,
         }
     }
 
     pub fn meta(&self) -> &ObjectMeta {
-        match self {
-            Object::NetworkPolicy(o) => &o.metadata,
-            Object::Role(o) => &o.metadata,
-            Object::RoleBinding(o) => &o.metadata,
-            Object::ResourceQuota(o) => &o.metadata,
-            Object::LimitRange(o) => &o.metadata,
-        }
+        each_object!(self, o => &o.metadata)
     }
 
     pub fn meta_mut(&mut self) -> &mut ObjectMeta {
-        match self {
-            Object::NetworkPolicy(o) => &mut o.metadata,
-            Object::Role(o) => &mut o.metadata,
-            Object::RoleBinding(o) => &mut o.metadata,
-            Object::ResourceQuota(o) => &mut o.metadata,
-            Object::LimitRange(o) => &mut o.metadata,
-        }
+        each_object!(self, o => &mut o.metadata)
     }
 
     pub fn name(&self) -> &str {
@@ -134,6 +181,18 @@ impl Object {
             Kind::RoleBinding => Object::RoleBinding(serde_json::from_slice(json)?),
             Kind::ResourceQuota => Object::ResourceQuota(serde_json::from_slice(json)?),
             Kind::LimitRange => Object::LimitRange(serde_json::from_slice(json)?),
+            Kind::ValidatingAdmissionPolicy => {
+                Object::ValidatingAdmissionPolicy(serde_json::from_slice(json)?)
+            }
+            Kind::ValidatingAdmissionPolicyBinding => {
+                Object::ValidatingAdmissionPolicyBinding(serde_json::from_slice(json)?)
+            }
+            Kind::MutatingAdmissionPolicy => {
+                Object::MutatingAdmissionPolicy(serde_json::from_slice(json)?)
+            }
+            Kind::MutatingAdmissionPolicyBinding => {
+                Object::MutatingAdmissionPolicyBinding(serde_json::from_slice(json)?)
+            }
             Kind::Namespace | Kind::ServiceAccount => {
                 return Err(serde_json::Error::custom(format!(
                     "{kind} is shared, not a generated kind"

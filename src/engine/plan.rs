@@ -2,11 +2,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::admission::onboarded_label;
 use super::diff::{Drift, DriftReason, LiveState, policy_to_apply};
 use super::object::{Kind, Object};
 use super::render::{
-    DesiredState, PSA_LABEL_PREFIX, PSA_MODES, PodSecurityPolicy, pod_security_labels,
-    policy_labels,
+    DesiredObject, DesiredState, PSA_LABEL_PREFIX, PSA_MODES, PodSecurityPolicy,
+    pod_security_labels, policy_labels,
 };
 use super::validate::ValidBaseline;
 use crate::api::{ConflictPolicy, Mode};
@@ -49,7 +50,46 @@ pub fn repairable(desired: &DesiredState, drift: &Drift) -> bool {
     })
 }
 
-/// PSA labels to give up: those a leaving baseline (`deletionPolicy: Delete`, and no longer
+/// True when `drift` left unrepaired keeps a namespace from being onboarded (its gate open): a
+/// control that isolates or bounds pods is missing, weakened or not ours. Roles are not among
+/// them: a missing least-privilege Role grants nothing.
+pub fn blocks_onboarding(drift: &Drift) -> bool {
+    !matches!(drift.kind, Kind::Role | Kind::RoleBinding)
+        && matches!(
+            drift.reason,
+            DriftReason::Missing
+                | DriftReason::Weakened(_)
+                | DriftReason::Conflict
+                | DriftReason::Relabelled
+                | DriftReason::Forbidden(_)
+                | DriftReason::WriteFailed(_)
+        )
+}
+
+/// The onboarding markers to set after a pass: for each Enforce baseline whose drift left
+/// (`remaining`: what the pass did not repair) blocks nothing, and whose marker the namespace
+/// lacks.
+pub fn markers_due(
+    desired: &DesiredState,
+    remaining: &[&Drift],
+    labels: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    desired
+        .baselines
+        .iter()
+        .filter(|b| b.mode == Mode::Enforce)
+        .filter(|b| {
+            !remaining
+                .iter()
+                .any(|d| d.baseline == b.name && blocks_onboarding(d))
+        })
+        .map(|b| onboarded_label(&b.name))
+        .filter(|key| labels.get(key).map(String::as_str) != Some("true"))
+        .map(|key| (key, "true".to_string()))
+        .collect()
+}
+
+/// PSA labels (and onboarding markers) to give up: those a leaving baseline (`deletionPolicy: Delete`, and no longer
 /// selecting the namespace or being deleted) set, that no selecting baseline wants, and whose value
 /// is still the one it set (a value someone changed is theirs, and stays).
 pub fn released_labels(
@@ -59,7 +99,11 @@ pub fn released_labels(
 ) -> BTreeSet<String> {
     leaving
         .iter()
-        .flat_map(pod_security_labels)
+        .flat_map(|b| {
+            let mut labels = pod_security_labels(b);
+            labels.insert(onboarded_label(b.name()), "true".to_string());
+            labels
+        })
         .filter(|(key, value)| {
             !desired.namespace_labels.contains_key(key)
                 && live.owned_namespace_labels.contains(key)
@@ -168,4 +212,28 @@ impl Write {
             Write::DisableDefaultTokenAutomount => drift.kind == Kind::ServiceAccount,
         }
     }
+}
+
+/// The writes that bring the cluster-scoped admission objects to `desired`: created or applied
+/// when missing or changed, deleted when no baseline renders them any more (they go with their
+/// baseline), left alone and reported when someone else's (a conflict).
+pub fn plan_admission(desired: &[DesiredObject], live: &[Object], drift: &[Drift]) -> Vec<Write> {
+    drift
+        .iter()
+        .filter_map(|d| match &d.reason {
+            DriftReason::Conflict | DriftReason::Forbidden(_) | DriftReason::WriteFailed(_) => None,
+            DriftReason::Stale => Some(Write::Delete {
+                kind: d.kind,
+                name: d.name.clone(),
+                uid: live
+                    .iter()
+                    .find(|o| o.kind() == d.kind && o.name() == d.name)
+                    .and_then(|o| o.meta().uid.clone()),
+            }),
+            _ => desired
+                .iter()
+                .find(|o| o.object.kind() == d.kind && o.object.name() == d.name)
+                .map(|o| Write::Apply(o.object.clone())),
+        })
+        .collect()
 }

@@ -285,7 +285,11 @@ fn metadata(baseline: &str, namespace: &str, suffix: &str) -> ObjectMeta {
     }
 }
 
-fn render_objects(baseline: &str, spec: &SecurityBaselineSpec, namespace: &str) -> Vec<Object> {
+pub(super) fn render_objects(
+    baseline: &str,
+    spec: &SecurityBaselineSpec,
+    namespace: &str,
+) -> Vec<Object> {
     let mut objects = Vec::new();
     if let Some(np) = &spec.network_policy {
         objects.extend(network_policies(baseline, np, namespace).map(Object::NetworkPolicy));

@@ -671,6 +671,7 @@ fn role(index: usize) -> impl Strategy<Value = RoleSpec> {
             subjects,
             allow_wildcards: false,
             allow_privileged_verbs: false,
+            allow_sensitive_resources: false,
         })
 }
 
@@ -689,7 +690,7 @@ prop_compose! {
         let egress = deny.contains(&PolicyType::Egress);
         SecurityBaselineSpec {
             mode: if audit { Mode::Audit } else { Mode::Enforce },
-            network_policy: Some(NetworkPolicySpec { allow_dns: dns && egress, allow_same_namespace: same && !deny.is_empty(), default_deny: deny }),
+            network_policy: Some(NetworkPolicySpec { refuse_widening: false, allow_dns: dns && egress, allow_same_namespace: same && !deny.is_empty(), default_deny: deny }),
             pod_security: psa.map(|(enforce, audit, warn, version)| PodSecuritySpec { enforce, audit, warn, version: Some(version.to_string()) }),
             rbac: Some(RbacSpec { roles }),
             resource_quota: quota.map(|(pods, gib)| ResourceQuotaSpec { hard: BTreeMap::from([
@@ -878,6 +879,11 @@ fn edits(desired: &DesiredState) -> Vec<Edit> {
                     }
                 }));
             }
+            // Namespaces render no admission policies.
+            Object::ValidatingAdmissionPolicy(_)
+            | Object::ValidatingAdmissionPolicyBinding(_)
+            | Object::MutatingAdmissionPolicy(_)
+            | Object::MutatingAdmissionPolicyBinding(_) => {}
         }
     }
     for (key, value) in compliant_labels(desired) {

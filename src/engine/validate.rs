@@ -57,6 +57,15 @@ impl ValidBaseline {
 
 const PRIVILEGED_VERBS: [&str; 3] = ["escalate", "bind", "impersonate"];
 
+/// Resources whose access is what an attacker in a namespace looks for; granted only on request.
+const SENSITIVE_RESOURCES: [&str; 5] = [
+    "secrets",
+    "pods/exec",
+    "pods/attach",
+    "serviceaccounts/token",
+    "nodes/proxy",
+];
+
 /// The oldest Pod Security version a baseline may pin: v1.30. Older pins leave out checks the
 /// restricted level has since gained (at v1.0 it did not check privilege escalation, capabilities
 /// or runAsUser), so a pin is a way to weaken a namespace; v1.30 is the oldest minor still under
@@ -255,6 +264,17 @@ fn validate_role(role: &RoleSpec, path: &str, errors: &mut Errors) {
                     "'*' is not least privilege; list them explicitly or set allowWildcards: true",
                 );
             }
+        }
+        if !role.allow_sensitive_resources
+            && let Some(resource) = rule
+                .resources
+                .iter()
+                .find(|r| SENSITIVE_RESOURCES.contains(&r.as_str()))
+        {
+            errors.add(
+                format!("{rule_path}.resources"),
+                format!("{resource:?} is what attackers look for; set allowSensitiveResources: true to grant it"),
+            );
         }
         if !role.allow_privileged_verbs
             && let Some(verb) = rule

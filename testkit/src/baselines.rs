@@ -52,11 +52,23 @@ pub fn delete_baseline(name: &str) {
     );
 }
 
-/// `zerotrust-operator check --baseline NAME` against the test control plane.
+/// The user of the test control plane's admin credentials, which the test operators run as: the
+/// identity their admission policies let through.
+pub const ADMIN_USER: &str = "zerotrust-admin";
+
+/// `zerotrust-operator check --baseline NAME` against the test control plane, for an operator
+/// running as [`ADMIN_USER`].
 pub fn check_baseline(name: &str) -> Output {
     let mut check = Command::new(operator_binary());
     check
-        .args(["check", "--baseline", name, "--kubeconfig"])
+        .args([
+            "check",
+            "--baseline",
+            name,
+            "--operator-user",
+            ADMIN_USER,
+            "--kubeconfig",
+        ])
         .arg(&control_plane().kubeconfig);
     run_bounded(&mut check, None, COMMAND_DEADLINE)
 }

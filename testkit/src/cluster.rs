@@ -186,3 +186,57 @@ pub fn unique(prefix: &str) -> String {
         .unwrap_or(0);
     format!("{prefix}-{}-{stamp}-{n}", std::process::id())
 }
+
+/// A control plane of a test's own, apart from the shared one, started with extra kube-apiserver
+/// flags (to look like an older or differently configured API server); stopped and removed when
+/// dropped.
+pub struct SeparateControlPlane {
+    pub dir: PathBuf,
+    pub kubeconfig: PathBuf,
+    pub kubectl: PathBuf,
+}
+
+impl SeparateControlPlane {
+    /// Brings up a control plane in a fresh directory named after `name`, its API server started
+    /// with `apiserver_args`.
+    pub fn up(name: &str, apiserver_args: &str) -> SeparateControlPlane {
+        let dir =
+            std::env::temp_dir().join(format!("zt-controlplane-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut up = Command::new(repo().join("hack/controlplane.sh"));
+        up.arg("up")
+            .env("ZT_NO_BUILD", "1")
+            .env("ZT_CONTROLPLANE_DIR", &dir)
+            .env("ZT_APISERVER_ARGS", apiserver_args);
+        let out = run_bounded(&mut up, None, COMMAND_DEADLINE);
+        assert!(
+            out.status.success(),
+            "a separate control plane: {}",
+            stderr(&out)
+        );
+        SeparateControlPlane {
+            kubeconfig: dir.join("kubeconfig"),
+            kubectl: dir.join("kubectl"),
+            dir,
+        }
+    }
+
+    /// Runs kubectl against this control plane, with optional stdin.
+    pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut kubectl = Command::new(&self.kubectl);
+        kubectl
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .current_dir(repo());
+        run_bounded(&mut kubectl, stdin, COMMAND_DEADLINE)
+    }
+}
+
+impl Drop for SeparateControlPlane {
+    fn drop(&mut self) {
+        let mut down = Command::new(repo().join("hack/controlplane.sh"));
+        down.arg("down").env("ZT_CONTROLPLANE_DIR", &self.dir);
+        run_bounded(&mut down, None, COMMAND_DEADLINE);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -3,20 +3,25 @@
 //! processes with bounded waits, namespaces that clean up after themselves, baseline manifests,
 //! and polling with deadlines instead of sleeps.
 
+pub mod admission;
 pub mod audit;
 pub mod baselines;
 pub mod cluster;
 pub mod crd;
 pub mod http;
+pub mod identity;
 pub mod namespaces;
 pub mod operator;
 pub mod poll;
 
-pub use baselines::{RESTRICTED, apply, baseline, check_baseline, delete_baseline};
+pub use admission::{wait_mutation_in_force, wait_tamper_refused};
+pub use baselines::{ADMIN_USER, RESTRICTED, apply, baseline, check_baseline, delete_baseline};
 pub use cluster::{
-    ControlPlane, client, connect, control_plane, controlplane, run_bounded, stderr, stdout, unique,
+    ControlPlane, SeparateControlPlane, client, connect, control_plane, controlplane, run_bounded,
+    stderr, stdout, unique,
 };
 pub use http::http_get;
+pub use identity::{client_as, namespace_labeller, tenant_admin};
 pub use namespaces::{LabelledNamespaces, NamespaceGuard, namespace, namespaces};
 pub use operator::{OperatorProcess, operator, operator_binary};
 pub use poll::eventually;

@@ -14,6 +14,10 @@ pub struct Spec<'a> {
     pub invalid: Option<&'a InvalidSpec>,
     /// The generation enforced: the newest, the last valid one, or none.
     pub enforcing: Option<i64>,
+    /// The last admission pass's outcome for the baseline's cluster-scoped policies.
+    pub admission: Option<&'a Outcome>,
+    /// Protections the baseline asks for that this API server cannot carry.
+    pub unavailable: &'a [&'a str],
 }
 
 /// The status `baseline` should have. `outcomes` holds one entry per selected namespace (`None`
@@ -55,6 +59,12 @@ pub fn compute_status(
                 _ => pending += 1,
             }
         }
+        // The admission policies count like one more place that can drift.
+        let admission = spec.admission.filter(|o| o.generation == enforcing);
+        let admission_drift = admission.map_or(0, |o| o.drift_count);
+        drift_count += admission_drift;
+        conflicts += admission.map_or(0, |o| o.conflicts);
+        counted.extend(admission.filter(|o| o.drift_count > 0));
         status.drift_count = count(drift_count);
         status.drift = fair_selection(&counted);
         let (ready, reason, message) = if let Some(invalid) = spec.invalid {
@@ -65,6 +75,18 @@ pub fn compute_status(
                 false,
                 "Progressing",
                 format!("{pending} of {selected} selected namespaces not yet reconciled"),
+            )
+        } else if admission.is_none() {
+            (
+                false,
+                "Progressing",
+                "the admission policies are not yet in place".to_string(),
+            )
+        } else if admission_drift > 0 {
+            (
+                false,
+                "Drifted",
+                "the baseline's admission policies differ from what it renders".to_string(),
             )
         } else if status.drifted_namespaces > 0 {
             (
@@ -90,6 +112,31 @@ pub fn compute_status(
     if let Some(invalid) = spec.invalid {
         let message = truncate(&invalid.to_string(), 1024);
         conditions.push(condition("InvalidSpec", true, "InvalidSpec", &message, now));
+    }
+    if spec.enforcing.is_some() {
+        let (status, reason, message) = if spec.unavailable.is_empty() {
+            (
+                true,
+                "Installed",
+                "every admission protection the baseline asks for is in place".to_string(),
+            )
+        } else {
+            (
+                false,
+                "NotServed",
+                format!(
+                    "this API server does not serve what these protections need, so they are off (the operator's own writes still enforce the controls afterwards): {}",
+                    spec.unavailable.join(", ")
+                ),
+            )
+        };
+        conditions.push(condition(
+            "AdmissionPolicies",
+            status,
+            reason,
+            &message,
+            now,
+        ));
     }
     // From the full counts, not the capped list: a conflict must show however many other
     // records sort before it.
@@ -192,10 +239,17 @@ mod tests {
         (c.status.as_str(), c.reason.as_str())
     }
 
+    /// A valid baseline at `generation` whose admission policies are in place.
     fn valid(generation: i64) -> Spec<'static> {
+        let admission: &'static Outcome = Box::leak(Box::new(Outcome {
+            generation,
+            ..Outcome::default()
+        }));
         Spec {
             invalid: None,
             enforcing: Some(generation),
+            admission: Some(admission),
+            unavailable: &[],
         }
     }
 
@@ -379,6 +433,8 @@ mod tests {
         let spec = Spec {
             invalid: Some(&invalid),
             enforcing: None,
+            admission: None,
+            unavailable: &[],
         };
         let s = compute_status(
             &baseline(2),
@@ -402,7 +458,7 @@ mod tests {
         let invalid = invalid();
         let spec = Spec {
             invalid: Some(&invalid),
-            enforcing: Some(1),
+            ..valid(1)
         };
         let s = compute_status(
             &baseline(2),
@@ -431,5 +487,74 @@ mod tests {
             (2, 1, 1)
         );
         assert_eq!(s.observed_generation, Some(2));
+    }
+
+    #[test]
+    fn admission_policies_count_in_the_status() {
+        let missing = Drift {
+            baseline: "b".to_string(),
+            kind: Kind::ValidatingAdmissionPolicy,
+            name: "zt-b-tamper".to_string(),
+            reason: DriftReason::Conflict,
+        };
+        let admission = Outcome::new(1, "", &[missing]);
+        let spec = Spec {
+            admission: Some(&admission),
+            ..valid(1)
+        };
+        let s = compute_status(
+            &baseline(1),
+            spec,
+            &[compliant()],
+            0,
+            &Default::default(),
+            at(1),
+        );
+        assert_eq!(ready(&s), ("False", "Drifted"));
+        assert_eq!((s.drift_count, s.compliant_namespaces), (1, 1));
+        assert!(s.conditions.iter().any(|c| c.type_ == "Conflict"));
+        assert_eq!(s.drift[0].name, "zt-b-tamper");
+
+        let not_yet = Spec {
+            admission: None,
+            ..valid(1)
+        };
+        let s = compute_status(
+            &baseline(1),
+            not_yet,
+            &[compliant()],
+            0,
+            &Default::default(),
+            at(1),
+        );
+        assert_eq!(ready(&s), ("False", "Progressing"));
+
+        let old_server = Spec {
+            unavailable: &["pod-security-at-creation"],
+            ..valid(1)
+        };
+        let s = compute_status(
+            &baseline(1),
+            old_server,
+            &[compliant()],
+            0,
+            &Default::default(),
+            at(1),
+        );
+        let c = s
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "AdmissionPolicies")
+            .unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "NotServed")
+        );
+        assert!(c.message.contains("pod-security-at-creation"));
+        assert_eq!(
+            ready(&s),
+            ("True", "Compliant"),
+            "the rest is still enforced"
+        );
     }
 }

@@ -75,6 +75,8 @@ pub struct Outcomes {
 #[derive(Default)]
 struct OutcomesState {
     by_baseline: HashMap<String, HashMap<String, Outcome>>,
+    /// The last admission pass's outcome per baseline (its cluster-scoped objects).
+    cluster: HashMap<String, Outcome>,
     pending_repairs: HashMap<String, i64>,
     /// The last status written per baseline uid: the cache may not have caught up with it yet.
     written: HashMap<String, SecurityBaselineStatus>,
@@ -97,6 +99,19 @@ impl Outcomes {
             .insert(namespace.to_string(), outcome);
     }
 
+    /// Records what the admission pass found for `baseline`'s cluster-scoped objects.
+    pub fn record_cluster(&self, baseline: &str, outcome: Outcome) {
+        self.inner
+            .lock()
+            .cluster
+            .insert(baseline.to_string(), outcome);
+    }
+
+    /// What the last admission pass found for `baseline`.
+    pub fn cluster(&self, baseline: &str) -> Option<Outcome> {
+        self.inner.lock().cluster.get(baseline).cloned()
+    }
+
     pub fn previous(&self, baseline: &str, namespace: &str) -> Option<Outcome> {
         let state = self.inner.lock();
         state.by_baseline.get(baseline)?.get(namespace).cloned()
@@ -115,6 +130,7 @@ impl Outcomes {
     pub fn forget_baseline(&self, baseline: &str, uid: Option<&str>) {
         let mut state = self.inner.lock();
         state.by_baseline.remove(baseline);
+        state.cluster.remove(baseline);
         state.pending_repairs.remove(baseline);
         if let Some(uid) = uid {
             state.written.remove(uid);

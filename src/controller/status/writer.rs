@@ -17,7 +17,7 @@ use crate::controller::context::Context;
 use crate::controller::error::{Error, Failed, Operation};
 use crate::controller::finalizer::manage_finalizer;
 use crate::controller::http::Health;
-use crate::engine::{FIELD_MANAGER, selects};
+use crate::engine::{FIELD_MANAGER, selects, unavailable};
 
 /// Every `interval`, recomputes each baseline's status and writes it if it changed.
 pub async fn write_statuses(ctx: Arc<Context>, interval: Duration, health: Arc<Health>) {
@@ -71,9 +71,17 @@ pub async fn write_statuses(ctx: Arc<Context>, interval: Duration, health: Arc<H
                         .map(|ns| ns.name_any())
                 })
                 .collect();
+            let admission = ctx.outcomes.cluster(&baseline.name_any());
+            let unavailable = enforced
+                .valid
+                .as_ref()
+                .map(|v| unavailable(v, &ctx.admission))
+                .unwrap_or_default();
             let spec = Spec {
                 invalid: enforced.invalid.as_ref(),
                 enforcing: enforced.generation(),
+                admission: admission.as_ref(),
+                unavailable: &unavailable,
             };
             if let Err(e) = write_status(&ctx, &raw, &baseline, spec, &selected).await {
                 warn!(baseline = baseline.name_any(), error = %e, "status write failed");
@@ -84,6 +92,8 @@ pub async fn write_statuses(ctx: Arc<Context>, interval: Duration, health: Arc<H
             let spec = Spec {
                 invalid: Some(&set_aside.error),
                 enforcing: None,
+                admission: None,
+                unavailable: &[],
             };
             if let Err(e) = write_status(&ctx, &raw, baseline, spec, &[]).await {
                 warn!(baseline = baseline.name_any(), error = %e, "status write failed");

@@ -1,0 +1,54 @@
+//! Waiting for a baseline's admission policies to be in force: the API server picks policies up
+//! through its own informer, a moment after they exist, so tests probe with dry runs (which change
+//! nothing) until the API server answers as the policy says.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::{DeleteParams, ObjectMeta, PostParams};
+use kube::{Api, Client, ResourceExt};
+
+use crate::poll::eventually;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Waits until a namespace created with the label `zt-test=<selector>` comes back from the API
+/// server with Pod Security labels (the mutating policy in force).
+pub async fn wait_mutation_in_force(client: &Client, selector: &str) {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let dry_run = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let probe = Namespace {
+        metadata: ObjectMeta {
+            name: Some(format!("{selector}-probe")),
+            labels: Some([("zt-test".to_string(), selector.to_string())].into()),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    };
+    eventually(WAIT, "the Pod Security mutation in force", || async {
+        let created = namespaces.create(&dry_run, &probe).await.ok()?;
+        created
+            .labels()
+            .contains_key("pod-security.kubernetes.io/enforce")
+            .then_some(())
+    })
+    .await;
+}
+
+/// Waits until the API server refuses `as_client` deleting the NetworkPolicy `name` in
+/// `namespace` (the tamper protection in force).
+pub async fn wait_tamper_refused(as_client: &Client, namespace: &str, name: &str) {
+    let policies: Api<NetworkPolicy> = Api::namespaced(as_client.clone(), namespace);
+    let dry_run = DeleteParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    eventually(WAIT, "the tamper protection in force", || async {
+        policies.delete(name, &dry_run).await.is_err().then_some(())
+    })
+    .await;
+}
