@@ -7,10 +7,12 @@ pub mod audit;
 pub mod baselines;
 pub mod cluster;
 pub mod crd;
+pub mod helm;
 pub mod http;
 pub mod namespaces;
 pub mod operator;
 pub mod poll;
+pub mod shipped_rbac;
 
 pub use baselines::{RESTRICTED, apply, baseline, check_baseline, delete_baseline};
 pub use cluster::{
