@@ -29,6 +29,7 @@ trap cleanup EXIT
 hack/controlplane.sh build >/dev/null
 hack/controlplane.sh up >/dev/null
 hack/dataplane.sh build >/dev/null # built here, not inside a test, on a cold machine
+hack/helm.sh build >/dev/null      # helm and the monitoring CRDs, for tests/helm.rs
 cargo fmt --all --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo test --locked --workspace "$@"
