@@ -57,6 +57,16 @@ pub fn can_i(args: &[&str]) -> bool {
     stdout(&control_plane().kubectl(&all, None)).trim() == "yes"
 }
 
+/// Waits until the API server's authorizer says the ServiceAccount may (or may not) `escalate`
+/// Roles: whether the opt-in RBAC delegation is in force.
+async fn delegated(granted: bool) {
+    let what = format!("RBAC delegation in force: {granted}");
+    eventually(WAIT, &what, || async {
+        (can_i(&["escalate", "roles.rbac.authorization.k8s.io"]) == granted).then_some(())
+    })
+    .await;
+}
+
 /// A baseline's status, read as JSON.
 async fn status(baselines: &Api<DynamicObject>, name: &str) -> Option<Value> {
     baselines.get(name).await.ok()?.data.get("status").cloned()
@@ -71,12 +81,7 @@ fn compliant(status: &Value) -> u64 {
 /// delegation and `set_delegation(false)` remove it again.
 pub async fn the_operator_runs_as_its_service_account(set_delegation: impl Fn(bool)) {
     // The authorizer's caches may still hold a delegation an earlier run left behind.
-    eventually(
-        WAIT,
-        "no RBAC delegation before the operator starts",
-        || async { (!can_i(&["escalate", "roles.rbac.authorization.k8s.io"])).then_some(()) },
-    )
-    .await;
+    delegated(false).await;
     let kubeconfig = impersonating_kubeconfig();
     let operator = OperatorProcess::start(
         "impersonated",
@@ -164,10 +169,7 @@ pub async fn the_operator_runs_as_its_service_account(set_delegation: impl Fn(bo
 
     // With the opt-in delegation the Role and RoleBinding are created.
     set_delegation(true);
-    eventually(WAIT, "escalate granted by the delegation", || async {
-        can_i(&["escalate", "roles.rbac.authorization.k8s.io"]).then_some(())
-    })
-    .await;
+    delegated(true).await;
     let roles: Api<Role> = Api::namespaced(client.clone(), &ns.name);
     eventually(WAIT, "Role created with delegation", || async {
         roles
@@ -182,9 +184,6 @@ pub async fn the_operator_runs_as_its_service_account(set_delegation: impl Fn(bo
     })
     .await;
     set_delegation(false);
-    eventually(WAIT, "the delegation removed again", || async {
-        (!can_i(&["escalate", "roles.rbac.authorization.k8s.io"])).then_some(())
-    })
-    .await;
+    delegated(false).await;
     kubectl_ok(&["delete", "securitybaseline", &name, "--wait=false"]);
 }
