@@ -28,7 +28,10 @@ import subprocess
 import sys
 import tempfile
 
-import yaml
+try:
+    import yaml
+except ImportError:
+    sys.exit("chart.py: needs PyYAML: apt-get install python3-yaml (or pip install pyyaml)")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHART = os.path.join(REPO, "charts", "zerotrust-operator")

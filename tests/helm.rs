@@ -22,12 +22,26 @@ use zerotrust_testkit::*;
 /// the ServiceAccount may not).
 static ONE_OPERATOR: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// The labels the chart's helper adds to every object beside config/'s own, with their values.
+/// The labels the chart's helper adds to every object beside config/'s own, with their values;
+/// the chart's appVersion is the operator's version.
 fn helm_labels() -> [(&'static str, String); 4] {
+    let chart: Value =
+        objects(&std::fs::read_to_string(repo().join(CHART).join("Chart.yaml")).unwrap()).remove(0);
+    assert_eq!(
+        chart["appVersion"],
+        env!("CARGO_PKG_VERSION"),
+        "Chart.yaml appVersion"
+    );
     [
-        ("helm.sh/chart", "zerotrust-operator-0.1.0".to_string()),
+        (
+            "helm.sh/chart",
+            format!("zerotrust-operator-{}", chart["version"].as_str().unwrap()),
+        ),
         ("app.kubernetes.io/instance", RELEASE.to_string()),
-        ("app.kubernetes.io/version", "0.1.0".to_string()),
+        (
+            "app.kubernetes.io/version",
+            env!("CARGO_PKG_VERSION").to_string(),
+        ),
         ("app.kubernetes.io/managed-by", "Helm".to_string()),
     ]
 }
