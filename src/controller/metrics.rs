@@ -112,6 +112,21 @@ impl Metrics {
             "Watched objects the caches could not hold or read back (each is also logged)",
             cache_dropped.clone(),
         );
+        // Every counter family has its series from the first scrape, at zero, so `rate()` and
+        // `absent()` in dashboards and alerts work before the first reconcile or drift.
+        reconciles.get_or_create_owned(&ResultLabels {
+            result: "ok".to_string(),
+        });
+        let drift_kinds = Kind::GENERATED
+            .into_iter()
+            .chain([Kind::Namespace, Kind::ServiceAccount]);
+        for kind in drift_kinds {
+            let labels = KindLabels {
+                kind: kind.to_string(),
+            };
+            drift_detected.get_or_create_owned(&labels);
+            drift_repaired.get_or_create_owned(&labels);
+        }
         Metrics {
             reconciles,
             reconcile_duration,
@@ -185,5 +200,31 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_counter_family_is_exported_at_zero_before_anything_happens() {
+        let text = Metrics::new().encode();
+        let mut expected = vec!["zerotrust_reconciles_total{result=\"ok\"} 0".to_string()];
+        for kind in Kind::GENERATED
+            .into_iter()
+            .chain([Kind::Namespace, Kind::ServiceAccount])
+        {
+            for family in ["drift_detected", "drift_repaired"] {
+                expected.push(format!("zerotrust_{family}_total{{kind=\"{kind}\"}} 0"));
+            }
+        }
+        expected.push("zerotrust_status_writes_total 0".to_string());
+        for sample in expected {
+            assert!(
+                text.lines().any(|l| l == sample),
+                "{sample} missing:\n{text}"
+            );
+        }
     }
 }

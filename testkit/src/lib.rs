@@ -8,11 +8,13 @@ pub mod audit;
 pub mod baselines;
 pub mod cluster;
 pub mod crd;
+pub mod helm;
 pub mod http;
 pub mod identity;
 pub mod namespaces;
 pub mod operator;
 pub mod poll;
+pub mod shipped_rbac;
 
 pub use admission::{wait_mutation_in_force, wait_tamper_refused};
 pub use baselines::{ADMIN_USER, RESTRICTED, apply, baseline, check_baseline, delete_baseline};
