@@ -7,7 +7,7 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 use zerotrust_operator::api::parse_baselines;
-use zerotrust_operator::engine::{LiveState, ValidBaseline, diff, render, validate};
+use zerotrust_operator::engine::{Environment, LiveState, ValidBaseline, diff, render, validate};
 
 const OPERATOR_NS: &str = "zerotrust-system";
 
@@ -34,7 +34,8 @@ fn engine(c: &mut Criterion) {
     let baselines = example();
     let namespace = "team-a";
     let labels = labels(namespace);
-    let desired = render(&baselines, namespace, &labels, OPERATOR_NS);
+    let env = Environment::new(OPERATOR_NS);
+    let desired = render(&baselines, namespace, &labels, &env);
     let compliant = LiveState::complying(&desired, &labels);
     assert!(
         diff(&desired, &compliant).is_empty(),
@@ -44,17 +45,17 @@ fn engine(c: &mut Criterion) {
     drifted.objects.remove(0);
 
     c.bench_function("render (restricted-tenants, one namespace)", |b| {
-        b.iter(|| render(black_box(&baselines), namespace, &labels, OPERATOR_NS))
+        b.iter(|| render(black_box(&baselines), namespace, &labels, &env))
     });
     c.bench_function("render + diff, compliant namespace", |b| {
         b.iter(|| {
-            let desired = render(black_box(&baselines), namespace, &labels, OPERATOR_NS);
+            let desired = render(black_box(&baselines), namespace, &labels, &env);
             diff(&desired, black_box(&compliant))
         })
     });
     c.bench_function("render + diff, one object missing", |b| {
         b.iter(|| {
-            let desired = render(black_box(&baselines), namespace, &labels, OPERATOR_NS);
+            let desired = render(black_box(&baselines), namespace, &labels, &env);
             diff(&desired, black_box(&drifted))
         })
     });

@@ -6,12 +6,13 @@
 //! The suite runs a short pass; `hack/fuzz.sh [SECONDS]` runs it for as long as asked (see
 //! RELIABILITY.md).
 
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use zerotrust_operator::api::{Mode, SecurityBaseline};
 use zerotrust_operator::engine::{
-    AdmissionSettings, BASELINE_LABEL, DriftReason, LiveState, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
-    Object, Quantity, Write, diff, plan, render, render_admission, validate, vet,
+    AdmissionSettings, BASELINE_LABEL, DriftReason, Environment, LiveState, MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE, Object, Quantity, Write, diff, plan, render, render_admission, validate, vet,
 };
 
 /// Strings a careless or hostile author might write.
@@ -74,16 +75,142 @@ fn any_of<T: Strategy<Value = Value> + 'static>(s: T) -> BoxedStrategy<Value> {
     .boxed()
 }
 
+fn direction() -> impl Strategy<Value = Value> {
+    prop_oneof![20 => Just(json!("Ingress")), 20 => Just(json!("Egress")), 1 => text().prop_map(Value::from)]
+}
+
+fn cidr() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        10 => (0..=255u8, 8..=32u8).prop_map(|(o, bits)| json!(format!("10.{o}.0.0/{bits}"))),
+        3 => Just(json!("fd00::/8")),
+        1 => Just(json!("0.0.0.0/0")),
+        1 => Just(json!("10.0.0.300/8")),
+        1 => text().prop_map(Value::from),
+    ]
+}
+
+fn peer() -> impl Strategy<Value = Value> {
+    // Mostly one kind of peer, as a careful author writes them; now and then any mixture.
+    prop_oneof![
+        10 => text().prop_map(|n| json!({"namespace": n})),
+        10 => (text(), selector()).prop_map(|(n, p)| json!({"namespace": n, "pods": p})),
+        10 => selector().prop_map(|s| json!({"namespaceSelector": s})),
+        10 => selector().prop_map(|p| json!({"pods": p})),
+        10 => (cidr(), proptest::collection::vec(cidr(), 0..2)).prop_map(|(c, e)| json!({"cidr": c, "except": e})),
+        5 => any_peer(),
+    ]
+}
+
+fn any_peer() -> impl Strategy<Value = Value> {
+    (
+        any_of(text().prop_map(Value::from)),
+        any_of(selector()),
+        any_of(selector()),
+        any_of(cidr()),
+        any_of(proptest::collection::vec(cidr(), 0..2).prop_map(Value::from)),
+    )
+        .prop_map(|(namespace, ns_selector, pods, cidr, except)| {
+            let mut peer = json!({"namespace": namespace, "namespaceSelector": ns_selector, "pods": pods, "cidr": cidr, "except": except});
+            peer.as_object_mut().expect("an object").retain(|_, v| !v.is_null());
+            peer
+        })
+}
+
+fn port() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        10 => (1..=65535i32).prop_map(|p| json!({"port": p})),
+        5 => "[a-z]{1,15}".prop_map(|p| json!({"port": p, "protocol": "TCP"})),
+        5 => (1..=60_000i32, 0..1000i32).prop_map(|(p, n)| json!({"protocol": "UDP", "port": p, "endPort": p + n})),
+        5 => any_port(),
+    ]
+}
+
+fn any_port() -> impl Strategy<Value = Value> {
+    (
+        prop_oneof![10 => Just(json!("TCP")), 5 => Just(json!("UDP")), 1 => Just(json!("SCTP")), 1 => text().prop_map(Value::from)],
+        any_of(prop_oneof![(-5..70_000i32).prop_map(Value::from), text().prop_map(Value::from)]),
+        any_of((-5..70_000i32).prop_map(Value::from)),
+    )
+        .prop_map(|(protocol, port, end)| {
+            let mut p = json!({"protocol": protocol, "port": port, "endPort": end});
+            p.as_object_mut().expect("an object").retain(|_, v| !v.is_null());
+            p
+        })
+}
+
+fn allow_rule() -> impl Strategy<Value = Value> {
+    (
+        text(),
+        direction(),
+        proptest::collection::vec(peer(), 0..3),
+        proptest::collection::vec(port(), 0..3),
+    )
+        .prop_map(|(name, direction, peers, ports)| {
+            json!({"name": name, "direction": direction, "peers": peers, "ports": ports})
+        })
+}
+
+fn dns() -> impl Strategy<Value = Value> {
+    (
+        prop_oneof![5 => Just("KubeDNS"), 5 => Just("NodeLocalDNSCache"), 5 => Just("OpenShift"), 5 => Just("Custom"), 1 => Just("Bind")],
+        prop_oneof![4 => Just(Value::Null), 1 => prop_oneof![Just(json!("169.254.20.10")), Just(json!("fd00::10")), text().prop_map(Value::from)]],
+        any_of(proptest::collection::vec(peer(), 0..2).prop_map(Value::from)),
+        any_of(proptest::collection::vec(port(), 0..2).prop_map(Value::from)),
+    )
+        .prop_map(|(provider, address, peers, ports)| {
+            let mut d = json!({"provider": provider, "nodeLocalAddress": address, "peers": peers, "ports": ports});
+            d.as_object_mut().expect("an object").retain(|_, v| !v.is_null());
+            d
+        })
+}
+
 fn network_policy() -> impl Strategy<Value = Value> {
     (
-        proptest::collection::vec(
-            prop_oneof![20 => Just(json!("Ingress")), 20 => Just(json!("Egress")), 1 => text().prop_map(Value::from)],
-            0..3,
-        ),
+        proptest::collection::vec(direction(), 0..3),
         proptest::bool::weighted(0.3),
         proptest::bool::weighted(0.3),
+        prop_oneof![5 => Just(Value::Null), 1 => any_of(dns())],
+        proptest::bool::weighted(0.1),
+        prop_oneof![5 => Just(vec![]), 1 => proptest::collection::vec(allow_rule(), 1..3)],
     )
-        .prop_map(|(deny, dns, same)| json!({"defaultDeny": deny, "allowDNS": dns, "allowSameNamespace": same}))
+        .prop_map(|(deny, dns, same, dns_spec, api_server, allow)| {
+            let mut np = json!({"defaultDeny": deny, "allowDNS": dns, "allowSameNamespace": same,
+                "dns": dns_spec, "allowAPIServer": api_server, "allow": allow});
+            np.as_object_mut()
+                .expect("an object")
+                .retain(|_, v| !v.is_null());
+            np
+        })
+}
+
+fn exemption() -> impl Strategy<Value = Value> {
+    let control = prop_oneof![
+        5 => Just(json!("NetworkPolicy")),
+        5 => Just(json!("PodSecurity")),
+        5 => Just(json!("Roles")),
+        5 => Just(json!("ResourceQuota")),
+        5 => Just(json!("LimitRange")),
+        5 => Just(json!("ServiceAccount")),
+        1 => text().prop_map(Value::from),
+    ];
+    (
+        proptest::collection::vec(text(), 1..3).prop_map(Value::from),
+        prop_oneof![3 => Just(Value::Null), 1 => selector()],
+        proptest::collection::vec(control, 1..3),
+        prop_oneof![5 => Just(json!([])), 1 => strings(2)],
+        text(),
+        any_of(prop_oneof![
+            10 => Just(json!("2020-01-01T00:00:00Z")),
+            10 => Just(json!("2999-01-01T00:00:00Z")),
+            1 => Just(json!("tomorrow")),
+        ]),
+    )
+        .prop_map(|(namespaces, sel, controls, roles, reason, expires)| {
+            let mut e = json!({"namespaces": namespaces, "namespaceSelector": sel, "controls": controls,
+                "roles": roles, "reason": reason, "expiresAt": expires});
+            e.as_object_mut().expect("an object").retain(|_, v| !v.is_null());
+            e
+        })
 }
 
 fn level() -> impl Strategy<Value = Value> {
@@ -123,8 +250,12 @@ fn role() -> impl Strategy<Value = Value> {
         ],
         text(),
         proptest::option::weighted(0.1, text()),
+        proptest::option::weighted(
+            0.05,
+            prop_oneof![Just("rbac.authorization.k8s.io".to_string()), Just(String::new()), text()],
+        ),
     )
-        .prop_map(|(kind, name, ns)| json!({"kind": kind, "name": name, "namespace": ns}));
+        .prop_map(|(kind, name, ns, group)| json!({"kind": kind, "name": name, "namespace": ns, "apiGroup": group}));
     (
         text(),
         proptest::collection::vec(rule, 1..3),
@@ -189,11 +320,12 @@ fn baseline() -> impl Strategy<Value = Value> {
         any_of(quantities().prop_map(|q| json!({"hard": q}))),
         any_of(proptest::collection::vec(limit(), 1..3).prop_map(|l| json!({"limits": l}))),
         any_of(any::<bool>().prop_map(|a| json!({"automountDefaultToken": a}))),
+        prop_oneof![3 => Just(Value::Null), 1 => proptest::collection::vec(exemption(), 1..3).prop_map(Value::from)],
     )
-        .prop_map(|(name, mode, sel, excluded, np, psa, rbac, quota, limits, sa)| {
+        .prop_map(|(name, mode, sel, excluded, np, psa, rbac, quota, limits, sa, exemptions)| {
             let mut spec = json!({"mode": mode, "namespaceSelector": sel, "excludedNamespaces": excluded,
                 "networkPolicy": np, "podSecurity": psa, "rbac": rbac, "resourceQuota": quota,
-                "limitRange": limits, "serviceAccounts": sa});
+                "limitRange": limits, "serviceAccounts": sa, "exemptions": exemptions});
             // A null field stands for an absent one.
             spec.as_object_mut().expect("an object").retain(|_, v| !v.is_null());
             json!({
@@ -279,7 +411,47 @@ fn check_invariants(
                 }
             }
         }
-        Object::NetworkPolicy(_) | Object::LimitRange(_) => {}
+        Object::NetworkPolicy(policy) => {
+            let spec = policy.spec.as_ref().ok_or("no spec")?;
+            let rules = spec.ingress.iter().flatten().map(|r| (&r.from, &r.ports));
+            let rules = rules.chain(spec.egress.iter().flatten().map(|r| (&r.to, &r.ports)));
+            for (peers, ports) in rules {
+                for block in peers.iter().flatten().filter_map(|p| p.ip_block.as_ref()) {
+                    if !is_cidr(&block.cidr) || !block.except.iter().flatten().all(|e| is_cidr(e)) {
+                        return fail(&format!("{:?} is not an address block", block));
+                    }
+                }
+                for port in ports.iter().flatten() {
+                    if !matches!(
+                        port.protocol.as_deref(),
+                        None | Some("TCP" | "UDP" | "SCTP")
+                    ) {
+                        return fail("an unknown protocol");
+                    }
+                    match (&port.port, port.end_port) {
+                        (Some(IntOrString::Int(p)), end) => {
+                            if !(1..=65535).contains(p) || end.is_some_and(|e| e < *p || e > 65535)
+                            {
+                                return fail(&format!("port {p}..{end:?} out of range"));
+                            }
+                        }
+                        (Some(IntOrString::String(name)), None) => {
+                            let ok = (1..=15).contains(&name.len())
+                                && name.bytes().all(|b| {
+                                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'
+                                })
+                                && name.bytes().any(|b| b.is_ascii_lowercase());
+                            if !ok {
+                                return fail(&format!("{name:?} is not a port name"));
+                            }
+                        }
+                        (None, None) => {}
+                        _ => return fail("endPort without a numeric port"),
+                    }
+                }
+            }
+        }
+        Object::LimitRange(_) => {}
         Object::ValidatingAdmissionPolicy(_)
         | Object::ValidatingAdmissionPolicyBinding(_)
         | Object::MutatingAdmissionPolicy(_)
@@ -288,6 +460,18 @@ fn check_invariants(
         }
     }
     Ok(())
+}
+
+fn is_cidr(text: &str) -> bool {
+    let Some((address, prefix)) = text.split_once('/') else {
+        return false;
+    };
+    let width = match address.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(_)) => 32,
+        Ok(std::net::IpAddr::V6(_)) => 128,
+        Err(_) => return false,
+    };
+    prefix.parse::<u8>().is_ok_and(|p| p <= width)
 }
 
 fn settings() -> AdmissionSettings {
@@ -345,13 +529,13 @@ proptest! {
         let Ok(valid) = validate(&baseline) else {
             return Ok(()); // reported as InvalidSpec
         };
-        let desired = render(std::slice::from_ref(&valid), &namespace, &labels, "zerotrust-system");
+        let desired = render(std::slice::from_ref(&valid), &namespace, &labels, &Environment::new("zerotrust-system"));
         for d in &desired.objects {
             let checked = check_invariants(&d.object, &baseline, &namespace);
             prop_assert!(checked.is_ok(), "{:?}", checked);
         }
         // Every admission object it renders passes the operator's own vetting before a write.
-        for object in render_admission(&valid, &settings()) {
+        for object in render_admission(&valid, &settings(), 1_767_225_600) {
             let vetted = vet(&object, &settings());
             prop_assert!(vetted.is_ok(), "{:?}", vetted);
         }

@@ -25,7 +25,7 @@ use report::{Latency, Report};
 use tracker::Tracker;
 use zerotrust_operator::api::{SecurityBaseline, parse_baselines};
 use zerotrust_operator::engine::{
-    DEFAULT_OPERATOR_NAMESPACE, Kind, ValidBaseline, object_name, render, validate,
+    DEFAULT_OPERATOR_NAMESPACE, Environment, Kind, ValidBaseline, object_name, render, validate,
 };
 use zerotrust_testkit::audit::{AuditLog, writes};
 use zerotrust_testkit::namespaces::{create_all as create_namespaces, labelled as namespace};
@@ -319,7 +319,7 @@ async fn run_all(bench: &Bench) -> Report {
         std::slice::from_ref(&bench.valid),
         &bulk[0],
         &labels,
-        DEFAULT_OPERATOR_NAMESPACE,
+        &Environment::new(DEFAULT_OPERATOR_NAMESPACE),
     )
     .objects
     .len();

@@ -12,7 +12,9 @@ use kube::{Api, Client, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use zerotrust_operator::engine::{DEFAULT_OPERATOR_NAMESPACE, Object, ValidBaseline, render};
+use zerotrust_operator::engine::{
+    DEFAULT_OPERATOR_NAMESPACE, Environment, Object, ValidBaseline, render,
+};
 
 /// Its own field manager, so the operator never mistakes these objects for its own.
 const RAW_MANAGER: &str = "zerotrust-bench-raw";
@@ -50,7 +52,7 @@ async fn write_namespace(
         std::slice::from_ref(baseline),
         &name,
         &labels,
-        DEFAULT_OPERATOR_NAMESPACE,
+        &Environment::new(DEFAULT_OPERATOR_NAMESPACE),
     );
     for d in &desired.objects {
         match &d.object {

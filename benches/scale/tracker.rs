@@ -15,8 +15,8 @@ use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
 
 use zerotrust_operator::engine::{
-    DEFAULT_OPERATOR_NAMESPACE, Kind, LiveState, MANAGED_SELECTOR, Object, ValidBaseline, diff,
-    owned_label_keys, render,
+    DEFAULT_OPERATOR_NAMESPACE, Environment, Kind, LiveState, MANAGED_SELECTOR, Object,
+    ValidBaseline, diff, owned_label_keys, render,
 };
 
 /// Reflector stores of everything a baseline writes. They keep `managedFields`: ownership (which
@@ -134,7 +134,7 @@ impl Tracker {
             std::slice::from_ref(baseline),
             namespace,
             &labels,
-            DEFAULT_OPERATOR_NAMESPACE,
+            &Environment::new(DEFAULT_OPERATOR_NAMESPACE),
         );
         if desired.is_empty() {
             return false;

@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::schema::{deserialize_quantity_map, dns_label_list_schema, quantity_map_schema};
+use super::{AllowRule, DnsSpec, Exemption};
 
 /// Most drift records a status carries; the rest are counted, and reported in Events and metrics.
 pub const MAX_STATUS_DRIFT: usize = 20;
@@ -32,6 +33,7 @@ pub const MAX_STATUS_DRIFT: usize = 20;
     printcolumn(name = "Selected", type_ = "integer", json_path = ".status.selectedNamespaces", description = "Namespaces this baseline selects"),
     printcolumn(name = "Compliant", type_ = "integer", json_path = ".status.compliantNamespaces", description = "Selected namespaces that match the baseline"),
     printcolumn(name = "Drifted", type_ = "integer", json_path = ".status.driftedNamespaces", description = "Selected namespaces that differ from the baseline"),
+    printcolumn(name = "Exempt", type_ = "integer", json_path = ".status.exemptNamespaces", description = "Selected namespaces with a control exempt"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Whether the baseline is valid and fully applied"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
@@ -86,6 +88,13 @@ pub struct SecurityBaselineSpec {
     /// untouched and reports a conflict; Adopt takes it over and makes it match the baseline.
     #[serde(default)]
     pub conflict_policy: ConflictPolicy,
+
+    /// Controls not enforced in some namespaces, each with a reason and usually an expiry.
+    /// Exempt controls are reported as exempt, neither compliant nor drift; the admission
+    /// policies honour the same exemptions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub exemptions: Vec<Exemption>,
 }
 
 /// Whether drift is repaired or only reported.
@@ -143,6 +152,9 @@ impl PolicyType {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.allowDNS) || !self.allowDNS || (has(self.defaultDeny) && 'Egress' in self.defaultDeny)").message("allowDNS needs Egress in defaultDeny: without an egress deny there is nothing to allow, and the allow policy would itself isolate egress").field_path(".allowDNS").reason(Reason::FieldValueInvalid))]
 #[x_kube(validation = Rule::new("!has(self.allowSameNamespace) || !self.allowSameNamespace || (has(self.defaultDeny) && size(self.defaultDeny) > 0)").message("allowSameNamespace needs defaultDeny: without a deny there is nothing to allow").field_path(".allowSameNamespace").reason(Reason::FieldValueInvalid))]
+#[x_kube(validation = Rule::new("!has(self.dns) || (has(self.allowDNS) && self.allowDNS)").message("dns says where DNS is for allowDNS: set allowDNS: true").field_path(".dns").reason(Reason::FieldValueInvalid))]
+#[x_kube(validation = Rule::new("!has(self.allowAPIServer) || !self.allowAPIServer || (has(self.defaultDeny) && 'Egress' in self.defaultDeny)").message("allowAPIServer needs Egress in defaultDeny").field_path(".allowAPIServer").reason(Reason::FieldValueInvalid))]
+#[x_kube(validation = Rule::new("!has(self.allow) || self.allow.all(r, has(self.defaultDeny) && r.direction in self.defaultDeny)").message("each allow rule's direction must be one the default-deny denies: an allow policy isolates the direction it names").field_path(".allow").reason(Reason::FieldValueInvalid))]
 pub struct NetworkPolicySpec {
     /// Directions to deny by default: one NetworkPolicy selecting all pods with these policyTypes
     /// and no rules.
@@ -151,10 +163,26 @@ pub struct NetworkPolicySpec {
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub default_deny: Vec<PolicyType>,
 
-    /// Allow egress on UDP and TCP port 53 to the cluster DNS pods (k8s-app=kube-dns) in
-    /// kube-system. Needs Egress in defaultDeny.
+    /// Allow egress to the cluster's DNS: by default UDP and TCP 53 to the k8s-app=kube-dns pods
+    /// in kube-system; `dns` says where DNS is otherwise. Needs Egress in defaultDeny.
     #[serde(default, rename = "allowDNS")]
     pub allow_dns: bool,
+
+    /// Where the cluster's DNS is, for allowDNS (NodeLocal DNSCache, OpenShift, custom).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsSpec>,
+
+    /// Allow egress to the Kubernetes API server, at the addresses and ports the cluster's
+    /// `kubernetes` Service and its EndpointSlices give (kept current when they change). Needs
+    /// Egress in defaultDeny.
+    #[serde(default, rename = "allowAPIServer")]
+    pub allow_api_server: bool,
+
+    /// Named allow rules, each rendered as its own NetworkPolicy `zt-<baseline>-allow-<name>`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub allow: Vec<AllowRule>,
 
     /// Allow pods in the namespace to talk to each other, in the denied directions.
     #[serde(default)]
@@ -307,6 +335,7 @@ pub enum SubjectKind {
 /// A subject a Role is bound to.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[x_kube(validation = Rule::new("!has(self.__namespace__) || self.kind == 'ServiceAccount'").message("namespace is only for ServiceAccount subjects").field_path(".namespace").reason(Reason::FieldValueForbidden))]
+#[x_kube(validation = Rule::new("!has(self.apiGroup) || (self.kind == 'ServiceAccount' ? self.apiGroup == '' : self.apiGroup == 'rbac.authorization.k8s.io')").message("apiGroup is rbac.authorization.k8s.io for User and Group subjects and empty for ServiceAccount subjects, as in a RoleBinding").field_path(".apiGroup").reason(Reason::FieldValueInvalid))]
 #[x_kube(validation = Rule::new("!has(self.__namespace__) || self.__namespace__ == '${namespace}' || !self.__namespace__.contains('${')").message("a namespace may be exactly ${namespace} or a literal name: a template such as ${namespace}-ci hands the Role to whoever creates that namespace").field_path(".namespace").reason(Reason::FieldValueForbidden))]
 #[serde(rename_all = "camelCase")]
 pub struct RoleSubject {
@@ -320,6 +349,11 @@ pub struct RoleSubject {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63))]
     pub namespace: Option<String>,
+    /// As in a RoleBinding's subject: rbac.authorization.k8s.io for User and Group, empty for
+    /// ServiceAccount. Optional; accepted so a subject can be copied from a RoleBinding as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub api_group: Option<String>,
 }
 
 /// The hard limits of one ResourceQuota.
@@ -426,6 +460,9 @@ pub struct SecurityBaselineStatus {
     /// Selected namespaces that differ from the baseline (drift or conflict).
     #[serde(default)]
     pub drifted_namespaces: i32,
+    /// Selected namespaces with a control exempt (and no drift): neither compliant nor drifted.
+    #[serde(default)]
+    pub exempt_namespaces: i32,
     /// Repairs made since the baseline was created.
     #[serde(default)]
     pub repairs: i64,

@@ -1,9 +1,15 @@
 //! The user-facing API: the SecurityBaseline resource and how baselines are read from YAML.
 
 mod baseline;
+mod exemption;
 mod manifest;
+mod network;
 mod schema;
 
 pub use baseline::*;
+pub use exemption::{Control, Exemption};
 pub use manifest::{ManifestError, parse_baselines};
+pub use network::{
+    AllowPeer, AllowPort, AllowRule, DnsProvider, DnsSpec, Protocol, RESERVED_ALLOW_NAMES,
+};
 pub use schema::QUANTITY_PATTERN;

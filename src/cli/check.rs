@@ -1,8 +1,10 @@
 //! `zerotrust-operator check`: a read-only compliance report with an exit code for pipelines.
 
+use std::collections::BTreeSet;
 use std::process::ExitCode;
 
 use clap::Args;
+use k8s_openapi::jiff::Timestamp;
 
 use super::connection::ClusterArgs;
 use crate::controller::{
@@ -124,12 +126,29 @@ pub fn run(args: CheckArgs) -> ExitCode {
                 println!("{}  {}", cells.join("  "), row[4]);
             }
         }
-        let drifted: std::collections::BTreeSet<&str> =
-            report.drift.iter().map(|(ns, _)| ns.as_str()).collect();
+        // Exempt on purpose: listed, never a failure.
+        for (ns, e) in &report.exempt {
+            let until = e
+                .expires_at
+                .and_then(|s| Timestamp::from_second(s).ok())
+                .map_or_else(|| "no expiry".to_string(), |t| format!("until {t}"));
+            println!(
+                "EXEMPT   {ns}  {}  {}  {until}: {}",
+                e.baseline, e.control, e.reason
+            );
+        }
+        let drifted: BTreeSet<&str> = report.drift.iter().map(|(ns, _)| ns.as_str()).collect();
+        let exempt: BTreeSet<&str> = report
+            .exempt
+            .iter()
+            .map(|(ns, _)| ns.as_str())
+            .filter(|ns| !drifted.contains(ns))
+            .collect();
         println!(
-            "{} namespace(s) checked: {} compliant, {} with drift or conflicts.",
+            "{} namespace(s) checked: {} compliant, {} exempt, {} with drift or conflicts.",
             report.namespaces,
-            report.namespaces - drifted.len(),
+            report.namespaces - drifted.len() - exempt.len(),
+            exempt.len(),
             drifted.len()
         );
         if all.is_empty() && report.invalid.is_empty() {

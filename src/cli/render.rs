@@ -11,8 +11,8 @@ use clap::Args;
 use crate::api::parse_baselines;
 use crate::controller::{DEFAULT_BREAK_GLASS_GROUP, DEFAULT_OPERATOR_USER};
 use crate::engine::{
-    AdmissionSettings, DEFAULT_OPERATOR_NAMESPACE, ValidBaseline, render, render_admission,
-    validate,
+    AdmissionSettings, DEFAULT_OPERATOR_NAMESPACE, Endpoint, Environment, ValidBaseline, render,
+    render_admission, validate,
 };
 
 #[derive(Debug, Args)]
@@ -42,6 +42,11 @@ pub struct RenderArgs {
     #[arg(long, value_name = "NAME", default_value = DEFAULT_OPERATOR_NAMESPACE)]
     pub operator_namespace: String,
 
+    /// An address and port the API server answers at, ADDRESS:PORT (repeatable), for
+    /// `allowAPIServer`; the operator reads them from the cluster.
+    #[arg(long = "api-server", value_name = "ADDRESS:PORT", value_parser = parse_endpoint)]
+    pub api_server: Vec<Endpoint>,
+
     /// The operator's user name, which the admission policies let change what baselines own.
     #[arg(long, value_name = "USER", default_value = DEFAULT_OPERATOR_USER)]
     pub operator_user: String,
@@ -49,6 +54,21 @@ pub struct RenderArgs {
     /// The break-glass group the admission policies let through.
     #[arg(long, value_name = "GROUP", default_value = DEFAULT_BREAK_GLASS_GROUP)]
     pub break_glass_group: String,
+}
+
+fn parse_endpoint(text: &str) -> Result<Endpoint, String> {
+    let (address, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{text:?} is not ADDRESS:PORT"))?;
+    let address = address.trim_start_matches('[').trim_end_matches(']');
+    address
+        .parse::<std::net::IpAddr>()
+        .map_err(|e| format!("{address:?}: {e}"))?;
+    let port = port.parse().map_err(|e| format!("{port:?}: {e}"))?;
+    Ok(Endpoint {
+        address: address.to_string(),
+        port,
+    })
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {
@@ -94,7 +114,11 @@ pub fn render_to_yaml(args: &RenderArgs) -> Result<String, String> {
         "kubernetes.io/metadata.name".to_string(),
         args.namespace.clone(),
     );
-    let desired = render(&valid, &args.namespace, &labels, &args.operator_namespace);
+    let env = Environment {
+        api_server: args.api_server.clone(),
+        ..Environment::new(&args.operator_namespace)
+    };
+    let desired = render(&valid, &args.namespace, &labels, &env);
     let names: Vec<&str> = desired.baselines.iter().map(|b| b.name.as_str()).collect();
     let mut out = if names.is_empty() {
         format!("# No baseline selects namespace {:?}.\n", args.namespace)
@@ -122,7 +146,7 @@ pub fn render_to_yaml(args: &RenderArgs) -> Result<String, String> {
     };
     let admission: Vec<serde_json::Value> = valid
         .iter()
-        .flat_map(|b| render_admission(b, &settings))
+        .flat_map(|b| render_admission(b, &settings, env.now))
         .map(|o| serde_json::to_value(o).expect("k8s objects serialize"))
         .collect();
     if !admission.is_empty() {

@@ -6,16 +6,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::jiff::Timestamp;
 use tracing::{info, warn};
 
 use super::apply;
-use super::context::Context;
+use super::context::{Context, until};
 use super::error::Error;
 use super::index::strip_metadata;
 use super::status::Outcome;
 use crate::engine::{
-    DesiredObject, Drift, DriftReason, ValidBaseline, Write, diff_admission, plan_admission,
-    render_admission, vet,
+    DesiredObject, Drift, DriftReason, ValidBaseline, Write, diff_admission, next_expiry,
+    plan_admission, render_admission, vet,
 };
 
 /// The safety-net pass when nothing woke the keeper.
@@ -30,10 +31,11 @@ pub async fn keep(ctx: Arc<Context>) {
         return;
     }
     let mut failures: u32 = 0;
+    let mut wake = RESYNC;
     loop {
         tokio::select! {
             _ = ctx.admission_changed.notified() => {}
-            _ = tokio::time::sleep(RESYNC) => {}
+            _ = tokio::time::sleep(wake) => {}
         }
         tokio::time::sleep(COALESCE).await;
         if !ctx.caches.ready() {
@@ -42,6 +44,10 @@ pub async fn keep(ctx: Arc<Context>) {
             ctx.admission_changed.notify_one();
             continue;
         }
+        // An exemption that expires is taken out of the policies at once, not at the resync.
+        wake = next_expiry_of_all(&ctx)
+            .map(|at| until(at).min(RESYNC))
+            .unwrap_or(RESYNC);
         match reconcile(&ctx).await {
             Ok(()) => failures = 0,
             Err(error) => {
@@ -55,19 +61,34 @@ pub async fn keep(ctx: Arc<Context>) {
     }
 }
 
-/// One pass over every baseline's admission objects: render, diff, write, record.
-pub async fn reconcile(ctx: &Context) -> Result<(), Error> {
-    let baselines: Vec<ValidBaseline> = ctx
-        .baselines
+/// The baselines whose admission objects are kept: the last valid generation of each, not being
+/// deleted.
+fn enforced(ctx: &Context) -> Vec<ValidBaseline> {
+    ctx.baselines
         .state()
         .iter()
         .filter_map(|b| ctx.last_valid.enforced(b).valid)
         .filter(|v| v.baseline.metadata.deletion_timestamp.is_none())
-        .collect();
+        .collect()
+}
+
+/// The next moment one of the baselines' exemptions expires.
+fn next_expiry_of_all(ctx: &Context) -> Option<i64> {
+    let now = Timestamp::now().as_second();
+    enforced(ctx)
+        .iter()
+        .filter_map(|b| next_expiry(b, now))
+        .min()
+}
+
+/// One pass over every baseline's admission objects: render, diff, write, record.
+pub async fn reconcile(ctx: &Context) -> Result<(), Error> {
+    let baselines = enforced(ctx);
+    let now = Timestamp::now().as_second();
     let desired: Vec<DesiredObject> = baselines
         .iter()
         .flat_map(|b| {
-            render_admission(b, &ctx.admission)
+            render_admission(b, &ctx.admission, now)
                 .into_iter()
                 .map(|object| DesiredObject {
                     baseline: b.name().to_string(),

@@ -16,8 +16,9 @@ use super::index::strip_metadata;
 use super::metrics::Metrics;
 use crate::api::SecurityBaseline;
 use crate::engine::{
-    AdmissionSettings, DesiredObject, Drift, DriftReason, InvalidSpec, Kind, MANAGED_SELECTOR,
-    Object, ValidBaseline, diff, diff_admission, render, render_admission, unavailable, validate,
+    AdmissionSettings, DesiredObject, Drift, DriftReason, Environment, ExemptControl, InvalidSpec,
+    Kind, MANAGED_SELECTOR, Object, ValidBaseline, diff, diff_admission, render, render_admission,
+    unavailable, validate,
 };
 
 /// What `check` found.
@@ -35,6 +36,8 @@ pub struct Report {
     pub admission: Vec<Drift>,
     /// Protections a baseline asks for that this API server cannot carry: (baseline, protection).
     pub unavailable: Vec<(String, &'static str)>,
+    /// Controls exempt per namespace, in namespace order: neither compliant nor drift.
+    pub exempt: Vec<(String, ExemptControl)>,
 }
 
 async fn list<K>(api: Api<K>, params: &ListParams, kind: &'static str) -> Result<Vec<K>, Error>
@@ -107,7 +110,12 @@ pub async fn check(
             Err(invalid) => report.invalid.push(invalid),
         }
     }
-    report.admission = check_admission(client, &valid, &admission).await?;
+    // One moment for the whole check, so every exemption is in force or over throughout.
+    let env = Environment {
+        api_server: super::api_server::read(client).await?,
+        ..Environment::new(operator_namespace)
+    };
+    report.admission = check_admission(client, &valid, &admission, env.now).await?;
     report.unavailable = valid
         .iter()
         .flat_map(|b| {
@@ -124,11 +132,14 @@ pub async fn check(
         .filter(|ns| ns.metadata.deletion_timestamp.is_none())
     {
         let name = namespace.name_any();
-        let desired = render(&valid, &name, namespace.labels(), operator_namespace);
+        let desired = render(&valid, &name, namespace.labels(), &env);
         if desired.is_empty() {
             continue;
         }
         report.namespaces += 1;
+        report
+            .exempt
+            .extend(desired.exempt.iter().map(|e| (name.clone(), e.clone())));
         for mut d in diff(&desired, &caches.live_state(namespace)) {
             if d.reason == DriftReason::Missing
                 && !matches!(d.kind, Kind::Namespace | Kind::ServiceAccount)
@@ -153,11 +164,12 @@ async fn check_admission(
     client: &Client,
     baselines: &[ValidBaseline],
     settings: &AdmissionSettings,
+    now: i64,
 ) -> Result<Vec<Drift>, Error> {
     let desired: Vec<DesiredObject> = baselines
         .iter()
         .flat_map(|b| {
-            render_admission(b, settings)
+            render_admission(b, settings, now)
                 .into_iter()
                 .map(|object| DesiredObject {
                     baseline: b.name().to_string(),

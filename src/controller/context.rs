@@ -15,6 +15,9 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tracing::warn;
 
+use futures::StreamExt;
+
+use super::api_server::{self, ApiServerAddresses};
 use super::caches::Caches;
 use super::decode::UndecodableBaselines;
 use super::enforced::LastValid;
@@ -24,7 +27,7 @@ use super::metrics::Metrics;
 use super::status::Outcomes;
 use super::watches::{Inputs, watch};
 use crate::api::SecurityBaseline;
-use crate::engine::{AdmissionSettings, FIELD_MANAGER, Kind};
+use crate::engine::{AdmissionSettings, Environment, FIELD_MANAGER, Kind};
 
 /// What every reconcile shares.
 pub struct Context {
@@ -42,6 +45,8 @@ pub struct Context {
     pub(super) metrics: Arc<Metrics>,
     /// Who the admission policies let through, and what the API server serves.
     pub(super) admission: AdmissionSettings,
+    /// Where the API server answers, for `allowAPIServer`.
+    pub(super) api_server: Arc<ApiServerAddresses>,
     /// Woken when a baseline or one of our admission objects changes.
     pub(super) admission_changed: Arc<Notify>,
     /// The second this process started leading (creation timestamps have whole seconds):
@@ -73,7 +78,8 @@ impl Context {
         let caches = Caches::new(&metrics, &served);
         let undecodable = Arc::new(UndecodableBaselines::default());
         let admission_changed = Arc::new(Notify::new());
-        let inputs = watch(
+        let api_server = Arc::new(ApiServerAddresses::default());
+        let mut inputs = watch(
             &client,
             &caches,
             health,
@@ -82,6 +88,12 @@ impl Context {
             undecodable.clone(),
             admission_changed.clone(),
         );
+        // New API server addresses change what every allowAPIServer namespace must hold.
+        inputs.baseline_changes = futures::stream::select(
+            inputs.baseline_changes,
+            api_server::watch(&client, api_server.clone()),
+        )
+        .boxed();
         let reporter = Reporter {
             controller: FIELD_MANAGER.to_string(),
             instance: std::env::var("POD_NAME").ok(),
@@ -92,6 +104,7 @@ impl Context {
             operator_namespace: admission.operator_namespace.clone(),
             admission,
             admission_changed,
+            api_server,
             namespaces,
             baselines,
             caches,
@@ -113,10 +126,27 @@ impl Context {
         retry_delay(*n)
     }
 
+    /// What a rendering depends on now: the operator's namespace, the API server's addresses,
+    /// the time.
+    pub(super) fn environment(&self) -> Environment {
+        Environment {
+            api_server: self.api_server.get(),
+            ..Environment::new(&self.operator_namespace)
+        }
+    }
+
     /// Resets the back-off of `namespace` after a successful reconcile (or its deletion).
     pub(super) fn succeeded(&self, namespace: &str) {
         self.failures.lock().remove(namespace);
     }
+}
+
+/// The wait until just after `second` (seconds since the epoch): an exemption ending then is over
+/// when the wait is, so the pass that follows enforces the control again.
+pub fn until(second: i64) -> Duration {
+    let now = k8s_openapi::jiff::Timestamp::now().as_millisecond();
+    let millis = second.saturating_mul(1000).saturating_sub(now).max(0);
+    Duration::from_millis(millis as u64) + Duration::from_millis(20)
 }
 
 /// The wait before retrying after `failures` consecutive failures: 500 ms, doubling, at most

@@ -9,7 +9,7 @@ use tracing::{info, warn};
 use super::context::Context;
 use super::error::Error;
 use crate::api::{Mode, SecurityBaseline};
-use crate::engine::{Drift, DriftReason};
+use crate::engine::{Drift, DriftReason, ExemptControl};
 
 /// Longest Event note; the API server refuses notes over 1 KiB.
 const MAX_NOTE: usize = 900;
@@ -119,6 +119,68 @@ pub async fn report_findings(
                 "Report"
             }
             .to_string(),
+            secondary: None,
+        };
+        publish(ctx, &event, namespace, baseline).await;
+    }
+}
+
+/// Exemptions that began or ended in `namespace` since the last pass: `Exempt` names each
+/// control no longer enforced here with its reason and end; `ExemptionExpired` (its time came)
+/// or `ExemptionEnded` (taken out of the baseline) each control enforced again.
+pub async fn report_exemptions(
+    ctx: &Context,
+    namespace: &Namespace,
+    baseline: Option<&SecurityBaseline>,
+    before: &[ExemptControl],
+    now: &[ExemptControl],
+) {
+    let ns = namespace.name_any();
+    let describe = |e: &ExemptControl| {
+        let until = e
+            .expires_at
+            .and_then(|s| k8s_openapi::jiff::Timestamp::from_second(s).ok())
+            .map_or_else(|| "with no expiry".to_string(), |t| format!("until {t}"));
+        format!("{} ({until}: {})", e.control, e.reason)
+    };
+    let began: Vec<String> = now
+        .iter()
+        .filter(|e| !before.iter().any(|b| b.control == e.control))
+        .map(describe)
+        .collect();
+    let second = k8s_openapi::jiff::Timestamp::now().as_second();
+    let (expired, removed): (Vec<&ExemptControl>, Vec<&ExemptControl>) = before
+        .iter()
+        .filter(|b| !now.iter().any(|e| e.control == b.control))
+        .partition(|b| b.expires_at.is_some_and(|end| end <= second));
+    let mut events = Vec::new();
+    if !began.is_empty() {
+        events.push((
+            EventType::Warning,
+            "Exempt",
+            format!("{ns}: not enforced here: {}", began.join("; ")),
+        ));
+    }
+    for (ended, reason, why) in [
+        (expired, "ExemptionExpired", "exemption expired"),
+        (removed, "ExemptionEnded", "exemption removed"),
+    ] {
+        if !ended.is_empty() {
+            let controls: Vec<&str> = ended.iter().map(|e| e.control.as_str()).collect();
+            events.push((
+                EventType::Normal,
+                reason,
+                format!("{ns}: {why}, enforced again: {}", controls.join(", ")),
+            ));
+        }
+    }
+    for (type_, reason, note) in events {
+        info!(reason, "{note}");
+        let event = Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(cut(note)),
+            action: "Exempt".to_string(),
             secondary: None,
         };
         publish(ctx, &event, namespace, baseline).await;

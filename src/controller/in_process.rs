@@ -53,7 +53,7 @@ impl InProcess {
         let ready = async {
             let _ = operator.ctx.namespaces.wait_until_ready().await;
             let _ = operator.ctx.baselines.wait_until_ready().await;
-            while !operator.ctx.caches.ready() {
+            while !operator.ctx.caches.ready() || !operator.ctx.api_server.synced() {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         };

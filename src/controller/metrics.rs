@@ -23,7 +23,7 @@ struct KindLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct NamespaceStateLabels {
     baseline: String,
-    /// compliant, drifted or pending.
+    /// compliant, drifted, exempt or pending.
     state: String,
 }
 

@@ -13,6 +13,7 @@
 //! finds the API server serves and who the operator is.
 
 mod admission;
+mod api_server;
 mod apply;
 mod caches;
 mod check;

@@ -12,15 +12,15 @@ use kube::runtime::controller::Action;
 use tracing::{info, instrument, warn};
 
 use super::apply::{self, Written};
-use super::context::Context;
+use super::context::{Context, until};
 use super::error::Error;
 use super::events;
 use super::verdict::verdict;
 use crate::api::{DeletionPolicy, SecurityBaseline};
 use crate::engine::{
-    DesiredState, Drift, DriftReason, Kind, LiveState, Object, Ownership, ValidBaseline, Write,
-    applied_by_us, diff, markers_due, namespace_labels, owned_label_keys, ownership, plan,
-    released_labels, render, repairable,
+    DesiredState, Drift, DriftReason, ExemptControl, Kind, LiveState, Object, Ownership,
+    ValidBaseline, Write, applied_by_us, diff, markers_due, namespace_labels, owned_label_keys,
+    ownership, plan, released_labels, render, repairable,
 };
 
 /// The safety-net resync; repair is driven by watch events, not by this.
@@ -73,6 +73,11 @@ pub(super) async fn reconcile(namespace: Arc<Namespace>, ctx: &Context) -> Resul
         ctx.outcomes.forget_namespace(&namespace.name_any(), &[]);
         return Ok(Action::await_change());
     }
+    if !ctx.api_server.synced() && wants_api_server(ctx) {
+        // Unknown is not absent: rendering now would take the allow away. The watch's first
+        // list, moments away, requeues every namespace.
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
     // One failed request does not stop the rest of the pass: every other control is still put
     // in place, the failure is recorded as drift, and the pass ends in an error (so the back-off
     // retries it) only once the outcome is recorded.
@@ -86,8 +91,18 @@ pub(super) async fn reconcile(namespace: Arc<Namespace>, ctx: &Context) -> Resul
     record(ctx, &pass).await;
     match failure {
         Some(error) => Err(error),
-        None => Ok(next_pass(&pass.drift)),
+        None => Ok(next_pass(&pass.drift, &pass.desired)),
     }
+}
+
+/// Some baseline lets pods reach the API server, so renderings depend on its addresses.
+fn wants_api_server(ctx: &Context) -> bool {
+    ctx.baselines.state().iter().any(|b| {
+        b.spec
+            .network_policy
+            .as_ref()
+            .is_some_and(|np| np.allow_api_server)
+    })
 }
 
 /// Step 1: what the namespace must hold, what it holds, and how they differ. No request.
@@ -99,7 +114,8 @@ fn gather(ctx: &Context, namespace: Arc<Namespace>) -> Pass {
         .iter()
         .filter_map(|b| ctx.last_valid.enforced(b).valid)
         .partition(|v| v.baseline.metadata.deletion_timestamp.is_none());
-    let desired = render(&valid, &name, namespace.labels(), &ctx.operator_namespace);
+    let env = ctx.environment();
+    let desired = render(&valid, &name, namespace.labels(), &env);
     // An invalid baseline's objects stay: we cannot tell what it meant.
     let leaving = valid
         .iter()
@@ -330,7 +346,18 @@ async fn record(ctx: &Context, pass: &Pass) {
             .filter(|d| d.baseline == baseline.name)
             .collect();
         let previous = ctx.outcomes.previous(&baseline.name, &pass.name);
-        let v = verdict(
+        let exempt: Vec<ExemptControl> = pass
+            .desired
+            .exempt
+            .iter()
+            .filter(|e| e.baseline == baseline.name)
+            .cloned()
+            .collect();
+        let was_exempt = previous.as_ref().map_or(&[][..], |p| &p.exempt[..]);
+        if was_exempt != exempt {
+            events::report_exemptions(ctx, &pass.namespace, source, was_exempt, &exempt).await;
+        }
+        let mut v = verdict(
             &pass.name,
             generation,
             &mine,
@@ -353,6 +380,7 @@ async fn record(ctx: &Context, pass: &Pass) {
         if v.first_compliant {
             observe_onboarding(ctx, &pass.namespace);
         }
+        v.outcome.exempt = exempt;
         let repairs = v.repaired.len() as i64;
         ctx.outcomes
             .record(&baseline.name, &pass.name, v.outcome, repairs);
@@ -380,14 +408,19 @@ fn observe_onboarding(ctx: &Context, namespace: &Namespace) {
     }
 }
 
-/// When to look at the namespace again without a watch event.
-fn next_pass(drift: &[Drift]) -> Action {
+/// When to look at the namespace again without a watch event: soon after a write RBAC refused,
+/// just after the first exemption here expires (enforcement resumes then, not at the resync),
+/// and at the resync otherwise.
+fn next_pass(drift: &[Drift], desired: &DesiredState) -> Action {
+    let mut wait = RESYNC;
     if drift
         .iter()
         .any(|d| matches!(d.reason, DriftReason::Forbidden(_)))
     {
-        Action::requeue(FORBIDDEN_RETRY)
-    } else {
-        Action::requeue(RESYNC)
+        wait = FORBIDDEN_RETRY;
     }
+    if let Some(expiry) = desired.exempt.iter().filter_map(|e| e.expires_at).min() {
+        wait = wait.min(until(expiry));
+    }
+    Action::requeue(wait)
 }

@@ -22,12 +22,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{Value, json};
 
+use super::exemption::{Exempted, cel, exempt_cel};
 use super::object::{BASELINE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Object, owner_labels};
 use super::render::{PSA_LABEL_PREFIX, object_name, render_objects};
 use super::select::ALWAYS_EXCLUDED;
 use super::validate::{PSA_VERSION_FLOOR, ValidBaseline};
 use super::widening::{Opening, Peer, summarize};
-use crate::api::{Mode, PodSecurityLevel};
+use crate::api::{Control, Mode, PodSecurityLevel};
 
 /// Prefix of the label the operator sets on a Namespace once a baseline's controls are in place:
 /// `onboarded.zerotrust.dev/<baseline>: "true"`. Only the operator may set or change it.
@@ -84,21 +85,26 @@ fn refuses_widening(baseline: &ValidBaseline) -> bool {
         .is_some_and(|np| np.refuse_widening && !np.default_deny.is_empty())
 }
 
-/// The admission policies and bindings of `baseline`, cluster-scoped.
-pub fn render_admission(baseline: &ValidBaseline, settings: &AdmissionSettings) -> Vec<Object> {
+/// The admission policies and bindings of `baseline`, cluster-scoped, honouring the exemptions
+/// in force at `now` (seconds since the epoch): rendered again when one expires.
+pub fn render_admission(
+    baseline: &ValidBaseline,
+    settings: &AdmissionSettings,
+    now: i64,
+) -> Vec<Object> {
     let spec = &baseline.baseline.spec;
     let enforce = spec.mode == Mode::Enforce;
     let mut objects = Vec::new();
     if enforce && settings.mutating && spec.pod_security.is_some() {
-        objects.extend(pod_security_at_creation(baseline, settings));
+        objects.extend(pod_security_at_creation(baseline, settings, now));
     }
     if settings.validating {
         if enforce {
             objects.extend(onboarding_gate(baseline, settings));
         }
-        objects.extend(tamper_protection(baseline, settings));
+        objects.extend(tamper_protection(baseline, settings, now));
         if refuses_widening(baseline) {
-            objects.extend(network_policy_refusal(baseline, settings));
+            objects.extend(network_policy_refusal(baseline, settings, now));
         }
     }
     objects
@@ -266,11 +272,6 @@ fn selection(baseline: &ValidBaseline, settings: &AdmissionSettings) -> LabelSel
     selector
 }
 
-/// A CEL string literal.
-fn cel(text: &str) -> String {
-    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
-}
-
 /// Who may do what the policies otherwise refuse: the operator, the break-glass group, and, in a
 /// namespace being deleted, the namespace controller and garbage collector.
 fn privileged(settings: &AdmissionSettings) -> Value {
@@ -412,7 +413,11 @@ fn ranks() -> Value {
 /// Pod Security labels set on the Namespace as it is created or updated into the selector,
 /// raising (never lowering) each mode to the baseline's policy, as the operator's own label apply
 /// would; several baselines each raise, so the strictest wins.
-fn pod_security_at_creation(baseline: &ValidBaseline, settings: &AdmissionSettings) -> [Object; 2] {
+fn pod_security_at_creation(
+    baseline: &ValidBaseline,
+    settings: &AdmissionSettings,
+    now: i64,
+) -> [Object; 2] {
     let suffix = "pod-security";
     let mut variables = vec![
         json!({"name": "labels", "expression": "has(object.metadata.labels) ? object.metadata.labels : {}"}),
@@ -436,24 +441,35 @@ fn pod_security_at_creation(baseline: &ValidBaseline, settings: &AdmissionSettin
             cel(&version)
         ));
     }
-    let mut policy: MutatingAdmissionPolicy = serde_json::from_value(json!({
-        "spec": {
-            "failurePolicy": "Fail",
-            "reinvocationPolicy": "Never",
-            "matchConstraints": match_constraints(vec![rule("", &["namespaces"], &["CREATE", "UPDATE"])]),
-            "variables": variables,
+    // A namespace exempt from Pod Security is left as it is.
+    let exempt = exempt_cel(
+        baseline,
+        Control::PodSecurity,
+        now,
+        "object.metadata.name",
+        "(has(object.metadata.labels) ? object.metadata.labels : {})",
+    );
+    let mut spec = json!({
+        "failurePolicy": "Fail",
+        "reinvocationPolicy": "Never",
+        "matchConstraints": match_constraints(vec![rule("", &["namespaces"], &["CREATE", "UPDATE"])]),
+        "variables": variables,
             "mutations": [{
                 "patchType": "ApplyConfiguration",
                 "applyConfiguration": {
                     "expression": format!(
                         "Object{{metadata: Object.metadata{{labels: {{{}}}}}}}",
                         entries.join(", ")
-                    ),
-                },
-            }],
-        },
-    }))
-    .expect("a MutatingAdmissionPolicy");
+                ),
+            },
+        }],
+    });
+    if let Some(exempt) = exempt {
+        spec["matchConditions"] =
+            json!([{"name": "not-exempt", "expression": format!("!{exempt}")}]);
+    }
+    let mut policy: MutatingAdmissionPolicy =
+        serde_json::from_value(json!({ "spec": spec })).expect("a MutatingAdmissionPolicy");
     policy.metadata = metadata(baseline, suffix);
     let mut binding: MutatingAdmissionPolicyBinding = serde_json::from_value(json!({
         "spec": {
@@ -517,7 +533,11 @@ fn onboarding_gate(baseline: &ValidBaseline, settings: &AdmissionSettings) -> [O
 /// being deleted) may create, change or delete what the baseline owns: its objects, their
 /// ownership labels, the Pod Security labels it set (lowered or removed), the onboarding marker,
 /// the default ServiceAccount's automount setting.
-fn tamper_protection(baseline: &ValidBaseline, settings: &AdmissionSettings) -> [Object; 2] {
+fn tamper_protection(
+    baseline: &ValidBaseline,
+    settings: &AdmissionSettings,
+    now: i64,
+) -> [Object; 2] {
     let name = baseline.name();
     let spec = &baseline.baseline.spec;
     let ours = |labels: &str| {
@@ -552,10 +572,18 @@ fn tamper_protection(baseline: &ValidBaseline, settings: &AdmissionSettings) -> 
         };
         kept.push(format!("(!{} || {})", met("old"), met("new")));
     }
-    let psa_kept = if kept.is_empty() {
-        "true".to_string()
-    } else {
-        kept.join(" && ")
+    // Exempt namespaces keep whatever labels they are given.
+    let psa_exempt = exempt_cel(
+        baseline,
+        Control::PodSecurity,
+        now,
+        "object.metadata.name",
+        "variables.newLabels",
+    );
+    let psa_kept = match (kept.is_empty(), psa_exempt) {
+        (true, _) => "true".to_string(),
+        (false, None) => kept.join(" && "),
+        (false, Some(exempt)) => format!("{exempt} || ({})", kept.join(" && ")),
     };
     let owned_kinds =
         "['networkpolicies', 'roles', 'rolebindings', 'resourcequotas', 'limitranges']";
@@ -592,8 +620,17 @@ fn tamper_protection(baseline: &ValidBaseline, settings: &AdmissionSettings) -> 
         .and_then(|s| s.automount_default_token)
         == Some(false)
     {
+        let exempt = exempt_cel(
+            baseline,
+            Control::ServiceAccount,
+            now,
+            "namespaceObject.metadata.name",
+            "(has(namespaceObject.metadata.labels) ? namespaceObject.metadata.labels : {})",
+        )
+        .map(|e| format!("{e} || "))
+        .unwrap_or_default();
         validations.push(json!({
-            "expression": "variables.privileged || request.resource.resource != 'serviceaccounts' || object == null || object.metadata.name != 'default' || !(has(oldObject.automountServiceAccountToken) && oldObject.automountServiceAccountToken == false) || (has(object.automountServiceAccountToken) && object.automountServiceAccountToken == false)",
+            "expression": format!("variables.privileged || request.resource.resource != 'serviceaccounts' || object == null || object.metadata.name != 'default' || {exempt}!(has(oldObject.automountServiceAccountToken) && oldObject.automountServiceAccountToken == false) || (has(object.automountServiceAccountToken) && object.automountServiceAccountToken == false)"),
             "message": format!("SecurityBaseline {name} keeps the default ServiceAccount from automounting its token"),
             "reason": "Forbidden",
         }));
@@ -617,15 +654,27 @@ fn tamper_protection(baseline: &ValidBaseline, settings: &AdmissionSettings) -> 
 /// NetworkPolicies of others that open what the default-deny closes are refused: a rule without
 /// peers, a peer outside the namespace that none of the baseline's own allows admits as well.
 /// The same rule as the engine's Widened finding, from the same allows.
-fn network_policy_refusal(baseline: &ValidBaseline, settings: &AdmissionSettings) -> [Object; 2] {
+fn network_policy_refusal(
+    baseline: &ValidBaseline,
+    settings: &AdmissionSettings,
+    now: i64,
+) -> [Object; 2] {
     let name = baseline.name();
-    let ours: Vec<NetworkPolicy> = render_objects(name, &baseline.baseline.spec, "_")
-        .into_iter()
-        .filter_map(|o| match o {
-            Object::NetworkPolicy(p) => Some(p),
-            _ => None,
-        })
-        .collect();
+    // The baseline's own allows, as any namespace gets them (those to the API server aside: a
+    // tenant naming its addresses is refused, the stricter answer).
+    let ours: Vec<NetworkPolicy> = render_objects(
+        name,
+        &baseline.baseline.spec,
+        "_",
+        &Exempted::default(),
+        &[],
+    )
+    .into_iter()
+    .filter_map(|o| match o {
+        Object::NetworkPolicy(p) => Some(p),
+        _ => None,
+    })
+    .collect();
     let denies = |direction: &str| {
         ours.iter().any(|p| {
             p.spec
@@ -646,6 +695,16 @@ fn network_policy_refusal(baseline: &ValidBaseline, settings: &AdmissionSettings
             })
             .collect()
     };
+    // In a namespace exempt from network policy, tenants write what policies they like.
+    let exempt = exempt_cel(
+        baseline,
+        Control::NetworkPolicy,
+        now,
+        "namespaceObject.metadata.name",
+        "(has(namespaceObject.metadata.labels) ? namespaceObject.metadata.labels : {})",
+    )
+    .map(|e| format!("{e} || "))
+    .unwrap_or_default();
     let mut validations = Vec::new();
     for (direction, field, peers) in [("Ingress", "ingress", "from"), ("Egress", "egress", "to")] {
         if !denies(direction) {
@@ -674,7 +733,7 @@ fn network_policy_refusal(baseline: &ValidBaseline, settings: &AdmissionSettings
         );
         validations.push(json!({
             "expression": format!(
-                "variables.privileged || !{isolates} || !has(object.spec.{field}) || object.spec.{field}.all(r, {rule_ok})"
+                "variables.privileged || {exempt}!{isolates} || !has(object.spec.{field}) || object.spec.{field}.all(r, {rule_ok})"
             ),
             "message": format!(
                 "this NetworkPolicy lets {field} traffic through that SecurityBaseline {name} denies: only peers inside the namespace, or those the baseline allows, may be named"

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use k8s_openapi::api::core::v1::{LimitRangeItem, ServiceAccount};
-use k8s_openapi::api::networking::v1::NetworkPolicySpec;
+use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicySpec};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
 use serde::Serialize;
@@ -17,7 +17,7 @@ use super::object::{Kind, Object, Ownership, ownership};
 use super::quantity::{Quantity, same_quantity};
 use super::render::{DesiredObject, DesiredState, PSA_LABEL_PREFIX, PodSecurityPolicy};
 use super::validate::PSA_VERSION_FLOOR;
-use super::widening::{ForeignPolicy, widening};
+use super::widening::{ForeignPolicy, summarize, widening};
 use crate::api::PodSecurityLevel;
 
 /// What a namespace holds now, as far as our baselines are concerned.
@@ -432,9 +432,7 @@ pub fn policy_to_apply(
 /// Compares one of our objects with what the baseline wants; `None` when it complies.
 pub fn compare(desired: &Object, live: &Object) -> Option<DriftReason> {
     match (desired, live) {
-        (Object::NetworkPolicy(d), Object::NetworkPolicy(l)) => {
-            compare_network_policy(d.spec.as_ref(), l.spec.as_ref())
-        }
+        (Object::NetworkPolicy(d), Object::NetworkPolicy(l)) => compare_network_policy(d, l),
         (Object::Role(d), Object::Role(l)) => compare_rules(
             d.rules.as_deref().unwrap_or_default(),
             l.rules.as_deref().unwrap_or_default(),
@@ -572,13 +570,10 @@ fn normalize_network_policy(spec: Option<&NetworkPolicySpec>) -> NetworkPolicySp
     spec
 }
 
-fn compare_network_policy(
-    desired: Option<&NetworkPolicySpec>,
-    live: Option<&NetworkPolicySpec>,
-) -> Option<DriftReason> {
+fn compare_network_policy(desired: &NetworkPolicy, live: &NetworkPolicy) -> Option<DriftReason> {
     let (d, l) = (
-        normalize_network_policy(desired),
-        normalize_network_policy(live),
+        normalize_network_policy(desired.spec.as_ref()),
+        normalize_network_policy(live.spec.as_ref()),
     );
     if d == l {
         return None;
@@ -606,6 +601,9 @@ fn compare_network_policy(
         DriftReason::Weakened("spec.podSelector no longer selects every pod".to_string())
     } else if let Some(dropped) = dropped_type {
         DriftReason::Weakened(format!("spec.policyTypes no longer isolates {dropped}"))
+    } else if let Some(detail) = widening(&summarize(live), &[desired]) {
+        // An allow edited to let more through: another peer, a wider block, another port.
+        DriftReason::Weakened(detail)
     } else {
         DriftReason::Modified("spec".to_string())
     })

@@ -3,6 +3,7 @@
 
 mod admission;
 mod diff;
+mod exemption;
 mod object;
 mod plan;
 mod quantity;
@@ -16,6 +17,7 @@ pub use admission::{
     AdmissionSettings, ONBOARDED_LABEL_PREFIX, onboarded_label, render_admission, unavailable, vet,
 };
 pub use diff::{Drift, DriftReason, LiveState, compare, diff, diff_admission};
+pub use exemption::{ExemptControl, Exempted, exempted, next_expiry};
 pub use object::{
     BASELINE_LABEL, FIELD_MANAGER, Kind, MANAGED_BY_LABEL, MANAGED_BY_VALUE, MANAGED_SELECTOR,
     Object, Ownership, applied_by_us, owned_label_keys, owner_labels, ownership,
@@ -26,13 +28,16 @@ pub use plan::{
 };
 pub use quantity::{Quantity, QuantityError};
 pub use render::{
-    DesiredObject, DesiredState, DesiredValue, PSA_LABEL_PREFIX, PSA_MODES, PodSecurityPolicy,
-    Requirement, SelectedBaseline, object_name, pod_security_labels, policy_labels, render,
+    DesiredObject, DesiredState, DesiredValue, Endpoint, Environment, PSA_LABEL_PREFIX, PSA_MODES,
+    PodSecurityPolicy, Requirement, SelectedBaseline, object_name, pod_security_labels,
+    policy_labels, render,
 };
 pub use select::{ALWAYS_EXCLUDED, DEFAULT_OPERATOR_NAMESPACE, selects};
 pub use template::TemplateError;
 pub use validate::{FieldError, InvalidSpec, PSA_VERSION_FLOOR, ValidBaseline, validate};
 pub use widening::{ForeignPolicy, MAX_PEERS, Opening, Peer, summarize, widening};
 
+#[cfg(test)]
+mod network_tests;
 #[cfg(test)]
 mod tests;

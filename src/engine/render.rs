@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{
     ResourceQuotaSpec as K8sResourceQuotaSpec, ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
+    IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
     NetworkPolicyPort, NetworkPolicySpec as K8sNetworkPolicySpec,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
@@ -21,13 +21,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
 
+use super::exemption::{ExemptControl, Exempted, exempted};
 use super::object::{Kind, Object, owner_labels};
 use super::select::selects;
 use super::template;
 use super::validate::ValidBaseline;
 use crate::api::{
-    ConflictPolicy, LimitSpec, LimitType, Mode, NetworkPolicySpec, PodSecurityLevel, PolicyType,
-    RoleSpec, SecurityBaselineSpec, SubjectKind,
+    AllowPeer, AllowPort, ConflictPolicy, Control, DnsProvider, LimitSpec, LimitType, Mode,
+    NetworkPolicySpec, PodSecurityLevel, PolicyType, RoleSpec, SecurityBaselineSpec, SubjectKind,
 };
 
 /// Prefix of the Pod Security Admission labels.
@@ -35,6 +36,36 @@ pub const PSA_LABEL_PREFIX: &str = "pod-security.kubernetes.io/";
 /// The three PSA modes, each a label `pod-security.kubernetes.io/<mode>` plus `<mode>-version`.
 pub const PSA_MODES: [&str; 3] = ["enforce", "audit", "warn"];
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
+
+/// What a rendering depends on besides the baselines and the namespace: where the operator runs,
+/// where the API server answers (for `allowAPIServer`), and the time (exemptions end at theirs).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Environment {
+    pub operator_namespace: String,
+    /// The API server's addresses and ports, from the cluster's `kubernetes` Service and its
+    /// EndpointSlices; empty while unknown.
+    pub api_server: Vec<Endpoint>,
+    /// Seconds since the epoch.
+    pub now: i64,
+}
+
+impl Environment {
+    /// An environment with no API server known, at the present moment.
+    pub fn new(operator_namespace: &str) -> Environment {
+        Environment {
+            operator_namespace: operator_namespace.to_string(),
+            api_server: Vec::new(),
+            now: k8s_openapi::jiff::Timestamp::now().as_second(),
+        }
+    }
+}
+
+/// An address and port at which the API server answers.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Endpoint {
+    pub address: String,
+    pub port: i32,
+}
 
 /// A baseline that selects the namespace being rendered, with the settings that steer repair.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -115,6 +146,8 @@ pub struct DesiredState {
     pub disable_default_token_automount: Option<String>,
     /// What each selecting baseline asks of the shared objects, by baseline name.
     pub requirements: Vec<Requirement>,
+    /// Controls exempt here, with the reasons: left out of everything above.
+    pub exempt: Vec<ExemptControl>,
 }
 
 impl DesiredState {
@@ -187,11 +220,11 @@ pub fn render(
     baselines: &[ValidBaseline],
     namespace: &str,
     labels: &BTreeMap<String, String>,
-    operator_namespace: &str,
+    env: &Environment,
 ) -> DesiredState {
     let mut selected: Vec<&ValidBaseline> = baselines
         .iter()
-        .filter(|b| selects(b, namespace, labels, operator_namespace))
+        .filter(|b| selects(b, namespace, labels, &env.operator_namespace))
         .collect();
     selected.sort_by(|a, b| a.name().cmp(b.name()));
 
@@ -208,13 +241,15 @@ pub fn render(
             conflict_policy: spec.conflict_policy,
             generation: baseline.baseline.metadata.generation.unwrap_or(0),
         });
-        for object in render_objects(name, spec, namespace) {
+        let exempted = exempted(baseline, namespace, labels, env.now);
+        for object in render_objects(name, spec, namespace, &exempted, &env.api_server) {
             state.objects.push(DesiredObject {
                 baseline: name.to_string(),
                 object,
             });
         }
-        let requirement = requirement(baseline);
+        let requirement = requirement(baseline, &exempted);
+        state.exempt.extend(exempted.why);
         if spec.mode == Mode::Enforce
             && requirement.disable_token_automount
             && state.disable_default_token_automount.is_none()
@@ -237,13 +272,14 @@ pub fn render(
     state
 }
 
-/// What `baseline` asks of a namespace's shared objects.
-fn requirement(baseline: &ValidBaseline) -> Requirement {
+/// What `baseline` asks of a namespace's shared objects, less what is exempt there.
+fn requirement(baseline: &ValidBaseline, exempted: &Exempted) -> Requirement {
     let spec = &baseline.baseline.spec;
     let version = spec.pod_security_version();
     let pod_security = spec
         .pod_security
         .iter()
+        .filter(|_| !exempted.control(Control::PodSecurity))
         .flat_map(|psa| {
             [
                 ("enforce", psa.enforce),
@@ -263,11 +299,12 @@ fn requirement(baseline: &ValidBaseline) -> Requirement {
     Requirement {
         baseline: baseline.name().to_string(),
         pod_security,
-        disable_token_automount: spec
-            .service_accounts
-            .as_ref()
-            .and_then(|s| s.automount_default_token)
-            == Some(false),
+        disable_token_automount: !exempted.control(Control::ServiceAccount)
+            && spec
+                .service_accounts
+                .as_ref()
+                .and_then(|s| s.automount_default_token)
+                == Some(false),
     }
 }
 
@@ -285,20 +322,34 @@ fn metadata(baseline: &str, namespace: &str, suffix: &str) -> ObjectMeta {
     }
 }
 
+/// The objects `baseline` puts into `namespace`, less the exempt ones.
 pub(super) fn render_objects(
     baseline: &str,
     spec: &SecurityBaselineSpec,
     namespace: &str,
+    exempted: &Exempted,
+    api_server: &[Endpoint],
 ) -> Vec<Object> {
     let mut objects = Vec::new();
-    if let Some(np) = &spec.network_policy {
-        objects.extend(network_policies(baseline, np, namespace).map(Object::NetworkPolicy));
+    if let Some(np) = &spec.network_policy
+        && !exempted.control(Control::NetworkPolicy)
+    {
+        objects.extend(
+            network_policies(baseline, np, namespace, api_server).map(Object::NetworkPolicy),
+        );
     }
     for role in spec.rbac.iter().flat_map(|r| &r.roles) {
+        if exempted.role(&role.name) {
+            continue;
+        }
         objects.push(Object::Role(role_object(baseline, role, namespace)));
         objects.push(Object::RoleBinding(role_binding(baseline, role, namespace)));
     }
-    if let Some(quota) = &spec.resource_quota {
+    if let Some(quota) = spec
+        .resource_quota
+        .as_ref()
+        .filter(|_| !exempted.control(Control::ResourceQuota))
+    {
         objects.push(Object::ResourceQuota(ResourceQuota {
             metadata: metadata(baseline, namespace, "quota"),
             spec: Some(K8sResourceQuotaSpec {
@@ -308,7 +359,11 @@ pub(super) fn render_objects(
             status: None,
         }));
     }
-    if let Some(limits) = &spec.limit_range {
+    if let Some(limits) = spec
+        .limit_range
+        .as_ref()
+        .filter(|_| !exempted.control(Control::LimitRange))
+    {
         objects.push(Object::LimitRange(LimitRange {
             metadata: metadata(baseline, namespace, "limits"),
             spec: Some(K8sLimitRangeSpec {
@@ -382,6 +437,7 @@ fn network_policies(
     baseline: &str,
     np: &NetworkPolicySpec,
     namespace: &str,
+    api_server: &[Endpoint],
 ) -> impl Iterator<Item = NetworkPolicy> {
     let all_pods = LabelSelector::default();
     let mut policies = Vec::new();
@@ -396,32 +452,15 @@ fn network_policies(
         });
     }
     if np.allow_dns {
-        let dns_port = |protocol: &str| NetworkPolicyPort {
-            protocol: Some(protocol.to_string()),
-            port: Some(IntOrString::Int(53)),
-            end_port: None,
-        };
-        policies.push(NetworkPolicy {
-            metadata: metadata(baseline, namespace, "allow-dns"),
-            spec: Some(K8sNetworkPolicySpec {
-                pod_selector: Some(all_pods.clone()),
-                policy_types: Some(vec![PolicyType::Egress.as_str().to_string()]),
-                egress: Some(vec![NetworkPolicyEgressRule {
-                    to: Some(vec![NetworkPolicyPeer {
-                        // Every namespace carries kubernetes.io/metadata.name; a custom label
-                        // on kube-system is something nobody remembers to set.
-                        namespace_selector: Some(select_labels(&[(
-                            "kubernetes.io/metadata.name",
-                            "kube-system",
-                        )])),
-                        pod_selector: Some(select_labels(&[("k8s-app", "kube-dns")])),
-                        ip_block: None,
-                    }]),
-                    ports: Some(vec![dns_port("UDP"), dns_port("TCP")]),
-                }]),
-                ingress: None,
-            }),
-        });
+        let (peers, ports) = dns_peers(np);
+        let rule = (peers, Some(ports));
+        policies.push(allow_policy(
+            baseline,
+            namespace,
+            "allow-dns",
+            PolicyType::Egress,
+            vec![rule],
+        ));
     }
     if np.allow_same_namespace {
         let same_namespace = || NetworkPolicyPeer {
@@ -450,7 +489,188 @@ fn network_policies(
             }),
         });
     }
+    // Unknown addresses render nothing: an egress policy without rules allows nothing anyway.
+    if np.allow_api_server && !api_server.is_empty() {
+        let mut endpoints = api_server.to_vec();
+        endpoints.sort();
+        endpoints.dedup();
+        let rules = endpoints
+            .iter()
+            .map(|e| {
+                let prefix = if e.address.contains(':') { 128 } else { 32 };
+                let block = NetworkPolicyPeer {
+                    ip_block: Some(IPBlock {
+                        cidr: format!("{}/{prefix}", e.address),
+                        except: None,
+                    }),
+                    ..NetworkPolicyPeer::default()
+                };
+                (
+                    vec![block],
+                    Some(vec![port("TCP", IntOrString::Int(e.port), None)]),
+                )
+            })
+            .collect();
+        policies.push(allow_policy(
+            baseline,
+            namespace,
+            "allow-api-server",
+            PolicyType::Egress,
+            rules,
+        ));
+    }
+    for rule in &np.allow {
+        let peers = rule.peers.iter().map(peer).collect();
+        let ports = (!rule.ports.is_empty()).then(|| rule.ports.iter().map(allow_port).collect());
+        let suffix = format!("allow-{}", rule.name);
+        policies.push(allow_policy(
+            baseline,
+            namespace,
+            &suffix,
+            rule.direction,
+            vec![(peers, ports)],
+        ));
+    }
     policies.into_iter()
+}
+
+/// One rule of an allow policy: its peers and ports (None: every port).
+type AllowRuleParts = (Vec<NetworkPolicyPeer>, Option<Vec<NetworkPolicyPort>>);
+
+/// A NetworkPolicy selecting every pod that lets through `rules` in `direction` only (an allow
+/// policy isolates each direction it names, so it names only one the default-deny denies).
+fn allow_policy(
+    baseline: &str,
+    namespace: &str,
+    suffix: &str,
+    direction: PolicyType,
+    rules: Vec<AllowRuleParts>,
+) -> NetworkPolicy {
+    let (ingress, egress) = match direction {
+        PolicyType::Ingress => (
+            Some(
+                rules
+                    .into_iter()
+                    .map(|(from, ports)| NetworkPolicyIngressRule {
+                        from: Some(from),
+                        ports,
+                    })
+                    .collect(),
+            ),
+            None,
+        ),
+        PolicyType::Egress => (
+            None,
+            Some(
+                rules
+                    .into_iter()
+                    .map(|(to, ports)| NetworkPolicyEgressRule {
+                        to: Some(to),
+                        ports,
+                    })
+                    .collect(),
+            ),
+        ),
+    };
+    NetworkPolicy {
+        metadata: metadata(baseline, namespace, suffix),
+        spec: Some(K8sNetworkPolicySpec {
+            pod_selector: Some(LabelSelector::default()),
+            policy_types: Some(vec![direction.as_str().to_string()]),
+            ingress,
+            egress,
+        }),
+    }
+}
+
+fn port(protocol: &str, number: IntOrString, end_port: Option<i32>) -> NetworkPolicyPort {
+    NetworkPolicyPort {
+        protocol: Some(protocol.to_string()),
+        port: Some(number),
+        end_port,
+    }
+}
+
+fn allow_port(p: &AllowPort) -> NetworkPolicyPort {
+    NetworkPolicyPort {
+        protocol: Some(p.protocol.as_str().to_string()),
+        port: p.port.clone(),
+        end_port: p.end_port,
+    }
+}
+
+/// A peer of an allow rule. A namespace named in the baseline is selected by its
+/// `kubernetes.io/metadata.name` label, which only the API server sets.
+fn peer(p: &AllowPeer) -> NetworkPolicyPeer {
+    if let Some(cidr) = &p.cidr {
+        return NetworkPolicyPeer {
+            ip_block: Some(IPBlock {
+                cidr: cidr.clone(),
+                except: (!p.except.is_empty()).then(|| p.except.clone()),
+            }),
+            ..NetworkPolicyPeer::default()
+        };
+    }
+    let namespace_selector = match (&p.namespace, &p.namespace_selector) {
+        (Some(name), _) => Some(select_labels(&[("kubernetes.io/metadata.name", name)])),
+        (None, selector) => selector.clone(),
+    };
+    NetworkPolicyPeer {
+        namespace_selector,
+        pod_selector: p.pods.clone(),
+        ip_block: None,
+    }
+}
+
+/// Where DNS is, by provider, and on which ports.
+fn dns_peers(np: &NetworkPolicySpec) -> (Vec<NetworkPolicyPeer>, Vec<NetworkPolicyPort>) {
+    let on = |number: i32| {
+        vec![
+            port("UDP", IntOrString::Int(number), None),
+            port("TCP", IntOrString::Int(number), None),
+        ]
+    };
+    let pods_in = |namespace: &str, labels: &[(&str, &str)]| NetworkPolicyPeer {
+        // Every namespace carries kubernetes.io/metadata.name; a custom label on kube-system is
+        // something nobody remembers to set.
+        namespace_selector: Some(select_labels(&[("kubernetes.io/metadata.name", namespace)])),
+        pod_selector: Some(select_labels(labels)),
+        ip_block: None,
+    };
+    let dns = np.dns.clone().unwrap_or_default();
+    match dns.provider {
+        DnsProvider::KubeDNS => (
+            vec![pods_in("kube-system", &[("k8s-app", "kube-dns")])],
+            on(53),
+        ),
+        DnsProvider::NodeLocalDNSCache => {
+            let address = dns.node_local_address.as_deref().unwrap_or("169.254.20.10");
+            let prefix = if address.contains(':') { 128 } else { 32 };
+            let block = NetworkPolicyPeer {
+                ip_block: Some(IPBlock {
+                    cidr: format!("{address}/{prefix}"),
+                    except: None,
+                }),
+                ..NetworkPolicyPeer::default()
+            };
+            (vec![block], on(53))
+        }
+        DnsProvider::OpenShift => (
+            vec![pods_in(
+                "openshift-dns",
+                &[("dns.operator.openshift.io/daemonset-dns", "default")],
+            )],
+            on(5353),
+        ),
+        DnsProvider::Custom => {
+            let ports = if dns.ports.is_empty() {
+                on(53)
+            } else {
+                dns.ports.iter().map(allow_port).collect()
+            };
+            (dns.peers.iter().map(peer).collect(), ports)
+        }
+    }
 }
 
 fn role_object(baseline: &str, role: &RoleSpec, namespace: &str) -> Role {
@@ -517,7 +737,7 @@ fn role_binding(baseline: &str, role: &RoleSpec, namespace: &str) -> RoleBinding
 
 /// The PSA labels one baseline sets on the namespaces it selects, on its own.
 pub fn pod_security_labels(baseline: &ValidBaseline) -> BTreeMap<String, String> {
-    compose_pod_security(&[&requirement(baseline)])
+    compose_pod_security(&[&requirement(baseline, &Exempted::default())])
         .into_iter()
         .map(|(k, v)| (k, v.value))
         .collect()

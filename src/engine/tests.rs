@@ -8,6 +8,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicyIngressRule;
 use k8s_openapi::api::rbac::v1::{PolicyRule, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ManagedFieldsEntry};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use proptest::prelude::*;
 
 use super::*;
@@ -19,6 +20,27 @@ fn baseline(name: &str, spec: SecurityBaselineSpec) -> ValidBaseline {
     let mut b = SecurityBaseline::new(name, spec);
     b.metadata.generation = Some(1);
     validate(&b).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A fixed moment (2026-01-01T00:00:00Z) so exemption expiries render the same every run.
+const NOW: i64 = 1_767_225_600;
+
+/// The operator's namespace, the API server at a Service address and a host address, at `NOW`.
+fn env() -> Environment {
+    Environment {
+        operator_namespace: OPERATOR_NS.to_string(),
+        api_server: vec![
+            Endpoint {
+                address: "10.96.0.1".into(),
+                port: 443,
+            },
+            Endpoint {
+                address: "192.0.2.10".into(),
+                port: 6443,
+            },
+        ],
+        now: NOW,
+    }
 }
 
 fn none() -> std::collections::BTreeSet<String> {
@@ -115,7 +137,7 @@ fn every_example_renders() {
                 ("tenant".to_string(), "true".to_string()),
                 ("zerotrust.dev/audit".to_string(), "true".to_string()),
             ]);
-            let desired = render(&[valid], "team-a", &labels, OPERATOR_NS);
+            let desired = render(&[valid], "team-a", &labels, &env());
             assert_eq!(
                 desired.baselines.len(),
                 1,
@@ -139,7 +161,7 @@ fn restricted_example_renders_every_control() {
         &[baseline("tenants", restricted_spec())],
         "team-a",
         &tenant_labels(),
-        OPERATOR_NS,
+        &env(),
     );
     let names: Vec<(Kind, &str)> = desired
         .objects
@@ -195,7 +217,7 @@ fn restricted_example_renders_every_control() {
         &[baseline("tenants", restricted_spec())],
         "team-a",
         &no_labels(),
-        OPERATOR_NS,
+        &env(),
     );
     assert!(unselected.is_empty() && unselected.objects.is_empty());
 }
@@ -209,7 +231,7 @@ fn default_deny_is_the_canonical_object() {
         }),
         ..Default::default()
     };
-    let desired = render(&[baseline("b", spec)], "ns", &no_labels(), OPERATOR_NS);
+    let desired = render(&[baseline("b", spec)], "ns", &no_labels(), &env());
     let value = serde_json::to_value(&desired.objects[0].object).unwrap();
     assert_eq!(
         value["spec"],
@@ -238,7 +260,7 @@ fn pod_security_composes_to_the_most_restrictive() {
     );
     let b = baseline("b", psa(PodSecurityLevel::Restricted, None, "v1.33"));
     for order in [vec![a.clone(), b.clone()], vec![b.clone(), a.clone()]] {
-        let desired = render(&order, "ns", &no_labels(), OPERATOR_NS);
+        let desired = render(&order, "ns", &no_labels(), &env());
         let label =
             |k: &str| desired.namespace_labels[&format!("pod-security.kubernetes.io/{k}")].clone();
         assert_eq!(
@@ -275,7 +297,7 @@ fn several_baselines_keep_their_own_objects() {
         ],
         "ns",
         &no_labels(),
-        OPERATOR_NS,
+        &env(),
     );
     let owners: Vec<(&str, &str)> = desired
         .objects
@@ -294,7 +316,7 @@ fn live_that_matches_has_no_drift_and_no_actions() {
         &[baseline("tenants", restricted_spec())],
         "team-a",
         &tenant_labels(),
-        OPERATOR_NS,
+        &env(),
     );
     let live = as_live(&desired);
     let drift = diff(&desired, &live);
@@ -308,7 +330,7 @@ fn empty_namespace_is_all_missing_and_enforce_applies_everything() {
         &[baseline("tenants", restricted_spec())],
         "team-a",
         &tenant_labels(),
-        OPERATOR_NS,
+        &env(),
     );
     let live = LiveState {
         default_service_account: Some(ServiceAccount::default()),
@@ -345,7 +367,7 @@ fn audit_mode_plans_nothing() {
         &[baseline("tenants", spec)],
         "team-a",
         &tenant_labels(),
-        OPERATOR_NS,
+        &env(),
     );
     let live = LiveState::default();
     let drift = diff(&desired, &live);
@@ -361,7 +383,7 @@ fn foreign_objects_are_conflicts_and_only_adopt_touches_them() {
             &[baseline("tenants", spec.clone())],
             "team-a",
             &tenant_labels(),
-            OPERATOR_NS,
+            &env(),
         );
         let mut live = as_live(&desired);
         let quota = live
@@ -391,7 +413,7 @@ fn foreign_objects_are_conflicts_and_only_adopt_touches_them() {
             &[baseline("tenants", spec)],
             "team-a",
             &tenant_labels(),
-            OPERATOR_NS,
+            &env(),
         );
         let actions = plan(&desired, &live, &diff(&desired, &live), &none());
         assert!(
@@ -407,7 +429,7 @@ fn objects_no_longer_wanted_are_stale_and_deleted_by_uid() {
         &[baseline("tenants", restricted_spec())],
         "team-a",
         &tenant_labels(),
-        OPERATOR_NS,
+        &env(),
     );
     let live = as_live(&full);
     let mut spec = restricted_spec();
@@ -420,7 +442,7 @@ fn objects_no_longer_wanted_are_stale_and_deleted_by_uid() {
         &[baseline("tenants", spec)],
         "team-a",
         &tenant_labels(),
-        OPERATOR_NS,
+        &env(),
     );
     let drift = diff(&desired, &live);
     assert_eq!(drift.len(), 2);
@@ -436,7 +458,7 @@ fn objects_no_longer_wanted_are_stale_and_deleted_by_uid() {
         uid: Some("uid-zt-tenants-editor".into())
     }));
     // Objects of a baseline that does not select this namespace are not this diff's business.
-    let other = render(&[], "team-a", &tenant_labels(), OPERATOR_NS);
+    let other = render(&[], "team-a", &tenant_labels(), &env());
     assert_eq!(diff(&other, &live), vec![]);
 }
 
@@ -449,7 +471,7 @@ fn stricter_psa_is_not_drift_and_is_never_weakened() {
         }),
         ..Default::default()
     };
-    let desired = render(&[baseline("b", spec)], "ns", &no_labels(), OPERATOR_NS);
+    let desired = render(&[baseline("b", spec)], "ns", &no_labels(), &env());
     let mut live = as_live(&desired);
     live.namespace_labels.insert(
         "pod-security.kubernetes.io/enforce".into(),
@@ -502,7 +524,7 @@ fn labels_of_a_leaving_delete_baseline_are_released_others_kept() {
         &[leaving.clone(), orphaned.clone()],
         "ns",
         &no_labels(),
-        OPERATOR_NS,
+        &env(),
     );
     assert!(desired.is_empty(), "neither selects the namespace");
     let enforce = "pod-security.kubernetes.io/enforce".to_string();
@@ -544,7 +566,7 @@ fn owned_labels_not_released_are_kept_in_every_label_apply() {
         }),
         ..Default::default()
     };
-    let desired = render(&[baseline("b", spec)], "ns", &no_labels(), OPERATOR_NS);
+    let desired = render(&[baseline("b", spec)], "ns", &no_labels(), &env());
     let mut live = as_live(&desired);
     live.namespace_labels
         .remove("pod-security.kubernetes.io/enforce");
@@ -595,7 +617,7 @@ fn rolebinding_roleref_change_is_recreated() {
         &[baseline("tenants", restricted_spec())],
         "team-a",
         &tenant_labels(),
-        OPERATOR_NS,
+        &env(),
     );
     let mut live = as_live(&desired);
     for o in &mut live.objects {
@@ -648,16 +670,19 @@ fn role(index: usize) -> impl Strategy<Value = RoleSpec> {
                 kind: SubjectKind::User,
                 name,
                 namespace: None,
+                api_group: None,
             },
             1 => RoleSubject {
                 kind: SubjectKind::Group,
                 name,
                 namespace: None,
+                api_group: None,
             },
             _ => RoleSubject {
                 kind: SubjectKind::ServiceAccount,
                 name,
                 namespace: Some("${namespace}".into()),
+                api_group: None,
             },
         }
     });
@@ -675,9 +700,105 @@ fn role(index: usize) -> impl Strategy<Value = RoleSpec> {
         })
 }
 
+fn dns() -> impl Strategy<Value = Option<DnsSpec>> {
+    proptest::option::of(prop_oneof![
+        Just(DnsSpec::default()),
+        Just(DnsSpec {
+            provider: DnsProvider::NodeLocalDNSCache,
+            ..Default::default()
+        }),
+        Just(DnsSpec {
+            provider: DnsProvider::OpenShift,
+            ..Default::default()
+        }),
+        Just(DnsSpec {
+            provider: DnsProvider::Custom,
+            peers: vec![AllowPeer {
+                cidr: Some("10.96.0.10/32".into()),
+                ..Default::default()
+            }],
+            ports: vec![AllowPort {
+                protocol: Protocol::UDP,
+                port: Some(IntOrString::Int(53)),
+                end_port: None,
+            }],
+            ..Default::default()
+        }),
+    ])
+}
+
+/// Allow rules in the directions `deny` denies, each with one peer of every kind there is.
+fn allow_rules(deny: Vec<PolicyType>) -> impl Strategy<Value = Vec<AllowRule>> {
+    let peer = prop_oneof![
+        "[a-z]{1,8}".prop_map(|n| AllowPeer {
+            namespace: Some(n),
+            ..Default::default()
+        }),
+        "[a-z]{1,8}".prop_map(|v| AllowPeer {
+            namespace_selector: Some(selector("team", &v)),
+            pods: Some(selector("app", "web")),
+            ..Default::default()
+        }),
+        Just(AllowPeer {
+            pods: Some(selector("app", "db")),
+            ..Default::default()
+        }),
+        (0..=255u8).prop_map(|octet| AllowPeer {
+            cidr: Some(format!("10.{octet}.0.0/16")),
+            except: vec![format!("10.{octet}.1.0/24")],
+            ..Default::default()
+        }),
+    ];
+    let port = prop_oneof![
+        (1..=65535i32).prop_map(|p| AllowPort {
+            protocol: Protocol::TCP,
+            port: Some(IntOrString::Int(p)),
+            end_port: None,
+        }),
+        (1..=1000i32).prop_map(|p| AllowPort {
+            protocol: Protocol::UDP,
+            port: Some(IntOrString::Int(p)),
+            end_port: Some(p + 100),
+        }),
+        Just(AllowPort {
+            protocol: Protocol::TCP,
+            port: Some(IntOrString::String("http".into())),
+            end_port: None,
+        }),
+    ];
+    let rule = (
+        proptest::sample::select(if deny.is_empty() {
+            vec![PolicyType::Ingress]
+        } else {
+            deny.clone()
+        }),
+        proptest::collection::vec(peer, 1..3),
+        proptest::collection::vec(port, 0..3),
+    );
+    let count = if deny.is_empty() { 0..1 } else { 0..3usize };
+    proptest::collection::vec(rule, count).prop_map(|rules| {
+        rules
+            .into_iter()
+            .enumerate()
+            .map(|(i, (direction, peers, ports))| AllowRule {
+                name: format!("rule-{i}"),
+                direction,
+                peers,
+                ports,
+            })
+            .collect()
+    })
+}
+
+fn selector(key: &str, value: &str) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some(BTreeMap::from([(key.to_string(), value.to_string())])),
+        ..Default::default()
+    }
+}
+
 prop_compose! {
     fn spec()(
-        deny in proptest::sample::subsequence(vec![PolicyType::Ingress, PolicyType::Egress], 0..=2),
         dns in any::<bool>(),
         same in any::<bool>(),
         psa in proptest::option::of((proptest::option::of(level()), proptest::option::of(level()), proptest::option::of(level()), prop_oneof![Just("latest"), Just("v1.30"), Just("v1.33")])),
@@ -686,11 +807,22 @@ prop_compose! {
         limit in proptest::option::of((1..1000u32, 1..1000u32)),
         automount in proptest::option::of(any::<bool>()),
         audit in any::<bool>(),
+        (deny, allow) in proptest::sample::subsequence(vec![PolicyType::Ingress, PolicyType::Egress], 0..=2).prop_flat_map(|deny| (Just(deny.clone()), allow_rules(deny))),
+        dns_spec in dns(),
+        api_server in any::<bool>(),
     ) -> SecurityBaselineSpec {
         let egress = deny.contains(&PolicyType::Egress);
         SecurityBaselineSpec {
             mode: if audit { Mode::Audit } else { Mode::Enforce },
-            network_policy: Some(NetworkPolicySpec { refuse_widening: false, allow_dns: dns && egress, allow_same_namespace: same && !deny.is_empty(), default_deny: deny }),
+            network_policy: Some(NetworkPolicySpec {
+                refuse_widening: false,
+                allow_dns: dns && egress,
+                dns: dns_spec.filter(|_| dns && egress),
+                allow_api_server: api_server && egress,
+                allow,
+                allow_same_namespace: same && !deny.is_empty(),
+                default_deny: deny,
+            }),
             pod_security: psa.map(|(enforce, audit, warn, version)| PodSecuritySpec { enforce, audit, warn, version: Some(version.to_string()) }),
             rbac: Some(RbacSpec { roles }),
             resource_quota: quota.map(|(pods, gib)| ResourceQuotaSpec { hard: BTreeMap::from([
@@ -942,7 +1074,7 @@ proptest! {
     #[test]
     fn rendered_state_as_live_has_no_drift(specs in proptest::collection::vec(spec(), 1..3), ns in namespace_name()) {
         let baselines: Vec<ValidBaseline> = specs.into_iter().enumerate().map(|(i, s)| baseline(&format!("b{i}"), s)).collect();
-        let desired = render(&baselines, &ns, &no_labels(), OPERATOR_NS);
+        let desired = render(&baselines, &ns, &no_labels(), &env());
         let live = as_live(&desired);
         prop_assert_eq!(diff(&desired, &live), vec![]);
         prop_assert_eq!(plan(&desired, &live, &[], &none()), vec![]);
@@ -953,8 +1085,8 @@ proptest! {
         let baselines: Vec<ValidBaseline> = specs.into_iter().enumerate().map(|(i, s)| baseline(&format!("b{i}"), s)).collect();
         let mut reversed = baselines.clone();
         reversed.reverse();
-        let a = render(&baselines, &ns, &no_labels(), OPERATOR_NS);
-        prop_assert_eq!(&a, &render(&reversed, &ns, &no_labels(), OPERATOR_NS));
+        let a = render(&baselines, &ns, &no_labels(), &env());
+        prop_assert_eq!(&a, &render(&reversed, &ns, &no_labels(), &env()));
         for d in &a.objects {
             let name = d.object.name();
             let prefix = format!("zt-{}-", d.baseline);
@@ -965,7 +1097,7 @@ proptest! {
 
     #[test]
     fn any_single_weakening_edit_is_detected(spec in spec(), ns in namespace_name(), pick in any::<proptest::sample::Index>()) {
-        let desired = render(&[baseline("b", spec)], &ns, &no_labels(), OPERATOR_NS);
+        let desired = render(&[baseline("b", spec)], &ns, &no_labels(), &env());
         let edits = edits(&desired);
         prop_assume!(!edits.is_empty());
         let (kind, name, edit) = &edits[pick.index(edits.len())];
@@ -1035,12 +1167,7 @@ fn container_limits_render_with_the_defaults_the_api_server_fills_in() {
         }),
         ..Default::default()
     };
-    let desired = render(
-        &[baseline("limits", spec)],
-        "team-a",
-        &no_labels(),
-        OPERATOR_NS,
-    );
+    let desired = render(&[baseline("limits", spec)], "team-a", &no_labels(), &env());
     let Some(Object::LimitRange(range)) = desired.objects.first().map(|d| d.object.clone()) else {
         panic!("a LimitRange is rendered");
     };
@@ -1089,7 +1216,7 @@ fn an_audit_baseline_never_changes_what_an_enforce_baseline_writes() {
         automount_default_token: Some(false),
     });
     let b = baseline("b", b_spec);
-    let desired = render(&[a, b], "ns", &no_labels(), OPERATOR_NS);
+    let desired = render(&[a, b], "ns", &no_labels(), &env());
     // What render shows is what is written: A's level, not B's.
     assert_eq!(desired.namespace_labels[ENFORCE_LABEL].value, "baseline");
     assert_eq!(desired.namespace_labels[ENFORCE_LABEL].baseline, "a");
@@ -1133,7 +1260,7 @@ fn an_audit_baseline_does_not_release_an_enforced_label() {
         "b",
         psa_spec(Mode::Audit, PodSecurityLevel::Restricted, None),
     );
-    let desired = render(&[a, b], "ns", &no_labels(), OPERATOR_NS);
+    let desired = render(&[a, b], "ns", &no_labels(), &env());
     // Onboarded under A, then someone lowers the level: the repair writes A's label back.
     let mut live = as_live(&desired);
     live.namespace_labels
@@ -1156,7 +1283,7 @@ fn a_pinned_version_cannot_beat_a_stricter_level_and_equal_levels_take_the_newes
         "b",
         psa_spec(Mode::Enforce, PodSecurityLevel::Baseline, None),
     );
-    let desired = render(&[pinned.clone(), latest], "ns", &no_labels(), OPERATOR_NS);
+    let desired = render(&[pinned.clone(), latest], "ns", &no_labels(), &env());
     assert_eq!(desired.namespace_labels[ENFORCE_LABEL].value, "restricted");
     assert_eq!(
         desired.namespace_labels["pod-security.kubernetes.io/enforce-version"].value,
@@ -1167,7 +1294,7 @@ fn a_pinned_version_cannot_beat_a_stricter_level_and_equal_levels_take_the_newes
         "c",
         psa_spec(Mode::Enforce, PodSecurityLevel::Restricted, None),
     );
-    let desired = render(&[pinned, newest], "ns", &no_labels(), OPERATOR_NS);
+    let desired = render(&[pinned, newest], "ns", &no_labels(), &env());
     let version = &desired.namespace_labels["pod-security.kubernetes.io/enforce-version"];
     assert_eq!(
         (version.value.as_str(), version.baseline.as_str()),
@@ -1184,7 +1311,7 @@ fn a_live_version_older_than_the_floor_is_drift_whatever_the_level() {
         )],
         "ns",
         &no_labels(),
-        OPERATOR_NS,
+        &env(),
     );
     let mut live = as_live(&desired);
     live.namespace_labels
@@ -1221,7 +1348,7 @@ fn pod_security_labels_are_written_before_anything_else() {
         &[baseline("tenants", restricted_spec())],
         "team-a",
         &tenant_labels(),
-        OPERATOR_NS,
+        &env(),
     );
     let live = LiveState {
         default_service_account: Some(ServiceAccount::default()),
@@ -1241,7 +1368,7 @@ fn an_object_of_ours_with_its_marks_taken_off_is_relabelled_and_repaired() {
         &[baseline("tenants", restricted_spec())],
         "team-a",
         &tenant_labels(),
-        OPERATOR_NS,
+        &env(),
     );
     let mut live = as_live(&desired);
     let deny = "zt-tenants-default-deny";
@@ -1270,7 +1397,7 @@ fn a_foreign_policy_that_opens_the_namespace_is_a_finding_never_repaired() {
         &[baseline("tenants", restricted_spec())],
         "team-a",
         &tenant_labels(),
-        OPERATOR_NS,
+        &env(),
     );
     let mut live = as_live(&desired);
     let allow_all: k8s_openapi::api::networking::v1::NetworkPolicy =

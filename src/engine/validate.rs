@@ -8,7 +8,9 @@ use kube::core::Selector;
 
 use super::quantity::Quantity;
 use super::template;
-use crate::api::{LimitSpec, LimitType, RoleSpec, SecurityBaseline, SubjectKind};
+use crate::api::{
+    LimitSpec, LimitType, RoleSpec, SecurityBaseline, SecurityBaselineSpec, SubjectKind,
+};
 
 /// One problem with a baseline, at a dotted field path such as `spec.rbac.roles[0].rules[1].verbs`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +49,8 @@ impl fmt::Display for InvalidSpec {
 pub struct ValidBaseline {
     pub baseline: SecurityBaseline,
     pub(crate) selector: Option<Selector>,
+    /// Each exemption's namespace selector, parsed, in the order of `spec.exemptions`.
+    pub(crate) exemption_selectors: Vec<Option<Selector>>,
 }
 
 impl ValidBaseline {
@@ -95,10 +99,11 @@ pub fn validate(baseline: &SecurityBaseline) -> Result<ValidBaseline, InvalidSpe
     let selector = match &spec.namespace_selector {
         None => None,
         Some(selector) => {
-            validate_selector(selector, &mut errors);
+            validate_selector(selector, "spec.namespaceSelector", &mut errors);
             Selector::try_from(selector.clone()).ok()
         }
     };
+    let exemption_selectors = validate_exemptions(spec, &mut errors);
     if let Some(np) = &spec.network_policy {
         let unique: BTreeSet<_> = np.default_deny.iter().collect();
         if unique.len() != np.default_deny.len() {
@@ -113,6 +118,7 @@ pub fn validate(baseline: &SecurityBaseline) -> Result<ValidBaseline, InvalidSpe
         if np.allow_same_namespace && np.default_deny.is_empty() {
             errors.add("spec.networkPolicy.allowSameNamespace", "needs defaultDeny");
         }
+        validate_network_allows(np, &mut errors);
     }
     if let Some(version) = spec
         .pod_security
@@ -158,6 +164,7 @@ pub fn validate(baseline: &SecurityBaseline) -> Result<ValidBaseline, InvalidSpe
         Ok(ValidBaseline {
             baseline: baseline.clone(),
             selector,
+            exemption_selectors,
         })
     } else {
         Err(InvalidSpec {
@@ -181,10 +188,11 @@ impl Errors {
 
 fn validate_selector(
     selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+    at: &str,
     errors: &mut Errors,
 ) {
     for (key, value) in selector.match_labels.iter().flatten() {
-        let path = format!("spec.namespaceSelector.matchLabels[{key:?}]");
+        let path = format!("{at}.matchLabels[{key:?}]");
         if !is_label_key(key) {
             errors.add(&path, "is not a valid label key");
         }
@@ -193,7 +201,7 @@ fn validate_selector(
         }
     }
     for (i, req) in selector.match_expressions.iter().flatten().enumerate() {
-        let path = format!("spec.namespaceSelector.matchExpressions[{i}]");
+        let path = format!("{at}.matchExpressions[{i}]");
         if !is_label_key(&req.key) {
             errors.add(
                 format!("{path}.key"),
@@ -223,6 +231,240 @@ fn validate_selector(
             );
         }
     }
+}
+
+/// Exemptions: where, what and why; their selectors parsed.
+fn validate_exemptions(spec: &SecurityBaselineSpec, errors: &mut Errors) -> Vec<Option<Selector>> {
+    let roles: BTreeSet<&str> = spec
+        .rbac
+        .iter()
+        .flat_map(|r| &r.roles)
+        .map(|r| r.name.as_str())
+        .collect();
+    let mut selectors = Vec::new();
+    for (i, exemption) in spec.exemptions.iter().enumerate() {
+        let path = format!("spec.exemptions[{i}]");
+        if exemption.reason.trim().is_empty() {
+            errors.add(
+                format!("{path}.reason"),
+                "is required: say why the control is not enforced",
+            );
+        }
+        if exemption.namespaces.is_empty() && exemption.namespace_selector.is_none() {
+            errors.add(&path, "needs namespaces or a namespaceSelector");
+        }
+        if exemption.controls.is_empty() && exemption.roles.is_empty() {
+            errors.add(
+                format!("{path}.controls"),
+                "needs controls or roles: what is not enforced",
+            );
+        }
+        for (j, ns) in exemption.namespaces.iter().enumerate() {
+            if !is_dns_label(ns) {
+                errors.add(
+                    format!("{path}.namespaces[{j}]"),
+                    format!("{ns:?} is not a namespace name"),
+                );
+            }
+        }
+        for (j, role) in exemption.roles.iter().enumerate() {
+            if !roles.contains(role.as_str()) {
+                errors.add(
+                    format!("{path}.roles[{j}]"),
+                    format!(
+                        "{role:?} is not one of spec.rbac.roles: the exemption would exempt nothing"
+                    ),
+                );
+            }
+        }
+        selectors.push(exemption.namespace_selector.as_ref().and_then(|selector| {
+            validate_selector(selector, &format!("{path}.namespaceSelector"), errors);
+            Selector::try_from(selector.clone()).ok()
+        }));
+    }
+    selectors
+}
+
+/// DNS, allow rules: what the CRD's rules say, checked again with errors that name the field.
+fn validate_network_allows(np: &crate::api::NetworkPolicySpec, errors: &mut Errors) {
+    if let Some(dns) = &np.dns {
+        let path = "spec.networkPolicy.dns";
+        if !np.allow_dns {
+            errors.add(path, "says where DNS is for allowDNS: set allowDNS: true");
+        }
+        match dns.provider {
+            crate::api::DnsProvider::Custom if dns.peers.is_empty() => {
+                errors.add(format!("{path}.peers"), "provider Custom needs peers")
+            }
+            crate::api::DnsProvider::Custom => {}
+            _ if !dns.peers.is_empty() => {
+                errors.add(format!("{path}.peers"), "are only for provider Custom")
+            }
+            _ => {}
+        }
+        if dns.node_local_address.is_some()
+            && dns.provider != crate::api::DnsProvider::NodeLocalDNSCache
+        {
+            errors.add(
+                format!("{path}.nodeLocalAddress"),
+                "is only for provider NodeLocalDNSCache",
+            );
+        }
+        if let Some(address) = &dns.node_local_address
+            && address.parse::<std::net::IpAddr>().is_err()
+        {
+            errors.add(
+                format!("{path}.nodeLocalAddress"),
+                format!("{address:?} is not an IP address"),
+            );
+        }
+        for (i, peer) in dns.peers.iter().enumerate() {
+            validate_peer(peer, &format!("{path}.peers[{i}]"), errors);
+        }
+        for (i, port) in dns.ports.iter().enumerate() {
+            validate_port(port, &format!("{path}.ports[{i}]"), errors);
+        }
+    }
+    if np.allow_api_server && !np.default_deny.contains(&crate::api::PolicyType::Egress) {
+        errors.add(
+            "spec.networkPolicy.allowAPIServer",
+            "needs Egress in defaultDeny",
+        );
+    }
+    let mut seen = BTreeSet::new();
+    for (i, rule) in np.allow.iter().enumerate() {
+        let path = format!("spec.networkPolicy.allow[{i}]");
+        if !seen.insert(rule.name.as_str()) {
+            errors.add(
+                format!("{path}.name"),
+                format!("{:?} is used by another rule", rule.name),
+            );
+        }
+        if crate::api::RESERVED_ALLOW_NAMES.contains(&rule.name.as_str()) {
+            errors.add(
+                format!("{path}.name"),
+                "dns, same-namespace and api-server are taken by the baseline's own allow policies",
+            );
+        }
+        if !is_dns_label(&rule.name) || rule.name.len() > 40 {
+            errors.add(
+                format!("{path}.name"),
+                "must be at most 40 lowercase letters, digits and '-'",
+            );
+        }
+        if !np.default_deny.contains(&rule.direction) {
+            errors.add(
+                format!("{path}.direction"),
+                format!(
+                    "{} is not denied by defaultDeny: an allow policy would isolate it",
+                    rule.direction.as_str()
+                ),
+            );
+        }
+        if rule.peers.is_empty() {
+            errors.add(format!("{path}.peers"), "needs at least one peer");
+        }
+        for (j, peer) in rule.peers.iter().enumerate() {
+            validate_peer(peer, &format!("{path}.peers[{j}]"), errors);
+        }
+        for (j, port) in rule.ports.iter().enumerate() {
+            validate_port(port, &format!("{path}.ports[{j}]"), errors);
+        }
+    }
+}
+
+/// A block `a.b.c.d/n` (or IPv6): its address and prefix length.
+fn parse_cidr(cidr: &str) -> Option<(std::net::IpAddr, u8)> {
+    let (address, prefix) = cidr.split_once('/')?;
+    let address: std::net::IpAddr = address.parse().ok()?;
+    let prefix: u8 = prefix.parse().ok()?;
+    let width = if address.is_ipv4() { 32 } else { 128 };
+    (prefix <= width).then_some((address, prefix))
+}
+
+fn validate_peer(peer: &crate::api::AllowPeer, path: &str, errors: &mut Errors) {
+    let has_namespace = peer.namespace.is_some() || peer.namespace_selector.is_some();
+    if !has_namespace && peer.pods.is_none() && peer.cidr.is_none() {
+        errors.add(path, "needs namespace, namespaceSelector, pods or cidr");
+    }
+    if peer.namespace.is_some() && peer.namespace_selector.is_some() {
+        errors.add(format!("{path}.namespaceSelector"), "excludes namespace");
+    }
+    if peer.cidr.is_some() && (has_namespace || peer.pods.is_some()) {
+        errors.add(
+            format!("{path}.cidr"),
+            "excludes namespace, namespaceSelector and pods",
+        );
+    }
+    if let Some(ns) = &peer.namespace
+        && !is_dns_label(ns)
+    {
+        errors.add(
+            format!("{path}.namespace"),
+            format!("{ns:?} is not a namespace name"),
+        );
+    }
+    for (field, selector) in [
+        ("namespaceSelector", &peer.namespace_selector),
+        ("pods", &peer.pods),
+    ] {
+        if let Some(selector) = selector {
+            validate_selector(selector, &format!("{path}.{field}"), errors);
+        }
+    }
+    match peer.cidr.as_deref().map(|c| (c, parse_cidr(c))) {
+        Some((cidr, None)) => errors.add(
+            format!("{path}.cidr"),
+            format!("{cidr:?} is not an address block such as 10.0.0.0/8"),
+        ),
+        Some((cidr, Some(_))) => {
+            for (k, hole) in peer.except.iter().enumerate() {
+                if !super::widening::within(hole, cidr) {
+                    errors.add(
+                        format!("{path}.except[{k}]"),
+                        format!("{hole:?} is not a block within the cidr"),
+                    );
+                }
+            }
+        }
+        None if !peer.except.is_empty() => errors.add(format!("{path}.except"), "is only for cidr"),
+        None => {}
+    }
+}
+
+fn validate_port(port: &crate::api::AllowPort, path: &str, errors: &mut Errors) {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    match (&port.port, port.end_port) {
+        (Some(IntOrString::Int(p)), _) if !(1..=65535).contains(p) => {
+            errors.add(format!("{path}.port"), format!("{p} is not a port number"))
+        }
+        (Some(IntOrString::String(name)), _) if !is_port_name(name) => errors.add(
+            format!("{path}.port"),
+            format!(
+                "{name:?} is not a port name: at most 15 lowercase letters, digits and '-', with a letter, no '--' and no '-' at either end"
+            ),
+        ),
+        (Some(IntOrString::Int(p)), Some(end)) if end < *p => errors.add(
+            format!("{path}.endPort"),
+            format!("{end} is below port {p}"),
+        ),
+        (Some(IntOrString::String(_)) | None, Some(_)) => {
+            errors.add(format!("{path}.endPort"), "needs a numeric port")
+        }
+        _ => {}
+    }
+}
+
+/// A container port name as Kubernetes accepts it (an IANA service name).
+pub(crate) fn is_port_name(name: &str) -> bool {
+    (1..=15).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name.bytes().any(|b| b.is_ascii_lowercase())
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && !name.contains("--")
 }
 
 fn validate_role(role: &RoleSpec, path: &str, errors: &mut Errors) {
@@ -300,6 +542,21 @@ fn validate_role(role: &RoleSpec, path: &str, errors: &mut Errors) {
             errors.add(
                 format!("{subject_path}.name"),
                 format!("{:?} is not a ServiceAccount name", subject.name),
+            );
+        }
+        let api_group_ok = matches!(
+            (subject.api_group.as_deref(), subject.kind),
+            (None, _)
+                | (Some(""), SubjectKind::ServiceAccount)
+                | (
+                    Some("rbac.authorization.k8s.io"),
+                    SubjectKind::User | SubjectKind::Group
+                )
+        );
+        if !api_group_ok {
+            errors.add(
+                format!("{subject_path}.apiGroup"),
+                "is rbac.authorization.k8s.io for User and Group subjects and empty for ServiceAccount subjects",
             );
         }
         match (&subject.namespace, subject.kind) {

@@ -339,7 +339,7 @@ fn masked(address: IpAddr, prefix: u8) -> Option<u128> {
 
 /// True when block `inner` lies within block `outer` (same family). Unparsable blocks are never
 /// within anything, so they count as uncovered openings.
-fn within(inner: &str, outer: &str) -> bool {
+pub(crate) fn within(inner: &str, outer: &str) -> bool {
     let (Some((a, a_len)), Some((b, b_len))) = (block(inner), block(outer)) else {
         return false;
     };

@@ -47,8 +47,11 @@ pub fn compute_status(
         for outcome in outcomes {
             match outcome {
                 Some(o) if o.generation == enforcing => {
-                    if o.drift_count == 0 {
+                    if o.drift_count == 0 && o.exempt.is_empty() {
                         status.compliant_namespaces += 1;
+                    } else if o.drift_count == 0 {
+                        // Neither compliant nor drift: a control is off here on purpose.
+                        status.exempt_namespaces += 1;
                     } else {
                         status.drifted_namespaces += 1;
                         drift_count += o.drift_count;
@@ -95,6 +98,15 @@ pub fn compute_status(
                 format!(
                     "{} of {selected} selected namespaces differ from the baseline",
                     status.drifted_namespaces
+                ),
+            )
+        } else if status.exempt_namespaces > 0 {
+            (
+                true,
+                "CompliantWithExemptions",
+                format!(
+                    "{} of {selected} selected namespaces match the baseline; {} have controls exempt by the baseline's exemptions",
+                    status.compliant_namespaces, status.exempt_namespaces
                 ),
             )
         } else {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use parking_lot::Mutex;
 
 use crate::api::{DriftRecord, MAX_STATUS_DRIFT, SecurityBaseline, SecurityBaselineStatus};
-use crate::engine::{Drift, DriftReason};
+use crate::engine::{Drift, DriftReason, ExemptControl};
 
 /// What the last reconcile of one namespace found for one baseline.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -20,6 +20,9 @@ pub struct Outcome {
     pub drift_count: usize,
     /// How many of them are conflicts (same-named objects we did not create).
     pub conflicts: usize,
+    /// The controls exempt here, sorted; bounded by the baseline's own schema (6 controls and
+    /// 32 roles per exemption, 32 exemptions).
+    pub exempt: Vec<ExemptControl>,
 }
 
 impl Outcome {

@@ -122,12 +122,16 @@ async fn write_status(
         &previous,
         Timestamp::now(),
     );
-    let pending =
-        status.selected_namespaces - status.compliant_namespaces - status.drifted_namespaces;
+    let pending = status.selected_namespaces
+        - status.compliant_namespaces
+        - status.drifted_namespaces
+        - status.exempt_namespaces;
     ctx.metrics
         .set_namespaces(&name, "compliant", status.compliant_namespaces);
     ctx.metrics
         .set_namespaces(&name, "drifted", status.drifted_namespaces);
+    ctx.metrics
+        .set_namespaces(&name, "exempt", status.exempt_namespaces);
     ctx.metrics.set_namespaces(&name, "pending", pending);
     if previous == status {
         return Ok(());

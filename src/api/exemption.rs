@@ -1,0 +1,74 @@
+//! Exemptions: controls a baseline does not enforce in some namespaces, for a stated reason and,
+//! usually, until a stated time. They live in the cluster-scoped baseline, never in anything a
+//! tenant can write.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
+use kube::KubeSchema;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::schema::dns_label_list_schema;
+
+/// Controls not enforced in some namespaces.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(has(self.namespaces) && size(self.namespaces) > 0) || has(self.namespaceSelector)").message("an exemption needs namespaces or a namespaceSelector").reason(Reason::FieldValueRequired))]
+#[x_kube(validation = Rule::new("(has(self.controls) && size(self.controls) > 0) || (has(self.roles) && size(self.roles) > 0)").message("an exemption needs controls or roles: what is not enforced").field_path(".controls").reason(Reason::FieldValueRequired))]
+pub struct Exemption {
+    /// Namespaces exempt, by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "dns_label_list_schema")]
+    pub namespaces: Vec<String>,
+    /// Namespaces exempt, by labels. Anyone who may label a namespace can make it match: use
+    /// only with labels tenants cannot set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+    /// What is not enforced there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 6))]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    pub controls: Vec<Control>,
+    /// Roles of `rbac.roles` not enforced there, by name (`controls: [Roles]` exempts them all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 63)))]
+    pub roles: Vec<String>,
+    /// Why: shown in the status, `check` and Events.
+    #[schemars(length(min = 1, max = 512))]
+    pub reason: String,
+    /// When enforcement resumes by itself (RFC 3339, e.g. 2026-12-31T00:00:00Z). Absent: until
+    /// the exemption is removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Time>,
+}
+
+/// A control a baseline enforces, as exemptions name it.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema,
+)]
+pub enum Control {
+    /// Every NetworkPolicy of the baseline (default-deny and allows).
+    NetworkPolicy,
+    /// The Pod Security labels.
+    PodSecurity,
+    /// Every Role and RoleBinding of the baseline.
+    Roles,
+    /// The ResourceQuota.
+    ResourceQuota,
+    /// The LimitRange.
+    LimitRange,
+    /// The default ServiceAccount's token setting.
+    ServiceAccount,
+}
+
+impl Control {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Control::NetworkPolicy => "NetworkPolicy",
+            Control::PodSecurity => "PodSecurity",
+            Control::Roles => "Roles",
+            Control::ResourceQuota => "ResourceQuota",
+            Control::LimitRange => "LimitRange",
+            Control::ServiceAccount => "ServiceAccount",
+        }
+    }
+}
