@@ -129,6 +129,10 @@ pub fn render_to_yaml(args: &RenderArgs) -> Result<String, String> {
             names.join(", ")
         )
     };
+    // Exempt controls are left out of what follows; say which, and why.
+    for e in &desired.exempt {
+        out.push_str(&format!("# Exempt under {}: {e}\n", e.baseline));
+    }
     let manifests = desired.manifests();
     if !manifests.is_empty() {
         let yaml = serde_saphyr::to_string_multiple(&manifests)

@@ -136,17 +136,10 @@ pub async fn report_exemptions(
     now: &[ExemptControl],
 ) {
     let ns = namespace.name_any();
-    let describe = |e: &ExemptControl| {
-        let until = e
-            .expires_at
-            .and_then(|s| k8s_openapi::jiff::Timestamp::from_second(s).ok())
-            .map_or_else(|| "with no expiry".to_string(), |t| format!("until {t}"));
-        format!("{} ({until}: {})", e.control, e.reason)
-    };
     let began: Vec<String> = now
         .iter()
         .filter(|e| !before.iter().any(|b| b.control == e.control))
-        .map(describe)
+        .map(ExemptControl::to_string)
         .collect();
     let second = k8s_openapi::jiff::Timestamp::now().as_second();
     let (expired, removed): (Vec<&ExemptControl>, Vec<&ExemptControl>) = before

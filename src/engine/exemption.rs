@@ -23,6 +23,17 @@ pub struct ExemptControl {
     pub expires_at: Option<i64>,
 }
 
+impl std::fmt::Display for ExemptControl {
+    /// `NetworkPolicy (until 2027-03-31T00:00:00Z: reason)`, as render, check and Events say it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let until = self
+            .expires_at
+            .and_then(|s| k8s_openapi::jiff::Timestamp::from_second(s).ok())
+            .map_or_else(|| "no expiry".to_string(), |t| format!("until {t}"));
+        write!(f, "{} ({until}: {})", self.control, self.reason)
+    }
+}
+
 /// What a baseline leaves alone in one namespace.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Exempted {

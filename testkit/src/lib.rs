@@ -15,6 +15,7 @@ pub mod namespaces;
 pub mod operator;
 pub mod poll;
 pub mod shipped_rbac;
+pub mod status;
 
 pub use admission::{wait_mutation_in_force, wait_tamper_refused};
 pub use baselines::{ADMIN_USER, RESTRICTED, apply, baseline, check_baseline, delete_baseline};
@@ -27,3 +28,4 @@ pub use identity::{client_as, namespace_labeller, tenant_admin};
 pub use namespaces::{LabelledNamespaces, NamespaceGuard, namespace, namespaces};
 pub use operator::{OperatorProcess, operator, operator_binary};
 pub use poll::eventually;
+pub use status::{baseline_status, condition, events_for, wait_status};
