@@ -23,7 +23,7 @@ use harness::*;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::{Api, ResourceExt};
 use net::{Outcome, Probe};
-use zerotrust_testkit::{client, namespace, stderr, unique};
+use zerotrust_testkit::{client, control_plane, eventually, namespace, stderr, unique};
 
 /// A tenant's own policy that allows everything in and out of every pod of its namespace.
 const ALLOW_ALL: &str = "apiVersion: networking.k8s.io/v1
@@ -171,8 +171,8 @@ async fn a_tenants_allow_all_policy_opens_its_namespace() {
 
     // A tenant bound to the built-in admin role adds its own policy beside our default-deny.
     // NetworkPolicies are additive, so it opens the namespace without touching our objects: the
-    // reason the admission refusal must exist. (Once it does, this apply is refused, and a test
-    // beside this one asserts the refusal and that the paths stay closed.)
+    // reason `refuseWidening` exists (the test after this one). Without it, the operator reports
+    // the policy as Widened (tests/fail_open.rs), and the packets flow.
     let tenant = tenant_admin(&a_ns).await;
     let applied = apply_as(&tenant, &a_ns, ALLOW_ALL);
     assert!(
@@ -181,6 +181,117 @@ async fn a_tenants_allow_all_policy_opens_its_namespace() {
         stderr(&applied)
     );
     assert_open(&mut paths).await;
+}
+
+#[tokio::test]
+async fn with_refuse_widening_a_tenants_allow_all_is_refused_and_its_namespace_stays_closed() {
+    dataplane();
+    let client = client().await;
+    let tenants = Baseline::restricted_tenants(
+        "ztdp-refuse",
+        &[(
+            "allowSameNamespace: true",
+            "allowSameNamespace: true\n    refuseWidening: true",
+        )],
+    );
+    let (a_ns, out_ns) = (unique("ztdp-a"), unique("ztdp-out"));
+    let _namespaces = [
+        namespace(&client, &a_ns, &[]).await,
+        namespace(&client, &out_ns, &[]).await,
+    ];
+    let a = pod(&client, &a_ns, "a", &[("app", "web")]).await;
+    let out = pod(&client, &out_ns, "out", &[("app", "web")]).await;
+    let mut paths = [
+        path(&out, &a, Probe::Tcp(7000)),
+        path(&a, &out, Probe::Udp(7000)),
+    ];
+    assert_open(&mut paths).await;
+    tenants.onboard(&client, &a_ns).await;
+    assert_closed(&mut paths).await;
+
+    let tenant = tenant_admin(&a_ns).await;
+    // The refusal is in force once a server-side dry run is refused; then the real request.
+    eventually(CONVERGE, "the allow-all refused", || async {
+        let dry = control_plane().kubectl(
+            &[
+                "apply",
+                "--dry-run=server",
+                "--as",
+                &tenant,
+                "-n",
+                &a_ns,
+                "-f",
+                "-",
+            ],
+            Some(ALLOW_ALL),
+        );
+        (!dry.status.success()).then_some(())
+    })
+    .await;
+    let applied = apply_as(&tenant, &a_ns, ALLOW_ALL);
+    assert!(!applied.status.success(), "the API server refuses it");
+    assert!(
+        stderr(&applied).contains(&tenants.name),
+        "the refusal names the baseline: {}",
+        stderr(&applied)
+    );
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &a_ns);
+    assert!(policies.get_opt("allow-all").await.unwrap().is_none());
+    for p in paths.iter_mut() {
+        p.assert_closed().await;
+    }
+}
+
+#[tokio::test]
+async fn an_allow_rule_by_name_admits_that_namespace_only_and_a_label_rule_is_spoofable() {
+    dataplane();
+    let client = client().await;
+    let (a_ns, ing_ns, evil_ns) = (unique("ztdp-a"), unique("ztdp-ing"), unique("ztdp-evil"));
+    let team = format!("ingress-{a_ns}");
+    let allow = format!(
+        "allowSameNamespace: true\n    allow:\n      - {{name: by-name, direction: Ingress, peers: [{{namespace: {ing_ns}, pods: {{matchLabels: {{app: ctrl}}}}}}], ports: [{{port: 7000}}]}}\n      - {{name: by-label, direction: Ingress, peers: [{{namespaceSelector: {{matchLabels: {{team: {team}}}}}}}], ports: [{{port: 7001}}]}}"
+    );
+    let tenants =
+        Baseline::restricted_tenants("ztdp-allow", &[("allowSameNamespace: true", &allow)]);
+    let _namespaces = [
+        namespace(&client, &a_ns, &[]).await,
+        namespace(&client, &ing_ns, &[("team", &team)]).await,
+    ];
+    // Someone who may create namespaces makes one with every label of the allowed one, the
+    // name label included (which the API server sets to the real name regardless).
+    let labeller = zerotrust_testkit::namespace_labeller(&format!("{evil_ns}-labeller")).await;
+    let impostor: k8s_openapi::api::core::v1::Namespace = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": evil_ns, "labels": {"team": team, "kubernetes.io/metadata.name": ing_ns}},
+    }))
+    .unwrap();
+    let _evil = zerotrust_testkit::NamespaceGuard {
+        name: evil_ns.clone(),
+    };
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(labeller)
+        .create(&kube::api::PostParams::default(), &impostor)
+        .await
+        .expect("a labeller creates namespaces");
+    let a = pod(&client, &a_ns, "a", &[("app", "web")]).await;
+    let ctrl = pod(&client, &ing_ns, "ctrl", &[("app", "ctrl")]).await;
+    let other = pod(&client, &ing_ns, "other", &[("app", "web")]).await;
+    let fake = pod(&client, &evil_ns, "ctrl", &[("app", "ctrl")]).await;
+    let mut allowed = [
+        path(&ctrl, &a, Probe::Tcp(7000)),
+        // The label rule admits whoever carries the label: the real namespace, and the copy.
+        path(&ctrl, &a, Probe::Tcp(7001)),
+        path(&fake, &a, Probe::Tcp(7001)),
+    ];
+    let mut closing = [
+        path(&fake, &a, Probe::Tcp(7000)),
+        path(&other, &a, Probe::Tcp(7000)),
+        path(&ctrl, &a, Probe::Udp(7000)),
+    ];
+    assert_open(&mut allowed).await;
+    assert_open(&mut closing).await;
+
+    tenants.onboard(&client, &a_ns).await;
+    assert_closed(&mut closing).await;
+    assert_open(&mut allowed).await;
 }
 
 /// Delete-and-repair rounds measured.
