@@ -243,16 +243,11 @@ async fn with_refuse_widening_a_tenants_allow_all_is_refused_and_its_namespace_s
 }
 
 #[tokio::test]
-async fn an_allow_rule_by_name_admits_that_namespace_only_and_a_label_rule_is_spoofable() {
+async fn each_allow_rule_admits_what_it_names_and_a_rule_by_name_cannot_be_spoofed() {
     dataplane();
     let client = client().await;
     let (a_ns, ing_ns, evil_ns) = (unique("ztdp-a"), unique("ztdp-ing"), unique("ztdp-evil"));
     let team = format!("ingress-{a_ns}");
-    let allow = format!(
-        "allowSameNamespace: true\n    allow:\n      - {{name: by-name, direction: Ingress, peers: [{{namespace: {ing_ns}, pods: {{matchLabels: {{app: ctrl}}}}}}], ports: [{{port: 7000}}]}}\n      - {{name: by-label, direction: Ingress, peers: [{{namespaceSelector: {{matchLabels: {{team: {team}}}}}}}], ports: [{{port: 7001}}]}}"
-    );
-    let tenants =
-        Baseline::restricted_tenants("ztdp-allow", &[("allowSameNamespace: true", &allow)]);
     let _namespaces = [
         namespace(&client, &a_ns, &[]).await,
         namespace(&client, &ing_ns, &[("team", &team)]).await,
@@ -275,16 +270,27 @@ async fn an_allow_rule_by_name_admits_that_namespace_only_and_a_label_rule_is_sp
     let ctrl = pod(&client, &ing_ns, "ctrl", &[("app", "ctrl")]).await;
     let other = pod(&client, &ing_ns, "other", &[("app", "web")]).await;
     let fake = pod(&client, &evil_ns, "ctrl", &[("app", "ctrl")]).await;
+    // By name (pods labelled app=ctrl, TCP 7000), by namespace label (TCP 7001), and egress to
+    // one address (UDP 7001).
+    let allow = format!(
+        "allowSameNamespace: true\n    allow:\n      - {{name: by-name, direction: Ingress, peers: [{{namespace: {ing_ns}, pods: {{matchLabels: {{app: ctrl}}}}}}], ports: [{{port: 7000}}]}}\n      - {{name: by-label, direction: Ingress, peers: [{{namespaceSelector: {{matchLabels: {{team: {team}}}}}}}], ports: [{{port: 7001}}]}}\n      - {{name: to-one-address, direction: Egress, peers: [{{cidr: {}/32}}], ports: [{{protocol: UDP, port: 7001}}]}}",
+        other.ip
+    );
+    let tenants =
+        Baseline::restricted_tenants("ztdp-allow", &[("allowSameNamespace: true", &allow)]);
     let mut allowed = [
         path(&ctrl, &a, Probe::Tcp(7000)),
         // The label rule admits whoever carries the label: the real namespace, and the copy.
         path(&ctrl, &a, Probe::Tcp(7001)),
         path(&fake, &a, Probe::Tcp(7001)),
+        path(&a, &other, Probe::Udp(7001)),
     ];
     let mut closing = [
         path(&fake, &a, Probe::Tcp(7000)),
         path(&other, &a, Probe::Tcp(7000)),
         path(&ctrl, &a, Probe::Udp(7000)),
+        path(&a, &other, Probe::Tcp(7001)),
+        path(&a, &ctrl, Probe::Udp(7001)),
     ];
     assert_open(&mut allowed).await;
     assert_open(&mut closing).await;
