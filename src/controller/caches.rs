@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::apply::Written;
-use super::index::{Cacheable, NamespacedIndex, is_newer, strip_metadata};
+use super::index::{Cacheable, Held, NamespacedIndex, compact_namespace, is_newer, strip_metadata};
 use super::metrics::Metrics;
 use crate::engine::{
     ForeignPolicy, Kind, LiveState, Object, Ownership, applied_by_us, owned_label_keys, ownership,
@@ -36,17 +36,20 @@ pub struct Caches {
 impl Caches {
     /// Caches for the generated kinds and the admission kinds in `admission`.
     pub fn new(metrics: &Metrics, admission: &[Kind]) -> Self {
-        let index = |kind: Kind| NamespacedIndex::new(kind.as_str(), metrics.cache_dropped(kind));
+        let index = |kind: Kind, held| {
+            NamespacedIndex::new(kind.as_str(), held, metrics.cache(kind, kind.as_str()))
+        };
         Caches {
             generated: Kind::GENERATED
                 .iter()
                 .chain(admission)
-                .map(|&k| (k, index(k)))
+                .map(|&k| (k, index(k, Held::Generated)))
                 .collect(),
-            service_accounts: index(Kind::ServiceAccount),
+            service_accounts: index(Kind::ServiceAccount, Held::ServiceAccount),
             foreign_policies: NamespacedIndex::new(
                 "foreign NetworkPolicy",
-                metrics.cache_dropped(Kind::NetworkPolicy),
+                Held::AsIs,
+                metrics.cache(Kind::NetworkPolicy, "ForeignNetworkPolicy"),
             ),
             fresh_namespaces: Mutex::new(HashMap::new()),
         }
@@ -154,7 +157,7 @@ impl Caches {
             }
             Written::Deleted { kind, name } => self.generated(kind).forget(namespace, &name),
             Written::Namespace(mut ns) => {
-                strip_metadata(&mut ns.metadata, true);
+                compact_namespace(&mut ns);
                 self.fresh_namespaces
                     .lock()
                     .insert(namespace.to_string(), Arc::new(ns));

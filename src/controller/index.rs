@@ -6,22 +6,32 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use kube::runtime::watcher;
 use parking_lot::RwLock;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use serde::Serialize;
 use tracing::warn;
 
-use crate::engine::{FIELD_MANAGER, Ownership, ownership};
+use crate::engine::{BASELINE_LABEL, FIELD_MANAGER, MANAGED_BY_LABEL, Ownership, ownership};
 
 /// Objects of one kind, by namespace then name.
 pub struct NamespacedIndex {
     kind: &'static str,
+    held: Held,
     inner: RwLock<IndexState>,
-    /// Objects that could not be held or read back: logged, and counted here.
-    dropped: Counter,
+    metrics: IndexMetrics,
+}
+
+/// What an index reports: objects it could not hold or read back (each also logged), and the
+/// bytes it holds.
+#[derive(Clone, Default)]
+pub struct IndexMetrics {
+    pub dropped: Counter,
+    pub bytes: Gauge,
 }
 
 type ByNamespace = HashMap<String, BTreeMap<String, Stored>>;
@@ -35,6 +45,23 @@ struct IndexState {
     /// Uids of our objects that left the watch (deleted, or their labels taken off), by
     /// (namespace, name): a same-named object found later with that uid is ours, relabelled.
     departed: HashMap<(String, String), String>,
+}
+
+/// What an index holds of each object. Everything it holds is bounded whoever wrote the object:
+/// a tenant who copies our labels onto its own objects, or annotates them, cannot grow the cache
+/// beyond a small stub per object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Held {
+    /// Our generated objects whole, less annotations and labels other than ours; anything else
+    /// carrying our labels (not applied by us, or not named `zt-<its baseline>-...`) as a stub:
+    /// identity, our labels, our managedFields entry. (Forging our field manager and our naming
+    /// too would get an object held whole; in a namespace a baseline selects, the tamper
+    /// protection refuses such an object.)
+    Generated,
+    /// `default` ServiceAccounts: identity and `automountServiceAccountToken` only.
+    ServiceAccount,
+    /// Already bounded by whoever builds it (e.g. the foreign NetworkPolicy summaries).
+    AsIs,
 }
 
 /// Most departed objects remembered; past that the memory starts afresh (an object forgotten so
@@ -78,12 +105,14 @@ struct MetadataOnly {
 }
 
 impl NamespacedIndex {
-    /// An empty index of `kind` (for log lines), counting what it drops in `dropped`.
-    pub fn new(kind: &'static str, dropped: Counter) -> Arc<Self> {
+    /// An empty index of `kind` (for log lines) holding `held` of each object, reporting to
+    /// `metrics`.
+    pub fn new(kind: &'static str, held: Held, metrics: IndexMetrics) -> Arc<Self> {
         Arc::new(NamespacedIndex {
             kind,
+            held,
             inner: RwLock::new(IndexState::default()),
-            dropped,
+            metrics,
         })
     }
 
@@ -128,16 +157,17 @@ impl NamespacedIndex {
 
     fn drop_noted(&self, namespace: &str, name: &str, error: &serde_json::Error) {
         warn!(kind = self.kind, namespace, name, %error, "cache: object dropped");
-        self.dropped.inc();
+        self.metrics.dropped.inc();
     }
 
     fn stored<K: Cacheable>(&self, object: &K) -> Option<Stored> {
         let meta = object.metadata();
-        match serde_json::to_vec(object) {
+        let ours = ownership(meta) != Ownership::Foreign;
+        match held_json(object, self.held, ours) {
             Ok(json) => Some(Stored {
                 uid: meta.uid.clone(),
                 resource_version: meta.resource_version.clone(),
-                ours: ownership(meta) != Ownership::Foreign,
+                ours,
                 json: json.into_boxed_slice(),
             }),
             Err(error) => {
@@ -177,13 +207,20 @@ impl NamespacedIndex {
                 };
                 let (namespace, name) = key(object.metadata());
                 if let Some(relist) = self.inner.write().relist.as_mut() {
-                    upsert(relist, &namespace, &name, stored);
+                    let _ = upsert(relist, &namespace, &name, stored);
                 }
             }
             watcher::Event::InitDone => {
                 let mut state = self.inner.write();
                 if let Some(relist) = state.relist.take() {
                     state.objects = relist;
+                    let total: usize = state
+                        .objects
+                        .values()
+                        .flat_map(BTreeMap::values)
+                        .map(|s| s.json.len())
+                        .sum();
+                    self.metrics.bytes.set(total as i64);
                 }
                 state.ready = true;
             }
@@ -200,9 +237,10 @@ impl NamespacedIndex {
         let state = &mut *state;
         state.departed.remove(&(namespace.clone(), name.clone()));
         if let Some(relist) = state.relist.as_mut() {
-            upsert(relist, &namespace, &name, stored.clone());
+            let _ = upsert(relist, &namespace, &name, stored.clone());
         }
-        upsert(&mut state.objects, &namespace, &name, stored);
+        let grown = upsert(&mut state.objects, &namespace, &name, stored);
+        self.metrics.bytes.inc_by(grown);
     }
 
     /// The uid an object of ours had when it left the watch, if it left and has not come back.
@@ -233,9 +271,10 @@ impl NamespacedIndex {
     pub fn forget(&self, namespace: &str, name: &str) {
         let mut state = self.inner.write();
         if let Some(relist) = state.relist.as_mut() {
-            remove(relist, namespace, name);
+            let _ = remove(relist, namespace, name);
         }
-        remove(&mut state.objects, namespace, name);
+        let freed = remove(&mut state.objects, namespace, name);
+        self.metrics.bytes.dec_by(freed);
     }
 
     /// Replaces the contents with `objects`, as a completed list does.
@@ -262,6 +301,64 @@ impl NamespacedIndex {
     }
 }
 
+/// The JSON an index holds of `object` (see [`Held`]). Our own objects as we write them take the
+/// fast path: serialized once, nothing to take out.
+fn held_json<K: Cacheable>(object: &K, held: Held, ours: bool) -> serde_json::Result<Vec<u8>> {
+    let meta = object.metadata();
+    let plain = meta.annotations.as_ref().is_none_or(|a| a.is_empty())
+        && meta.labels.as_ref().is_none_or(|l| l.len() <= 2);
+    let named_as_ours = match (meta.name.as_deref(), meta.labels.as_ref()) {
+        (Some(name), Some(labels)) => labels
+            .get(BASELINE_LABEL)
+            .is_some_and(|b| name.starts_with(&format!("zt-{b}-"))),
+        _ => false,
+    };
+    let whole = match held {
+        Held::AsIs => return serde_json::to_vec(object),
+        Held::Generated => ours && named_as_ours,
+        Held::ServiceAccount => false,
+    };
+    if whole && plain {
+        return serde_json::to_vec(object);
+    }
+    let mut value = serde_json::to_value(object)?;
+    let Some(fields) = value.as_object_mut() else {
+        return serde_json::to_vec(&value);
+    };
+    if let Some(meta) = fields.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+        meta.retain(|k, _| {
+            matches!(
+                k.as_str(),
+                "name"
+                    | "namespace"
+                    | "uid"
+                    | "resourceVersion"
+                    | "labels"
+                    | "managedFields"
+                    | "deletionTimestamp"
+            )
+        });
+        if let Some(labels) = meta.get_mut("labels").and_then(|l| l.as_object_mut()) {
+            labels.retain(|k, _| k == MANAGED_BY_LABEL || k == BASELINE_LABEL);
+        }
+    }
+    match held {
+        Held::ServiceAccount => {
+            fields.retain(|k, _| {
+                matches!(
+                    k.as_str(),
+                    "apiVersion" | "kind" | "metadata" | "automountServiceAccountToken"
+                )
+            });
+        }
+        // A stub still decodes as its kind: a RoleBinding needs its (small) roleRef.
+        _ if !whole => fields
+            .retain(|k, _| matches!(k.as_str(), "apiVersion" | "kind" | "metadata" | "roleRef")),
+        _ => {}
+    }
+    serde_json::to_vec(&value)
+}
+
 fn key(meta: &ObjectMeta) -> (String, String) {
     (
         meta.namespace.clone().unwrap_or_default(),
@@ -270,25 +367,33 @@ fn key(meta: &ObjectMeta) -> (String, String) {
 }
 
 /// Holds `stored` unless the index already holds a later version of the same object. Once an
-/// object was seen as ours, every later version of it (same uid) is remembered as ours.
-fn upsert(objects: &mut ByNamespace, namespace: &str, name: &str, mut stored: Stored) {
+/// object was seen as ours, every later version of it (same uid) is remembered as ours. Returns
+/// how many bytes the index grew by (negative when it shrank).
+#[must_use]
+fn upsert(objects: &mut ByNamespace, namespace: &str, name: &str, mut stored: Stored) -> i64 {
     let names = objects.entry(namespace.to_string()).or_default();
     match names.get(name) {
-        Some(held) if newer(held, &stored) => {}
+        Some(held) if newer(held, &stored) => 0,
         held => {
             stored.ours |= held.is_some_and(|h| h.ours && h.uid == stored.uid);
-            names.insert(name.to_string(), stored);
+            let grown = stored.json.len() as i64;
+            let replaced = names.insert(name.to_string(), stored);
+            grown - replaced.map_or(0, |r| r.json.len() as i64)
         }
     }
 }
 
-fn remove(objects: &mut ByNamespace, namespace: &str, name: &str) {
-    if let Some(names) = objects.get_mut(namespace) {
-        names.remove(name);
-        if names.is_empty() {
-            objects.remove(namespace);
-        }
+/// Removes an object; returns the bytes freed.
+#[must_use]
+fn remove(objects: &mut ByNamespace, namespace: &str, name: &str) -> i64 {
+    let Some(names) = objects.get_mut(namespace) else {
+        return 0;
+    };
+    let freed = names.remove(name).map_or(0, |s| s.json.len() as i64);
+    if names.is_empty() {
+        objects.remove(namespace);
     }
+    freed
 }
 
 /// Drops what a cache does not need: every managedFields entry but our own (kept, without its
@@ -306,6 +411,21 @@ pub fn strip_metadata(meta: &mut ObjectMeta, keep_fields: bool) {
     if let Some(annotations) = meta.annotations.as_mut() {
         annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
     }
+}
+
+/// Keeps of a Namespace only what the operator reads: name, uid, versions, labels, creation and
+/// deletion time, and our managedFields entry with its field set (it says which labels we own).
+/// Annotations, spec and status go: anyone who may annotate a namespace could otherwise grow
+/// this cache, which holds every namespace of the cluster.
+pub fn compact_namespace(namespace: &mut Namespace) {
+    strip_metadata(&mut namespace.metadata, true);
+    let meta = &mut namespace.metadata;
+    meta.annotations = None;
+    meta.owner_references = None;
+    meta.finalizers = None;
+    meta.generate_name = None;
+    namespace.spec = None;
+    namespace.status = None;
 }
 
 /// True when `a` is a later version of the same object than `b`. Resource versions are opaque, but
@@ -362,7 +482,7 @@ mod tests {
 
     #[test]
     fn an_older_event_never_rolls_back_a_write_through() {
-        let index = NamespacedIndex::new("NetworkPolicy", Counter::default());
+        let index = NamespacedIndex::new("NetworkPolicy", Held::AsIs, IndexMetrics::default());
         index.write_through(&policy("a", "p", "u1", 10));
         index.apply(&watcher::Event::Apply(policy("a", "p", "u1", 9)));
         assert_eq!(versions(&index, "a"), [pair("p", "10")]);
@@ -377,7 +497,7 @@ mod tests {
 
     #[test]
     fn a_relist_replaces_the_contents_but_keeps_newer_writes() {
-        let index = NamespacedIndex::new("NetworkPolicy", Counter::default());
+        let index = NamespacedIndex::new("NetworkPolicy", Held::AsIs, IndexMetrics::default());
         assert!(!index.is_ready());
         index.load([policy("a", "gone", "u0", 1), policy("a", "p", "u1", 10)]);
         assert!(index.is_ready());
@@ -403,21 +523,95 @@ mod tests {
 
     #[test]
     fn an_object_that_does_not_decode_is_counted_not_silently_dropped() {
-        let dropped = Counter::<u64>::default();
-        let index = NamespacedIndex::new("NetworkPolicy", dropped.clone());
+        let metrics = IndexMetrics::default();
+        let index = NamespacedIndex::new("NetworkPolicy", Held::AsIs, metrics.clone());
         index.write_through(&policy("a", "p", "u1", 1));
         let read: Vec<()> =
             index.in_namespace("a", |json| serde_json::from_slice::<u32>(json).map(|_| ()));
         assert!(read.is_empty());
-        assert_eq!(dropped.get(), 1);
+        assert_eq!(metrics.dropped.get(), 1);
     }
 
     #[test]
     fn counts_by_metadata() {
-        let index = NamespacedIndex::new("NetworkPolicy", Counter::default());
+        let index = NamespacedIndex::new("NetworkPolicy", Held::AsIs, IndexMetrics::default());
         index.load([policy("a", "p", "u1", 1), policy("b", "q", "u2", 2)]);
         assert_eq!(index.count(|m| m.namespace.as_deref() == Some("b")), 1);
         assert_eq!(index.count(|_| true), 2);
+    }
+
+    /// A NetworkPolicy carrying our labels, with a large annotation and many peers.
+    fn labelled(name: &str, baseline: &str, by_us: bool) -> NetworkPolicy {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+        let peers: Vec<serde_json::Value> = (0..200)
+            .map(|i| serde_json::json!({"ipBlock": {"cidr": format!("10.{}.{}.0/24", i / 256, i % 256)}}))
+            .collect();
+        let mut p: NetworkPolicy = serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "namespace": "t", "name": name, "uid": "u", "resourceVersion": "1",
+                "labels": {MANAGED_BY_LABEL: "zerotrust-operator", BASELINE_LABEL: baseline, "extra": "x"},
+                "annotations": {"big": "x".repeat(250 * 1024)},
+            },
+            "spec": {"podSelector": {}, "ingress": [{"from": peers}]},
+        }))
+        .unwrap();
+        if by_us {
+            p.metadata.managed_fields = Some(vec![ManagedFieldsEntry {
+                manager: Some(FIELD_MANAGER.to_string()),
+                ..ManagedFieldsEntry::default()
+            }]);
+        }
+        p
+    }
+
+    fn held_bytes(index: &NamespacedIndex) -> i64 {
+        index.metrics.bytes.get()
+    }
+
+    #[test]
+    fn what_a_tenant_labels_like_ours_is_held_as_a_small_stub() {
+        let index = NamespacedIndex::new("NetworkPolicy", Held::Generated, IndexMetrics::default());
+        // Not applied by us, or named unlike anything a baseline renders: a stub each.
+        index.write_through(&labelled("zt-b-default-deny", "b", false));
+        assert!(held_bytes(&index) < 1024, "{}", held_bytes(&index));
+        index.write_through(&labelled("junk", "b", true));
+        assert!(held_bytes(&index) < 2048, "{}", held_bytes(&index));
+        let stubs: Vec<NetworkPolicy> = index.in_namespace("t", |j| serde_json::from_slice(j));
+        assert_eq!(stubs.len(), 2, "still there, for conflicts and relabelling");
+        assert!(stubs.iter().all(|p| p.spec.is_none()));
+        // Ours: whole, but without annotations or others' labels.
+        index.forget("t", "zt-b-default-deny");
+        index.forget("t", "junk");
+        assert_eq!(held_bytes(&index), 0);
+        let ours = labelled("zt-b-allow-x", "b", true);
+        index.write_through(&ours);
+        let held: Vec<NetworkPolicy> = index.in_namespace("t", |j| serde_json::from_slice(j));
+        assert!(held[0].spec == ours.spec, "the spec whole");
+        assert!(held[0].metadata.annotations.is_none());
+        assert_eq!(held[0].metadata.labels.as_ref().unwrap().len(), 2);
+        assert_eq!(ownership(&held[0].metadata), ownership(&ours.metadata));
+    }
+
+    #[test]
+    fn a_service_account_is_held_as_its_token_setting_only() {
+        use k8s_openapi::api::core::v1::ServiceAccount;
+        let index = NamespacedIndex::new(
+            "ServiceAccount",
+            Held::ServiceAccount,
+            IndexMetrics::default(),
+        );
+        let sa: ServiceAccount = serde_json::from_value(serde_json::json!({
+            "metadata": {"namespace": "t", "name": "default", "uid": "u",
+                         "annotations": {"big": "x".repeat(100 * 1024)}},
+            "automountServiceAccountToken": false,
+            "imagePullSecrets": [{"name": "x".repeat(200)}],
+        }))
+        .unwrap();
+        index.write_through(&sa);
+        assert!(held_bytes(&index) < 512);
+        let held: Vec<ServiceAccount> = index.in_namespace("t", |j| serde_json::from_slice(j));
+        assert_eq!(held[0].automount_service_account_token, Some(false));
+        assert!(held[0].image_pull_secrets.is_none());
     }
 
     #[test]

@@ -7,6 +7,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use super::index::IndexMetrics;
 use crate::engine::Kind;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -38,7 +39,15 @@ pub struct Metrics {
     pub leader: Gauge,
     pub status_writes: Counter,
     cache_dropped: Family<KindLabels, Counter>,
+    cache_bytes: Family<CacheLabels, Gauge>,
+    memory_allocated: Gauge,
+    memory_resident: Gauge,
     registry: Registry,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabels {
+    cache: String,
 }
 
 /// Observes a reconcile's duration when dropped, however the reconcile ends.
@@ -112,6 +121,24 @@ impl Metrics {
             "Watched objects the caches could not hold or read back (each is also logged)",
             cache_dropped.clone(),
         );
+        let cache_bytes = Family::<CacheLabels, Gauge>::default();
+        registry.register(
+            "cache_bytes",
+            "Bytes of object JSON the caches hold, by cache",
+            cache_bytes.clone(),
+        );
+        let memory_allocated = Gauge::default();
+        registry.register(
+            "memory_allocated_bytes",
+            "Bytes the process has allocated and not freed (jemalloc stats.allocated)",
+            memory_allocated.clone(),
+        );
+        let memory_resident = Gauge::default();
+        registry.register(
+            "memory_resident_bytes",
+            "Bytes of the allocator's pages resident in memory (jemalloc stats.resident)",
+            memory_resident.clone(),
+        );
         // Every counter family has its series from the first scrape, at zero, so `rate()` and
         // `absent()` in dashboards and alerts work before the first reconcile or drift.
         reconciles.get_or_create_owned(&ResultLabels {
@@ -137,6 +164,9 @@ impl Metrics {
             leader,
             status_writes,
             cache_dropped,
+            cache_bytes,
+            memory_allocated,
+            memory_resident,
             registry,
         }
     }
@@ -169,13 +199,22 @@ impl Metrics {
         }
     }
 
-    /// The counter of objects of `kind` the caches dropped.
-    pub fn cache_dropped(&self, kind: Kind) -> Counter {
-        self.cache_dropped
-            .get_or_create(&KindLabels {
-                kind: kind.to_string(),
-            })
-            .clone()
+    /// What the index `cache` reports: its dropped objects (counted by `kind`) and its bytes.
+    pub fn cache(&self, kind: Kind, cache: &str) -> IndexMetrics {
+        IndexMetrics {
+            dropped: self
+                .cache_dropped
+                .get_or_create(&KindLabels {
+                    kind: kind.to_string(),
+                })
+                .clone(),
+            bytes: self
+                .cache_bytes
+                .get_or_create(&CacheLabels {
+                    cache: cache.to_string(),
+                })
+                .clone(),
+        }
     }
 
     /// Sets the number of `baseline`'s selected namespaces in `state`.
@@ -190,10 +229,28 @@ impl Metrics {
 
     /// The text exposition format.
     pub fn encode(&self) -> String {
+        self.read_allocator();
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String");
         out
+    }
+}
+
+impl Metrics {
+    /// Reads the allocator's counters (refreshed by advancing its statistics epoch). Without
+    /// jemalloc as the global allocator (in-process tests) they read what jemalloc itself holds.
+    fn read_allocator(&self) {
+        use tikv_jemalloc_ctl::{epoch, stats};
+        if epoch::advance().is_err() {
+            return;
+        }
+        if let Ok(allocated) = stats::allocated::read() {
+            self.memory_allocated.set(allocated as i64);
+        }
+        if let Ok(resident) = stats::resident::read() {
+            self.memory_resident.set(resident as i64);
+        }
     }
 }
 

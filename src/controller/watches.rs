@@ -22,7 +22,7 @@ use tracing::warn;
 use super::caches::{Caches, foreign_event};
 use super::decode::UndecodableBaselines;
 use super::http::Health;
-use super::index::{NamespacedIndex, strip_metadata};
+use super::index::{NamespacedIndex, compact_namespace, strip_metadata};
 use crate::api::SecurityBaseline;
 use crate::engine::{Kind, MANAGED_SELECTOR};
 
@@ -163,8 +163,7 @@ fn watch_namespaces(
         watcher::Config::default(),
     )
     .backoff(watch_backoff())
-    // Keep our own field set on Namespaces: it says which labels we own.
-    .modify(|ns: &mut Namespace| strip_metadata(&mut ns.metadata, true))
+    .modify(compact_namespace)
     .reflect(writer)
     .inspect(move |event| health.set_api_failing(event.is_err()))
     .applied_objects()
