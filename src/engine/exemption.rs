@@ -204,21 +204,12 @@ pub fn next_expiry(baseline: &ValidBaseline, now: i64) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::parse_baselines;
-    use crate::engine::validate;
+    use crate::engine::test_support::labels;
 
     fn baseline(exemptions: &str) -> ValidBaseline {
-        let text = format!(
-            "apiVersion: zerotrust.dev/v1alpha1\nkind: SecurityBaseline\nmetadata: {{name: b}}\nspec:\n  networkPolicy: {{defaultDeny: [Ingress]}}\n  rbac: {{roles: [{{name: viewer, rules: [{{apiGroups: [''], resources: [pods], verbs: [get]}}]}}]}}\n  exemptions: {exemptions}\n"
-        );
-        validate(&parse_baselines(&text).unwrap()[0]).unwrap()
-    }
-
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        crate::engine::test_support::baseline(&format!(
+            "networkPolicy: {{defaultDeny: [Ingress]}}\nrbac: {{roles: [{{name: viewer, rules: [{{apiGroups: [''], resources: [pods], verbs: [get]}}]}}]}}\nexemptions: {exemptions}"
+        ))
     }
 
     const NOON: i64 = 1_798_804_800; // 2027-01-01T12:00:00Z

@@ -40,4 +40,6 @@ pub use widening::{ForeignPolicy, MAX_PEERS, Opening, Peer, summarize, widening}
 #[cfg(test)]
 mod network_tests;
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;

@@ -12,25 +12,12 @@ use serde_json::json;
 
 use super::exemption::exempt_cel;
 use super::*;
-use crate::api::{Control, parse_baselines};
+use crate::api::Control;
 
 /// 2026-06-01T00:00:00Z.
 const NOW: i64 = 1_780_272_000;
 
-fn valid(spec: &str) -> ValidBaseline {
-    let b = try_valid(spec).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(b.baseline.metadata.name.as_deref(), Some("b"));
-    b
-}
-
-fn try_valid(spec: &str) -> Result<ValidBaseline, String> {
-    let spec: String = spec.lines().map(|l| format!("  {l}\n")).collect();
-    let text = format!(
-        "apiVersion: zerotrust.dev/v1alpha1\nkind: SecurityBaseline\nmetadata: {{name: b}}\nspec:\n{spec}"
-    );
-    let parsed = parse_baselines(&text).map_err(|e| e.to_string())?;
-    validate(&parsed[0]).map_err(|e| e.to_string())
-}
+use super::test_support::{baseline as valid, labels, try_baseline as try_valid};
 
 fn env(api_server: &[(&str, i32)]) -> Environment {
     Environment {
@@ -44,13 +31,6 @@ fn env(api_server: &[(&str, i32)]) -> Environment {
             .collect(),
         now: NOW,
     }
-}
-
-fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
 }
 
 fn policy(desired: &DesiredState, name: &str) -> NetworkPolicy {

@@ -40,22 +40,7 @@ pub fn selects(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::parse_baselines;
-    use crate::engine::validate;
-
-    fn baseline(spec: &str) -> ValidBaseline {
-        let text = format!(
-            "apiVersion: zerotrust.dev/v1alpha1\nkind: SecurityBaseline\nmetadata: {{name: b}}\nspec: {spec}\n"
-        );
-        validate(&parse_baselines(&text).unwrap()[0]).unwrap()
-    }
-
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::engine::test_support::{baseline, labels};
 
     #[test]
     fn absent_selector_selects_all_but_system_namespaces() {
