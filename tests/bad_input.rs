@@ -367,29 +367,6 @@ async fn every_invalid_baseline_is_refused_naming_the_field_and_touches_nothing(
             stored.push((what, name, field));
         }
     }
-    let api: Api<SecurityBaseline> = Api::all(client.clone());
-    for (what, name, field) in &stored {
-        let message = eventually(
-            Duration::from_secs(30),
-            "an InvalidSpec condition",
-            || async {
-                let baseline = api.get(name).await.ok()?;
-                let ready = baseline
-                    .status?
-                    .conditions
-                    .into_iter()
-                    .find(|c| c.type_ == "Ready")?;
-                (ready.status == "False" && ready.reason == "InvalidSpec").then_some(ready.message)
-            },
-        )
-        .await;
-        if !message.contains(*field) {
-            failures.push(format!(
-                "{what}: the InvalidSpec message should name {field}: {message}"
-            ));
-        }
-    }
-
     // A valid baseline applied after all of them: once the probe namespace has its policy, the
     // operator has reconciled it with every invalid baseline in its cache.
     let control = format!("{probe}-control");
@@ -433,6 +410,30 @@ async fn every_invalid_baseline_is_refused_naming_the_field_and_touches_nothing(
         psa.is_empty(),
         "no invalid baseline set a PSA label: {psa:?}"
     );
+
+    // Each stored one is reported, naming the field.
+    let api: Api<SecurityBaseline> = Api::all(client.clone());
+    for (what, name, field) in &stored {
+        let message = eventually(
+            Duration::from_secs(30),
+            "an InvalidSpec condition",
+            || async {
+                let baseline = api.get(name).await.ok()?;
+                let ready = baseline
+                    .status?
+                    .conditions
+                    .into_iter()
+                    .find(|c| c.type_ == "Ready")?;
+                (ready.status == "False" && ready.reason == "InvalidSpec").then_some(ready.message)
+            },
+        )
+        .await;
+        if !message.contains(*field) {
+            failures.push(format!(
+                "{what}: the InvalidSpec message should name {field}: {message}"
+            ));
+        }
+    }
 
     for name in stored.iter().map(|(_, n, _)| n.clone()).chain([control]) {
         plane.kubectl(&["delete", "securitybaseline", &name, "--wait=false"], None);
