@@ -356,7 +356,7 @@ impl ResourceNames {
     /// Why the API server would refuse `name` here, if it would.
     fn refuses(self, name: &str) -> Option<&'static str> {
         const COMPUTE: [&str; 3] = ["cpu", "memory", "ephemeral-storage"];
-        const OBJECTS: [&str; 16] = [
+        const REQUESTS_AND_LIMITS: [&str; 7] = [
             "requests.cpu",
             "requests.memory",
             "requests.ephemeral-storage",
@@ -364,15 +364,6 @@ impl ResourceNames {
             "limits.cpu",
             "limits.memory",
             "limits.ephemeral-storage",
-            "pods",
-            "resourcequotas",
-            "replicationcontrollers",
-            "services",
-            "services.nodeports",
-            "services.loadbalancers",
-            "secrets",
-            "persistentvolumeclaims",
-            "configmaps",
         ];
         if name.contains('/') {
             return match self {
@@ -387,13 +378,15 @@ impl ResourceNames {
             ResourceNames::Container => COMPUTE.contains(&name) || huge_pages,
             ResourceNames::Quota => {
                 COMPUTE.contains(&name)
-                    || OBJECTS.contains(&name)
+                    || REQUESTS_AND_LIMITS.contains(&name)
+                    || COUNTED.contains(&name)
                     || huge_pages
                     || name.starts_with("requests.hugepages-")
             }
             ResourceNames::Standard => {
                 COMPUTE.contains(&name)
-                    || OBJECTS.contains(&name)
+                    || REQUESTS_AND_LIMITS.contains(&name)
+                    || COUNTED.contains(&name)
                     || name == "storage"
                     || huge_pages
             }
@@ -412,20 +405,22 @@ impl ResourceNames {
     }
 }
 
+/// Objects a quota counts: the API server takes only whole numbers of them.
+const COUNTED: [&str; 9] = [
+    "pods",
+    "resourcequotas",
+    "replicationcontrollers",
+    "services",
+    "services.nodeports",
+    "services.loadbalancers",
+    "secrets",
+    "persistentvolumeclaims",
+    "configmaps",
+];
+
 /// Whether the API server takes only whole numbers of `name`: objects counted by a quota, and
 /// extended resources (a qualified name outside kubernetes.io).
 fn is_integer_resource(name: &str) -> bool {
-    const COUNTED: [&str; 9] = [
-        "pods",
-        "resourcequotas",
-        "replicationcontrollers",
-        "services",
-        "services.nodeports",
-        "services.loadbalancers",
-        "secrets",
-        "persistentvolumeclaims",
-        "configmaps",
-    ];
     COUNTED.contains(&name)
         || (name.contains('/')
             && !name.contains("kubernetes.io/")
