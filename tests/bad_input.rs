@@ -340,6 +340,13 @@ async fn every_invalid_baseline_is_refused_naming_the_field_and_touches_nothing(
     let _operator = operator();
     let probe = unique("bad");
     let _ns = namespace(&client, &probe, &[("zt-bad-input", &probe)]).await;
+    let control = format!("{probe}-control");
+    let _cleanup = Cleanup(
+        (0..CASES.len())
+            .map(|i| format!("{probe}-{i}"))
+            .chain([control.clone()])
+            .collect(),
+    );
     let mut stored = Vec::new();
     let mut failures = Vec::new();
     for (i, (what, spec, stopped, field)) in CASES.iter().enumerate() {
@@ -369,7 +376,6 @@ async fn every_invalid_baseline_is_refused_naming_the_field_and_touches_nothing(
     }
     // A valid baseline applied after all of them: once the probe namespace has its policy, the
     // operator has reconciled it with every invalid baseline in its cache.
-    let control = format!("{probe}-control");
     let out = plane.kubectl(
         &["apply", "-f", "-"],
         Some(&format!(
@@ -435,9 +441,6 @@ async fn every_invalid_baseline_is_refused_naming_the_field_and_touches_nothing(
         }
     }
 
-    for name in stored.iter().map(|(_, n, _)| n.clone()).chain([control]) {
-        plane.kubectl(&["delete", "securitybaseline", &name, "--wait=false"], None);
-    }
     assert!(
         failures.is_empty(),
         "{} of {} cases failed:\n{}",

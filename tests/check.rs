@@ -37,12 +37,12 @@ fn a_baseline_name_that_does_not_exist_fails_the_gate() {
 fn an_invalid_baseline_fails_the_gate_naming_the_field() {
     let plane = control_plane();
     let name = unique("check-invalid");
+    let _cleanup = Cleanup(vec![name.clone()]);
     // Stored (the schema cannot express selector operators), invalid for the engine.
     apply(&format!(
         "apiVersion: zerotrust.dev/v1alpha1\nkind: SecurityBaseline\nmetadata: {{name: {name}}}\nspec:\n  namespaceSelector: {{matchExpressions: [{{key: zt-test, operator: Near, values: [x]}}]}}\n  networkPolicy: {{defaultDeny: [Ingress]}}\n"
     ));
     let out = check(&plane.kubeconfig, &["--baseline", &name]);
-    delete_baseline(&name);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
     assert!(

@@ -30,17 +30,6 @@ fn restricted(name: &str, selector: &str, mode: &str, extra: &str) -> String {
     )
 }
 
-/// Deletes the named baselines when the test ends, passed or failed.
-struct Cleanup(Vec<String>);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for name in &self.0 {
-            delete_baseline(name);
-        }
-    }
-}
-
 async fn status(client: &Client, name: &str) -> SecurityBaselineStatus {
     let api: Api<SecurityBaseline> = Api::all(client.clone());
     api.get(name)
@@ -499,7 +488,17 @@ async fn audit_mode_reports_drift_and_never_writes() {
     .await;
 
     // More drift while the conflict stays: the status changes, the Conflict condition's
-    // lastTransitionTime does not (it moves only when the condition flips).
+    // lastTransitionTime does not (it moves only when the condition flips). The change comes at
+    // least a second later, so a time set anew would differ (they are kept to the second).
+    let since = conflict.last_transition_time.0.as_second();
+    eventually(WAIT, "a second past the transition", || async {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_secs() as i64;
+        (now > since).then_some(())
+    })
+    .await;
     Api::<ResourceQuota>::namespaced(client.clone(), &ns.name)
         .create(
             &PostParams::default(),
@@ -626,11 +625,19 @@ async fn a_stricter_pod_security_level_set_by_someone_else_is_kept() {
         (now.uid() != old).then_some(())
     })
     .await;
-    wait_status(&client, &name, "compliant with the stricter label", |s| {
+    let s = wait_status(&client, &name, "compliant with the stricter label", |s| {
         s.compliant_namespaces == 1 && s.repairs >= 1
     })
     .await;
     assert_eq!(ns_labels(&client, &ns.name).await[enforce], "restricted");
+    // Kept by the operator too, not only by the API server's mutating policy (which would put a
+    // lowered label back): it never counted the stricter label as drift to repair.
+    assert_eq!(s.repairs, 1, "only the deleted policy was repaired: {s:?}");
+    let events = events_for(&client, &ns.name, "DriftRepaired").await;
+    assert!(
+        !events.iter().any(|m| m.contains("pod-security")),
+        "{events:?}"
+    );
 }
 
 #[tokio::test]

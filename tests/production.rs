@@ -42,6 +42,7 @@ async fn metrics_health_and_json_logs_report_a_scenario() {
     let client = client().await;
     let tag = unique("metrics");
     let name = tag.clone();
+    let _cleanup = Cleanup(vec![name.clone()]);
     eventually(WAIT, "/readyz", || async {
         (operator.get("/readyz")?.0 == 200).then_some(())
     })
@@ -105,7 +106,6 @@ async fn metrics_health_and_json_logs_report_a_scenario() {
             .is_some_and(|m| m.contains("repaired") && m.contains(&deny))),
         "the repair is logged: {log}"
     );
-    delete_baseline(&name);
 }
 
 /// Leader-election flags for a lease of `LEASE_SECONDS` named `lease` in `namespace`.
@@ -156,6 +156,7 @@ async fn one_leader_writes_and_a_standby_takes_over_when_it_dies() {
     let standby = if a_leads { "b" } else { "a" };
 
     let name = tag.clone();
+    let _cleanup = Cleanup(vec![name.clone()]);
     apply(&deny_all(&name, &tag));
     let ns = namespace(&client, &format!("{tag}-work"), &[("zt-test", &tag)]).await;
     let deny = format!("zt-{name}-default-deny");
@@ -208,7 +209,6 @@ async fn one_leader_writes_and_a_standby_takes_over_when_it_dies() {
             .then_some(())
     })
     .await;
-    delete_baseline(&name);
 }
 
 /// Samples both processes' leader gauges in turn (A, B, A, B, ...) until `stop`; returns the
@@ -310,6 +310,7 @@ async fn a_leader_paused_past_its_lease_writes_nothing_when_it_wakes_and_exits()
     })
     .await;
     let name = tag.clone();
+    let _cleanup = Cleanup(vec![name.clone()]);
     apply(&deny_all(&name, &tag));
     let first = namespace(&client, &format!("{tag}-1"), &[("zt-test", &tag)]).await;
     let deny = format!("zt-{name}-default-deny");
@@ -378,5 +379,4 @@ async fn a_leader_paused_past_its_lease_writes_nothing_when_it_wakes_and_exits()
         old.log.display()
     );
     assert_eq!(standby.metric("zerotrust_leader"), Some(1.0));
-    delete_baseline(&name);
 }

@@ -124,7 +124,8 @@ async fn what_the_engine_renders_reads_back_from_the_api_server_with_no_drift() 
             refused.push(format!("{name}: {e}"));
             continue;
         }
-        let _cleanup = Cleanup(name.clone());
+        // Deleted (and by garbage collection its admission policies) at the end of the iteration.
+        let _cleanup = Cleanup(vec![name.clone()]);
         let stored = baselines.get(&name).await.expect("read back");
         let valid = validate(&stored).unwrap_or_else(|e| panic!("{name} read back: {e}"));
         let ns = namespace(&client, &name, &[("zt-round-trip", &name)]).await;
@@ -242,13 +243,4 @@ async fn what_the_engine_renders_reads_back_from_the_api_server_with_no_drift() 
         failures.join("\n")
     );
     drop(guards);
-}
-
-/// Deletes a baseline (and with it, by garbage collection, its admission policies) on drop.
-struct Cleanup(String);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        delete_baseline(&self.0);
-    }
 }
