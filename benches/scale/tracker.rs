@@ -207,8 +207,13 @@ impl Tracker {
     /// True when the namespace is selected and holds what `baseline` renders for it, judged
     /// independently of the operator's engine (see the module's opening comment).
     pub fn compliant(&self, baseline: &ValidBaseline, namespace: &str) -> bool {
+        self.shortfall(baseline, namespace).is_none()
+    }
+
+    /// What keeps `namespace` from being compliant with `baseline`, if anything.
+    pub fn shortfall(&self, baseline: &ValidBaseline, namespace: &str) -> Option<String> {
         let Some(ns) = self.namespace(namespace) else {
-            return false;
+            return Some("the namespace is not seen".to_string());
         };
         let labels: BTreeMap<String, String> = ns.labels().clone();
         let desired = render(
@@ -218,22 +223,31 @@ impl Tracker {
             DEFAULT_OPERATOR_NAMESPACE,
         );
         if desired.is_empty() {
-            return false;
+            return Some("the baseline does not select it".to_string());
         }
-        let objects = desired.objects.iter().all(|d| {
-            self.object(d.object.kind(), namespace, d.object.name())
-                .is_some_and(|live| same_object(&d.object, &live, baseline.name()))
-        });
-        let pod_security = desired
-            .namespace_labels
-            .iter()
-            .all(|(key, wanted)| labels.get(key) == Some(&wanted.value));
-        let token = desired.disable_default_token_automount.is_none()
-            || self
-                .service_accounts
-                .get(&ObjectRef::new("default").within(namespace))
-                .is_some_and(|sa| sa.automount_service_account_token == Some(false));
-        objects && pod_security && token
+        for d in &desired.objects {
+            let (kind, name) = (d.object.kind(), d.object.name());
+            match self.object(kind, namespace, name) {
+                None => return Some(format!("{} {name} missing", kind.as_str())),
+                Some(live) if !same_object(&d.object, &live, baseline.name()) => {
+                    return Some(format!("{} {name} differs", kind.as_str()));
+                }
+                Some(_) => {}
+            }
+        }
+        for (key, wanted) in &desired.namespace_labels {
+            if labels.get(key) != Some(&wanted.value) {
+                return Some(format!("label {key} is {:?}", labels.get(key)));
+            }
+        }
+        let token_off = self
+            .service_accounts
+            .get(&ObjectRef::new("default").within(namespace))
+            .is_some_and(|sa| sa.automount_service_account_token == Some(false));
+        if desired.disable_default_token_automount.is_some() && !token_off {
+            return Some("the default ServiceAccount automounts its token".to_string());
+        }
+        None
     }
 }
 
