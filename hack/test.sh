@@ -34,4 +34,6 @@ hack/dataplane.sh build >/dev/null # built here, not inside a test, on a cold ma
 hack/helm.sh build >/dev/null      # helm and the monitoring CRDs, for tests/helm.rs
 cargo fmt --all --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
-cargo test --locked --workspace "$@"
+# Under a deadline, so a wait that never ends fails the run instead of hanging CI (whose job has
+# 90 minutes in all, a cold build included); timeout signals cargo and the test processes it started.
+timeout --kill-after=60 75m cargo test --locked --workspace "$@"

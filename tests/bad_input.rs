@@ -218,27 +218,31 @@ const CASES: &[(&str, &str, Stopped, &str)] = &[
         "spec.rbac.roles[0].subjects[0].namespace",
     ),
     // what only the engine checks: label selectors, templates, LimitRange consistency
+    // Each selector also has matchLabels for the probe namespace, and its expression would match
+    // the probe if it were read leniently (an unknown operator as In, missing values ignored,
+    // extra values ignored, the bad key's DoesNotExist holding): accepted by mistake, the
+    // baseline would visibly write into the probe namespace.
     (
         "selector operator unknown",
-        "SELECTOR matchExpressions: [{key: zt-bad-input, operator: Near, values: [x]}]",
+        "SELECTOR matchLabels: {zt-bad-input: PROBE}, matchExpressions: [{key: zt-bad-input, operator: Near, values: [PROBE]}]",
         Operator,
         "spec.namespaceSelector.matchExpressions[0].operator",
     ),
     (
-        "selector In without values",
-        "SELECTOR matchExpressions: [{key: zt-bad-input, operator: In}]",
+        "selector NotIn without values",
+        "SELECTOR matchLabels: {zt-bad-input: PROBE}, matchExpressions: [{key: zt-bad-input, operator: NotIn}]",
         Operator,
         "spec.namespaceSelector.matchExpressions[0].values",
     ),
     (
         "selector Exists with values",
-        "SELECTOR matchExpressions: [{key: zt-bad-input, operator: Exists, values: [x]}]",
+        "SELECTOR matchLabels: {zt-bad-input: PROBE}, matchExpressions: [{key: zt-bad-input, operator: Exists, values: [PROBE]}]",
         Operator,
         "spec.namespaceSelector.matchExpressions[0].values",
     ),
     (
         "selector label key invalid",
-        "SELECTOR matchExpressions: [{key: 'bad key!', operator: Exists}]",
+        "SELECTOR matchLabels: {zt-bad-input: PROBE}, matchExpressions: [{key: 'bad key!', operator: DoesNotExist}]",
         Operator,
         "spec.namespaceSelector.matchExpressions[0].key",
     ),
@@ -259,6 +263,12 @@ const CASES: &[(&str, &str, Stopped, &str)] = &[
         "rbac: {roles: [{name: r, rules: [{apiGroups: [''], resources: [pods], verbs: [get]}], subjects: [{kind: ServiceAccount, name: '${namespace}_bot'}]}]}",
         Operator,
         "spec.rbac.roles[0].subjects[0].name",
+    ),
+    (
+        "template in a rule field (would be granted literally)",
+        "rbac: {roles: [{name: r, rules: [{apiGroups: [''], resources: [configmaps], verbs: [get], resourceNames: ['${namespace}-config']}]}]}",
+        Operator,
+        "spec.rbac.roles[0].rules[0].resourceNames",
     ),
     (
         "default request above default limit",
@@ -293,7 +303,10 @@ fn manifest(name: &str, probe: &str, spec: &str) -> String {
         &format!("excludedNamespaces: [{}]", excluded.join(", ")),
     );
     let (selector, spec) = match spec.strip_prefix("SELECTOR ") {
-        Some(selector) => (format!("{{{selector}}}"), String::new()),
+        Some(selector) => (
+            format!("{{{}}}", selector.replace("PROBE", probe)),
+            String::new(),
+        ),
         None => (format!("{{matchLabels: {{zt-bad-input: {probe}}}}}"), spec),
     };
     // The valid part that would visibly touch the probe namespace, unless the case sets those keys.
@@ -315,12 +328,25 @@ fn manifest(name: &str, probe: &str, spec: &str) -> String {
 
 #[tokio::test]
 async fn every_invalid_baseline_is_refused_naming_the_field_and_touches_nothing() {
-    assert!(CASES.len() >= 30, "the table has at least 30 cases");
+    // The counts RELIABILITY.md publishes.
+    let by_api_server = CASES.iter().filter(|c| c.2 == ApiServer).count();
+    assert_eq!(
+        (CASES.len(), by_api_server),
+        (43, 31),
+        "RELIABILITY.md's table counts"
+    );
     let plane = control_plane();
     let client = client().await;
     let _operator = operator();
     let probe = unique("bad");
     let _ns = namespace(&client, &probe, &[("zt-bad-input", &probe)]).await;
+    let control = format!("{probe}-control");
+    let _cleanup = Cleanup(
+        (0..CASES.len())
+            .map(|i| format!("{probe}-{i}"))
+            .chain([control.clone()])
+            .collect(),
+    );
     let mut stored = Vec::new();
     let mut failures = Vec::new();
     for (i, (what, spec, stopped, field)) in CASES.iter().enumerate() {
@@ -348,32 +374,8 @@ async fn every_invalid_baseline_is_refused_naming_the_field_and_touches_nothing(
             stored.push((what, name, field));
         }
     }
-    let api: Api<SecurityBaseline> = Api::all(client.clone());
-    for (what, name, field) in &stored {
-        let message = eventually(
-            Duration::from_secs(30),
-            "an InvalidSpec condition",
-            || async {
-                let baseline = api.get(name).await.ok()?;
-                let ready = baseline
-                    .status?
-                    .conditions
-                    .into_iter()
-                    .find(|c| c.type_ == "Ready")?;
-                (ready.status == "False" && ready.reason == "InvalidSpec").then_some(ready.message)
-            },
-        )
-        .await;
-        if !message.contains(*field) {
-            failures.push(format!(
-                "{what}: the InvalidSpec message should name {field}: {message}"
-            ));
-        }
-    }
-
     // A valid baseline applied after all of them: once the probe namespace has its policy, the
     // operator has reconciled it with every invalid baseline in its cache.
-    let control = format!("{probe}-control");
     let out = plane.kubectl(
         &["apply", "-f", "-"],
         Some(&format!(
@@ -415,9 +417,30 @@ async fn every_invalid_baseline_is_refused_naming_the_field_and_touches_nothing(
         "no invalid baseline set a PSA label: {psa:?}"
     );
 
-    for name in stored.iter().map(|(_, n, _)| n.clone()).chain([control]) {
-        plane.kubectl(&["delete", "securitybaseline", &name, "--wait=false"], None);
+    // Each stored one is reported, naming the field.
+    let api: Api<SecurityBaseline> = Api::all(client.clone());
+    for (what, name, field) in &stored {
+        let message = eventually(
+            Duration::from_secs(30),
+            "an InvalidSpec condition",
+            || async {
+                let baseline = api.get(name).await.ok()?;
+                let ready = baseline
+                    .status?
+                    .conditions
+                    .into_iter()
+                    .find(|c| c.type_ == "Ready")?;
+                (ready.status == "False" && ready.reason == "InvalidSpec").then_some(ready.message)
+            },
+        )
+        .await;
+        if !message.contains(*field) {
+            failures.push(format!(
+                "{what}: the InvalidSpec message should name {field}: {message}"
+            ));
+        }
     }
+
     assert!(
         failures.is_empty(),
         "{} of {} cases failed:\n{}",

@@ -48,6 +48,7 @@ async fn crd_is_established_and_kubectl_shows_the_printer_columns() {
             "SELECTED",
             "COMPLIANT",
             "DRIFTED",
+            "EXEMPT",
             "READY",
             "AGE"
         ],

@@ -18,17 +18,6 @@ use zerotrust_testkit::*;
 const WAIT: Duration = Duration::from_secs(30);
 const ENFORCE_LABEL: &str = "pod-security.kubernetes.io/enforce";
 
-/// Deletes the named baselines when the test ends, passed or failed.
-struct Cleanup(Vec<String>);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for name in &self.0 {
-            delete_baseline(name);
-        }
-    }
-}
-
 async fn status(client: &Client, name: &str) -> SecurityBaselineStatus {
     let api: Api<SecurityBaseline> = Api::all(client.clone());
     api.get(name)

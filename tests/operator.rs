@@ -30,17 +30,6 @@ fn restricted(name: &str, selector: &str, mode: &str, extra: &str) -> String {
     )
 }
 
-/// Deletes the named baselines when the test ends, passed or failed.
-struct Cleanup(Vec<String>);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for name in &self.0 {
-            delete_baseline(name);
-        }
-    }
-}
-
 async fn status(client: &Client, name: &str) -> SecurityBaselineStatus {
     let api: Api<SecurityBaseline> = Api::all(client.clone());
     api.get(name)
@@ -151,6 +140,54 @@ async fn events_for(client: &Client, ns: &str, reason: &str) -> Vec<String> {
         .filter(|e| e.reason.as_deref() == Some(reason))
         .map(|e| e.message.unwrap_or_default())
         .collect()
+}
+
+/// Events whose subject is the SecurityBaseline `baseline` (the API server keeps a cluster-scoped
+/// object's Events in `default`, so every namespace is searched): (reason, message).
+async fn baseline_events(client: &Client, baseline: &str) -> Vec<(String, String)> {
+    let api: Api<CoreEvent> = Api::all(client.clone());
+    let lp = ListParams::default().fields(&format!(
+        "involvedObject.kind=SecurityBaseline,involvedObject.name={baseline}"
+    ));
+    api.list(&lp)
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
+        .collect()
+}
+
+/// The resourceVersion of every object of ours in `ns` and of the Namespace, as "Kind/name".
+async fn versions(client: &Client, ns: &str) -> std::collections::BTreeMap<String, String> {
+    let lp = ListParams::default().labels("app.kubernetes.io/managed-by=zerotrust-operator");
+    let mut found = std::collections::BTreeMap::new();
+    macro_rules! collect {
+        ($kind:ty, $label:literal) => {
+            for o in Api::<$kind>::namespaced(client.clone(), ns)
+                .list(&lp)
+                .await
+                .expect("list")
+                .items
+            {
+                found.insert(
+                    format!("{}/{}", $label, o.name_any()),
+                    o.resource_version().unwrap_or_default(),
+                );
+            }
+        };
+    }
+    collect!(NetworkPolicy, "NetworkPolicy");
+    collect!(Role, "Role");
+    collect!(RoleBinding, "RoleBinding");
+    collect!(ResourceQuota, "ResourceQuota");
+    collect!(LimitRange, "LimitRange");
+    let namespace = Api::<Namespace>::all(client.clone()).get(ns).await.unwrap();
+    found.insert(
+        format!("Namespace/{ns}"),
+        namespace.resource_version().unwrap_or_default(),
+    );
+    found
 }
 
 #[tokio::test]
@@ -330,6 +367,15 @@ async fn enforce_mode_repairs_drift_and_reports_it() {
         events.iter().any(|m| m.contains(&deny)),
         "an event names the repaired policy: {events:?}"
     );
+    // ...and the same repairs as Events on the baseline itself.
+    eventually(WAIT, "repair events on the baseline", || async {
+        baseline_events(&client, &name)
+            .await
+            .iter()
+            .any(|(reason, message)| reason == "DriftRepaired" && message.contains(&deny))
+            .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -340,6 +386,12 @@ async fn audit_mode_reports_drift_and_never_writes() {
     let ns = namespace(&client, &tag, &[("zt-test", &tag)]).await;
     let name = tag.clone();
     let _cleanup = Cleanup(vec![name.clone()]);
+    // The default ServiceAccount exists before the baseline (the controller-manager makes it).
+    let accounts = Api::<ServiceAccount>::namespaced(client.clone(), &ns.name);
+    let account = eventually(WAIT, "the default ServiceAccount", || async {
+        accounts.get_opt("default").await.ok().flatten()
+    })
+    .await;
     apply(&restricted(&name, &tag, "Audit", ""));
     let s = wait_status(&client, &name, "drift reported", |s| {
         s.drifted_namespaces == 1
@@ -357,16 +409,32 @@ async fn audit_mode_reports_drift_and_never_writes() {
         "{:?}",
         s.drift
     );
+    assert!(
+        s.drift
+            .iter()
+            .any(|d| d.kind == "ServiceAccount" && d.namespace == ns.name),
+        "the token automount is reported: {:?}",
+        s.drift
+    );
     assert!(s.drift_count as usize >= s.drift.len());
 
-    // Nothing was written: no objects, no labels, token automount untouched.
-    tokio::time::sleep(Duration::from_millis(500)).await; // give a wrong write the chance to show
+    // Nothing was written in the pass that reported it (a pass writes before it records): no
+    // objects, no labels, the default ServiceAccount as the controller-manager left it.
     assert!(generated(&client, &ns.name).await.is_empty());
     assert!(
         !ns_labels(&client, &ns.name)
             .await
             .keys()
-            .any(|k| k.starts_with("pod-security"))
+            .any(|k| k.starts_with("pod-security") || k.starts_with("onboarded"))
+    );
+    let after = accounts.get("default").await.unwrap();
+    assert_eq!(
+        (
+            after.resource_version(),
+            after.automount_service_account_token
+        ),
+        (account.resource_version(), None),
+        "the default ServiceAccount is untouched"
     );
     let events = eventually(WAIT, "drift event", || async {
         let e = events_for(&client, &ns.name, "DriftDetected").await;
@@ -392,10 +460,218 @@ async fn audit_mode_reports_drift_and_never_writes() {
         |s| s.drift.iter().any(|d| d.reason.starts_with("Conflict")),
     )
     .await;
+    let conflict = s
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Conflict" && c.status == "True")
+        .expect("a Conflict condition")
+        .clone();
+    // The Conflict is a Warning Event too, in the namespace and on the baseline.
+    let events = eventually(WAIT, "a Conflict event", || async {
+        let e = events_for(&client, &ns.name, "Conflict").await;
+        (!e.is_empty()).then_some(e)
+    })
+    .await;
     assert!(
-        s.conditions
+        events
             .iter()
-            .any(|c| c.type_ == "Conflict" && c.status == "True")
+            .any(|m| m.contains(&format!("zt-{name}-default-deny"))),
+        "{events:?}"
+    );
+    eventually(WAIT, "a Conflict event on the baseline", || async {
+        baseline_events(&client, &name)
+            .await
+            .iter()
+            .any(|(reason, _)| reason == "Conflict")
+            .then_some(())
+    })
+    .await;
+
+    // More drift while the conflict stays: the status changes, the Conflict condition's
+    // lastTransitionTime does not (it moves only when the condition flips). The change comes at
+    // least a second later, so a time set anew would differ (they are kept to the second).
+    let since = conflict.last_transition_time.0.as_second();
+    eventually(WAIT, "a second past the transition", || async {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_secs() as i64;
+        (now > since).then_some(())
+    })
+    .await;
+    Api::<ResourceQuota>::namespaced(client.clone(), &ns.name)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": format!("zt-{name}-quota")},
+                "spec": {"hard": {"pods": "1"}}
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let later = wait_status(&client, &name, "a second conflict counted", |s| {
+        s.drift
+            .iter()
+            .filter(|d| d.reason.starts_with("Conflict"))
+            .count()
+            == 2
+    })
+    .await;
+    let still = later
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Conflict")
+        .expect("the Conflict condition stays");
+    assert_eq!(
+        (still.status.as_str(), &still.last_transition_time),
+        ("True", &conflict.last_transition_time),
+        "the condition did not flip, so its transition time stays"
+    );
+}
+
+#[tokio::test]
+async fn audit_mode_leaves_a_weakened_compliant_namespace_weakened_and_reports_it() {
+    operator();
+    let client = client().await;
+    let tag = unique("audit-weak");
+    let ns = namespace(&client, &tag, &[("zt-test", &tag)]).await;
+    let name = tag.clone();
+    let _cleanup = Cleanup(vec![name.clone()]);
+    // Compliant first (Enforce puts everything in place), then switched to Audit.
+    apply(&restricted(&name, &tag, "Enforce", ""));
+    wait_onboarded(&client, &ns.name, &name).await;
+    apply(&restricted(&name, &tag, "Audit", ""));
+    wait_status(&client, &name, "compliant under Audit", |s| {
+        s.observed_generation == Some(2) && s.compliant_namespaces == 1
+    })
+    .await;
+
+    // Weakened: the default-deny deleted, the quota raised (Audit's admission policy only warns).
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns.name);
+    let deny = format!("zt-{name}-default-deny");
+    policies.delete(&deny, &Default::default()).await.unwrap();
+    let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), &ns.name);
+    let quota = format!("zt-{name}-quota");
+    let raised = quotas
+        .patch(
+            &quota,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"hard": {"pods": "1000"}}})),
+        )
+        .await
+        .unwrap();
+    let s = wait_status(&client, &name, "the weakening reported", |s| {
+        s.drifted_namespaces == 1
+            && s.drift
+                .iter()
+                .any(|d| d.name == deny && d.reason == "Missing")
+            && s.drift.iter().any(|d| d.name == quota)
+    })
+    .await;
+    assert_eq!(s.repairs, 0, "{s:?}");
+    // The pass that reported it would have repaired first: it stays weakened.
+    assert!(policies.get_opt(&deny).await.unwrap().is_none());
+    // (Its resourceVersion moves: the quota controller writes the status.)
+    let now = quotas.get(&quota).await.unwrap();
+    assert_eq!(now.spec, raised.spec, "the raised quota stays raised");
+    eventually(WAIT, "reported as an Event", || async {
+        let e = events_for(&client, &ns.name, "DriftDetected").await;
+        e.iter().any(|m| m.contains(&deny)).then_some(())
+    })
+    .await;
+    let out = check_baseline(&name);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(policies.get_opt(&deny).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_stricter_pod_security_level_set_by_someone_else_is_kept() {
+    operator();
+    let client = client().await;
+    let tag = unique("stricter");
+    let ns = namespace(&client, &tag, &[("zt-test", &tag)]).await;
+    let name = tag.clone();
+    let _cleanup = Cleanup(vec![name.clone()]);
+    apply(&baseline(
+        &name,
+        &tag,
+        "networkPolicy: {defaultDeny: [Ingress]}\npodSecurity: {enforce: baseline}",
+    ));
+    let enforce = "pod-security.kubernetes.io/enforce";
+    eventually(WAIT, "onboarded", || async {
+        (ns_labels(&client, &ns.name).await.get(enforce)? == "baseline").then_some(())
+    })
+    .await;
+    wait_mutation_in_force(&client, &tag).await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let stricter = json!({"metadata": {"labels": {enforce: "restricted"}}});
+    let patched = namespaces
+        .patch(&ns.name, &PatchParams::default(), &Patch::Merge(&stricter))
+        .await
+        .unwrap();
+    assert_eq!(
+        patched.labels()[enforce],
+        "restricted",
+        "the API server's mutating policy raises, never lowers"
+    );
+    // A repair in the same namespace proves a pass ran after the label changed.
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns.name);
+    let deny = format!("zt-{name}-default-deny");
+    let old = policies.get(&deny).await.unwrap().uid();
+    policies.delete(&deny, &Default::default()).await.unwrap();
+    eventually(WAIT, "repaired", || async {
+        let now = policies.get_opt(&deny).await.ok()??;
+        (now.uid() != old).then_some(())
+    })
+    .await;
+    let s = wait_status(&client, &name, "compliant with the stricter label", |s| {
+        s.compliant_namespaces == 1 && s.repairs >= 1
+    })
+    .await;
+    assert_eq!(ns_labels(&client, &ns.name).await[enforce], "restricted");
+    // Kept by the operator too, not only by the API server's mutating policy (which would put a
+    // lowered label back): it never counted the stricter label as drift to repair.
+    assert_eq!(s.repairs, 1, "only the deleted policy was repaired: {s:?}");
+    let events = events_for(&client, &ns.name, "DriftRepaired").await;
+    assert!(
+        !events.iter().any(|m| m.contains("pod-security")),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_edit_of_the_baseline_converges_in_place_keeping_the_policys_uid() {
+    operator();
+    let client = client().await;
+    let tag = unique("edit");
+    let ns = namespace(&client, &tag, &[("zt-test", &tag)]).await;
+    let name = tag.clone();
+    let _cleanup = Cleanup(vec![name.clone()]);
+    apply(&restricted(&name, &tag, "Enforce", ""));
+    wait_onboarded(&client, &ns.name, &name).await;
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns.name);
+    let deny = format!("zt-{name}-default-deny");
+    let before = policies.get(&deny).await.unwrap();
+    // The default-deny changes (ingress only; DNS allow dropped with it): updated, not replaced.
+    apply(&baseline(
+        &name,
+        &tag,
+        &RESTRICTED.replace(
+            "defaultDeny: [Ingress, Egress]\n  allowDNS: true",
+            "defaultDeny: [Ingress]",
+        ),
+    ));
+    let after = eventually(WAIT, "the policy updated", || async {
+        let now = policies.get(&deny).await.ok()?;
+        (now.spec.as_ref()?.policy_types.as_deref() == Some(&["Ingress".to_string()][..]))
+            .then_some(now)
+    })
+    .await;
+    assert_eq!(
+        after.uid(),
+        before.uid(),
+        "the same object, edited in place"
     );
 }
 
@@ -544,22 +820,73 @@ async fn deletion_policy_delete_removes_exactly_our_objects_orphan_keeps_them() 
             .unwrap()
             .is_some()
     );
+}
 
-    // Deleting an Orphan baseline leaves every control in place.
+#[tokio::test]
+async fn deleting_an_orphan_baseline_that_still_selects_a_namespace_changes_nothing() {
+    operator();
+    let client = client().await;
+    let tag = unique("orphan");
+    let ns = namespace(&client, &tag, &[("zt-test", &tag)]).await;
+    let (keep, next) = (format!("{tag}-keep"), format!("{tag}-next"));
+    let _cleanup = Cleanup(vec![keep.clone(), next.clone()]);
+    apply(&restricted(&keep, &tag, "Enforce", ""));
+    let mine = serde_json::from_value::<NetworkPolicy>(json!({
+        "metadata": {"name": "users-own"}, "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}
+    }))
+    .unwrap();
+    let policies = Api::<NetworkPolicy>::namespaced(client.clone(), &ns.name);
+    let users = policies
+        .create(&PostParams::default(), &mine)
+        .await
+        .unwrap();
+    wait_onboarded(&client, &ns.name, &keep).await;
+    wait_status(&client, &keep, "compliant", |s| s.compliant_namespaces == 1).await;
+    let before = versions(&client, &ns.name).await;
+
+    // Deleted while it still selects the namespace.
     delete_baseline(&keep);
-    delete_baseline(&remove);
     let api: Api<SecurityBaseline> = Api::all(client.clone());
     eventually(WAIT, "baseline gone", || async {
-        api.get_opt(&keep)
-            .await
-            .ok()
-            .flatten()
-            .is_none()
-            .then_some(())
+        api.get_opt(&keep).await.ok()?.is_none().then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(generated(&client, &ns.name).await, expected_objects(&keep));
+    // The deletion has been processed once the operator has onboarded the namespace for a
+    // baseline applied after it: the baseline watch delivers events in order.
+    apply(&baseline(
+        &next,
+        &tag,
+        "networkPolicy: {defaultDeny: [Ingress]}",
+    ));
+    eventually(WAIT, "the next baseline's policy", || async {
+        policies
+            .get_opt(&format!("zt-{next}-default-deny"))
+            .await
+            .ok()?
+            .map(|_| ())
+    })
+    .await;
+    let mut after = versions(&client, &ns.name).await;
+    after.remove(&format!("NetworkPolicy/zt-{next}-default-deny"));
+    // The Namespace itself changes (the next baseline marks it onboarded); our objects do not.
+    let namespace_key = format!("Namespace/{}", ns.name);
+    let (mut before, mut after) = (before, after);
+    before.remove(&namespace_key);
+    after.remove(&namespace_key);
+    assert_eq!(after, before, "every control kept, none rewritten");
+    assert_eq!(
+        policies.get("users-own").await.unwrap().resource_version(),
+        users.resource_version(),
+        "the user's policy untouched"
+    );
+    let labels = ns_labels(&client, &ns.name).await;
+    assert_eq!(
+        labels
+            .get("pod-security.kubernetes.io/enforce")
+            .map(String::as_str),
+        Some("restricted"),
+        "the Pod Security labels kept: {labels:?}"
+    );
 }
 
 #[tokio::test]

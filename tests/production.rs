@@ -1,5 +1,9 @@
-//! Running it in production: metrics and health endpoints after a scenario, and leader election
-//! between two operator processes (exactly one writes; the standby takes over when the leader dies).
+//! Running it in production: metrics, health endpoints and JSON logs after a scenario, and leader
+//! election between two operator processes (exactly one writes; the standby takes over when the
+//! leader dies; a leader paused past its lease writes nothing when it wakes, and exits).
+//!
+//! The tests run one at a time (`SERIAL`): a repair or a write can then only come from the
+//! processes the test started, and the lease timings do not compete with other operators.
 
 use std::time::{Duration, Instant};
 
@@ -9,6 +13,13 @@ use kube::Api;
 use zerotrust_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(30);
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The lease the election tests use, and the longest a takeover may take: the lease's duration
+/// plus room for a loaded 2-core machine.
+const LEASE_SECONDS: u64 = 8;
+const TAKEOVER_BOUND: Duration = Duration::from_secs(LEASE_SECONDS + 10);
 
 /// A baseline with a default-deny and Pod Security, selecting `zt-test=<selector>`.
 fn deny_all(name: &str, selector: &str) -> String {
@@ -25,11 +36,13 @@ async fn policy_exists(client: &kube::Client, ns: &str, name: &str) -> bool {
 }
 
 #[tokio::test]
-async fn metrics_and_health_report_a_scenario() {
-    let operator = OperatorProcess::start("metrics", &[]);
+async fn metrics_health_and_json_logs_report_a_scenario() {
+    let _serial = SERIAL.lock().await;
+    let operator = OperatorProcess::start("metrics", &["--log-format", "json"]);
     let client = client().await;
     let tag = unique("metrics");
     let name = tag.clone();
+    let _cleanup = Cleanup(vec![name.clone()]);
     eventually(WAIT, "/readyz", || async {
         (operator.get("/readyz")?.0 == 200).then_some(())
     })
@@ -73,10 +86,29 @@ async fn metrics_and_health_report_a_scenario() {
     }
     assert_eq!(operator.metric("zerotrust_leader"), Some(1.0));
     assert_eq!(operator.metric(&compliant), Some(1.0));
-    delete_baseline(&name);
+
+    // --log-format json: every line of the log is one JSON object with a level and a message,
+    // and the repair is among them.
+    let log = operator.log_text();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["level"].is_string() && l["fields"]["message"].is_string()),
+        "{log}"
+    );
+    assert!(
+        lines.iter().any(|l| l["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("repaired") && m.contains(&deny))),
+        "the repair is logged: {log}"
+    );
 }
 
-/// Leader-election flags for a 6-second lease named `lease` in `namespace`.
+/// Leader-election flags for a lease of `LEASE_SECONDS` named `lease` in `namespace`.
 fn election(lease: &str, namespace: &str) -> Vec<String> {
     [
         "--leader-elect",
@@ -85,9 +117,9 @@ fn election(lease: &str, namespace: &str) -> Vec<String> {
         "--lease-namespace",
         namespace,
         "--lease-duration-seconds",
-        "6",
+        &LEASE_SECONDS.to_string(),
         "--lease-renew-grace-seconds",
-        "2",
+        "3",
     ]
     .map(String::from)
     .to_vec()
@@ -104,6 +136,7 @@ fn elected<'a>(election: &'a [String], identity: &'a str) -> Vec<&'a str> {
 
 #[tokio::test]
 async fn one_leader_writes_and_a_standby_takes_over_when_it_dies() {
+    let _serial = SERIAL.lock().await;
     let client = client().await;
     let tag = unique("leader");
     let lease_ns = namespace(&client, &format!("{tag}-lease"), &[]).await;
@@ -123,6 +156,7 @@ async fn one_leader_writes_and_a_standby_takes_over_when_it_dies() {
     let standby = if a_leads { "b" } else { "a" };
 
     let name = tag.clone();
+    let _cleanup = Cleanup(vec![name.clone()]);
     apply(&deny_all(&name, &tag));
     let ns = namespace(&client, &format!("{tag}-work"), &[("zt-test", &tag)]).await;
     let deny = format!("zt-{name}-default-deny");
@@ -142,21 +176,18 @@ async fn one_leader_writes_and_a_standby_takes_over_when_it_dies() {
     );
 
     // The leader dies without releasing its lease.
-    first.child.kill().unwrap();
-    first.child.wait().unwrap();
+    first.signal("KILL");
+    assert!(
+        first.wait_exit(WAIT).is_some(),
+        "the killed leader did not exit"
+    );
     let killed = Instant::now();
-    eventually(
-        Duration::from_secs(20),
-        "the standby takes over",
-        || async { (second.metric("zerotrust_leader")? == 1.0).then_some(()) },
-    )
+    eventually(TAKEOVER_BOUND, "the standby takes over", || async {
+        (second.metric("zerotrust_leader")? == 1.0).then_some(())
+    })
     .await;
     let takeover = killed.elapsed();
     eprintln!("failover: {takeover:?}");
-    assert!(
-        takeover <= Duration::from_secs(15),
-        "takeover took {takeover:?}"
-    );
     let leases: Api<Lease> = Api::namespaced(client.clone(), &lease_ns.name);
     let holder = leases
         .get(&tag)
@@ -167,14 +198,17 @@ async fn one_leader_writes_and_a_standby_takes_over_when_it_dies() {
         .holder_identity;
     assert_eq!(holder.as_deref(), Some(standby));
 
-    // The new leader does the work.
+    // The new leader does the work: nothing else runs (SERIAL, and the old leader is dead), and
+    // its own repair counter says it repaired.
+    let repaired = "zerotrust_drift_repaired_total{kind=\"NetworkPolicy\"}";
+    assert_eq!(second.metric(repaired), Some(0.0));
     let api: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns.name);
     api.delete(&deny, &Default::default()).await.unwrap();
     eventually(WAIT, "repaired by the new leader", || async {
-        policy_exists(&client, &ns.name, &deny).await.then_some(())
+        (policy_exists(&client, &ns.name, &deny).await && second.metric(repaired)? >= 1.0)
+            .then_some(())
     })
     .await;
-    delete_baseline(&name);
 }
 
 /// Samples both processes' leader gauges in turn (A, B, A, B, ...) until `stop`; returns the
@@ -189,13 +223,14 @@ fn sample_leaders(
         for (i, p) in processes.iter().enumerate() {
             samples.push((i, p.metric("zerotrust_leader") == Some(1.0)));
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(25));
     }
     samples
 }
 
 #[tokio::test]
 async fn never_two_leaders_across_handovers_by_sigterm_and_sigkill() {
+    let _serial = SERIAL.lock().await;
     let client = client().await;
     let tag = unique("handover");
     let lease_ns = namespace(&client, &format!("{tag}-lease"), &[]).await;
@@ -221,7 +256,7 @@ async fn never_two_leaders_across_handovers_by_sigterm_and_sigkill() {
                 .args([signal, &pid])
                 .status()
                 .expect("kill");
-            let deadline = stopped + Duration::from_secs(20);
+            let deadline = stopped + TAKEOVER_BOUND;
             while pair[1 - leader].metric("zerotrust_leader") != Some(1.0)
                 && Instant::now() < deadline
             {
@@ -240,10 +275,108 @@ async fn never_two_leaders_across_handovers_by_sigterm_and_sigkill() {
         );
         assert!(!overlap, "round {round}: two processes led at once");
         assert!(
-            takeover <= Duration::from_secs(15),
+            takeover < TAKEOVER_BOUND,
             "round {round}: takeover took {takeover:?}"
         );
-        let _ = pair[leader].child.wait();
+        assert!(
+            pair[leader].wait_exit(WAIT).is_some(),
+            "round {round}: the old leader did not exit"
+        );
         pair[leader] = start(&format!("{}{}", ["a", "b"][leader], round + 1));
     }
+}
+
+#[tokio::test]
+async fn a_leader_paused_past_its_lease_writes_nothing_when_it_wakes_and_exits() {
+    let _serial = SERIAL.lock().await;
+    let client = client().await;
+    let tag = unique("paused");
+    let lease_ns = namespace(&client, &format!("{tag}-lease"), &[]).await;
+    let election = election(&tag, &lease_ns.name);
+    // The leader runs as `zerotrust-operator`, the identity the audit log records, so every
+    // request it makes is on record; the standby runs as the admin.
+    let plane = control_plane();
+    let operator_kubeconfig = plane.operator_kubeconfig();
+    let mut leader_args = elected(&election, "paused");
+    leader_args.extend(["--kubeconfig", operator_kubeconfig.to_str().unwrap()]);
+    let mut old = OperatorProcess::start("paused-leader", &leader_args);
+    eventually(WAIT, "the first process leads", || async {
+        (old.metric("zerotrust_leader")? == 1.0).then_some(())
+    })
+    .await;
+    let standby = OperatorProcess::start("paused-standby", &elected(&election, "standby"));
+    eventually(WAIT, "the standby waits", || async {
+        (standby.metric("zerotrust_leader")? == 0.0).then_some(())
+    })
+    .await;
+    let name = tag.clone();
+    let _cleanup = Cleanup(vec![name.clone()]);
+    apply(&deny_all(&name, &tag));
+    let first = namespace(&client, &format!("{tag}-1"), &[("zt-test", &tag)]).await;
+    let deny = format!("zt-{name}-default-deny");
+    eventually(WAIT, "onboarded by the first leader", || async {
+        policy_exists(&client, &first.name, &deny)
+            .await
+            .then_some(())
+    })
+    .await;
+
+    // Paused (SIGSTOP) past its lease: it cannot renew, and the standby takes over. The new
+    // leader rewrites the baseline's admission policies for its own identity and onboards a new
+    // namespace: work the old leader, if it still acted as leader when it woke, would redo.
+    old.signal("STOP");
+    let paused = Instant::now();
+    eventually(TAKEOVER_BOUND, "the standby takes over", || async {
+        (standby.metric("zerotrust_leader")? == 1.0).then_some(())
+    })
+    .await;
+    eprintln!("takeover from a paused leader: {:?}", paused.elapsed());
+    let second = namespace(&client, &format!("{tag}-2"), &[("zt-test", &tag)]).await;
+    eventually(WAIT, "onboarded by the new leader", || async {
+        (policy_exists(&client, &second.name, &deny).await
+            && standby.metric("zerotrust_reconciles_total{result=\"ok\"}")? >= 1.0)
+            .then_some(())
+    })
+    .await;
+    let tamper = format!("zt-{name}-tamper");
+    let policies: Api<k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicy> =
+        Api::all(client.clone());
+    eventually(
+        WAIT,
+        "the admission policy rewritten by the new leader",
+        || async {
+            let policy = policies.get_opt(&tamper).await.ok()??;
+            serde_json::to_string(&policy.spec)
+                .ok()?
+                .contains(ADMIN_USER)
+                .then_some(())
+        },
+    )
+    .await;
+
+    // It wakes: it must notice that the lease is gone, write nothing, and exit (a process that
+    // lost its lease stops, to be restarted as a standby).
+    let audit = plane.audit_log();
+    let mark = audit.mark();
+    old.signal("CONT");
+    let status = old.wait_exit(TAKEOVER_BOUND);
+    let writes = audit.writes_done_since(mark);
+    assert!(
+        writes.is_empty(),
+        "the old leader wrote after it woke: {writes:?}\nlog: {}",
+        old.log.display()
+    );
+    let status = status.unwrap_or_else(|| {
+        panic!(
+            "the old leader did not exit after losing its lease; log: {}",
+            old.log.display()
+        )
+    });
+    assert!(!status.success(), "losing the lease is an error: {status}");
+    assert!(
+        old.log_text().contains("lost"),
+        "its log says why it stopped: {}",
+        old.log.display()
+    );
+    assert_eq!(standby.metric("zerotrust_leader"), Some(1.0));
 }

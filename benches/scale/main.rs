@@ -24,6 +24,7 @@ use serde_json::json;
 use report::{Latency, Report};
 use tracker::Tracker;
 use zerotrust_operator::api::{SecurityBaseline, parse_baselines};
+use zerotrust_operator::controller::DEFAULT_BREAK_GLASS_GROUP;
 use zerotrust_operator::engine::{
     DEFAULT_OPERATOR_NAMESPACE, Environment, Kind, ValidBaseline, object_name, render, validate,
 };
@@ -62,6 +63,13 @@ struct Args {
     /// Where the JSON results go.
     #[arg(long, default_value = "target/bench/scale.json")]
     json: PathBuf,
+    /// Fail (exit 1) when the onboarding p99 is above this many milliseconds: a bound generous
+    /// enough for a loaded 2-core machine (the published target is 250 ms).
+    #[arg(long, default_value_t = 5000.0)]
+    fail_onboarding_p99_ms: f64,
+    /// Fail (exit 1) when the repair p99 is above this many milliseconds (the target is 500 ms).
+    #[arg(long, default_value_t = 5000.0)]
+    fail_repair_p99_ms: f64,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -85,6 +93,9 @@ const EDITS: [Edit; 4] = [
 
 /// What the tracker must see before a repair counts: a new object, or one newer than our edit.
 enum Repaired {
+    /// The API server undid the edit in the same request (the baseline's mutating admission
+    /// policy raises a lowered Pod Security label): compliant is all there is to see.
+    InRequest,
     Recreated {
         kind: Kind,
         name: String,
@@ -109,6 +120,10 @@ fn version(meta: &kube::api::ObjectMeta) -> u64 {
 struct Bench {
     args: Args,
     client: Client,
+    /// The edits' client: the admin acting in the break-glass group, which the baseline's
+    /// admission policies let through, so an edit is drift for the operator to repair rather
+    /// than tampering the API server refuses.
+    editor: Client,
     run: String,
     baseline: SecurityBaseline,
     valid: ValidBaseline,
@@ -163,7 +178,7 @@ impl Bench {
                     .object(Kind::NetworkPolicy, namespace, &policy)
                     .expect("the policy exists");
                 let old_uid = live.meta().uid.clone().unwrap_or_default();
-                Api::<NetworkPolicy>::namespaced(self.client.clone(), namespace)
+                Api::<NetworkPolicy>::namespaced(self.editor.clone(), namespace)
                     .delete(&policy, &DeleteParams::default())
                     .await
                     .expect("the policy deletes");
@@ -175,7 +190,7 @@ impl Bench {
             }
             Edit::AddAllowRule => {
                 let policy = name("default-deny");
-                let edited = Api::<NetworkPolicy>::namespaced(self.client.clone(), namespace)
+                let edited = Api::<NetworkPolicy>::namespaced(self.editor.clone(), namespace)
                     .patch(&policy, &params, &merge(json!({"spec": {"ingress": [{}]}})))
                     .await
                     .expect("the policy patches");
@@ -187,7 +202,7 @@ impl Bench {
             }
             Edit::RaiseQuota => {
                 let quota = name("quota");
-                let edited = Api::<ResourceQuota>::namespaced(self.client.clone(), namespace)
+                let edited = Api::<ResourceQuota>::namespaced(self.editor.clone(), namespace)
                     .patch(
                         &quota,
                         &params,
@@ -204,10 +219,17 @@ impl Bench {
             Edit::WeakenPodSecurity => {
                 let labels = json!({"metadata": {"labels": {
                     "pod-security.kubernetes.io/enforce": "privileged"}}});
-                let edited = Api::<Namespace>::all(self.client.clone())
+                let edited = Api::<Namespace>::all(self.editor.clone())
                     .patch(namespace, &params, &merge(labels))
                     .await
                     .expect("the namespace patches");
+                let enforce = edited
+                    .labels()
+                    .get("pod-security.kubernetes.io/enforce")
+                    .map(String::as_str);
+                if enforce != Some("privileged") {
+                    return Repaired::InRequest;
+                }
                 Repaired::NewerThan {
                     kind: Kind::Namespace,
                     name: namespace.to_string(),
@@ -220,6 +242,7 @@ impl Bench {
 
 fn repaired(tracker: &Tracker, valid: &ValidBaseline, namespace: &str, what: &Repaired) -> bool {
     let seen = match what {
+        Repaired::InRequest => true,
         Repaired::Recreated {
             kind,
             name,
@@ -245,6 +268,21 @@ fn repaired(tracker: &Tracker, valid: &ValidBaseline, namespace: &str, what: &Re
     seen && tracker.compliant(valid, namespace)
 }
 
+/// A client of `kubeconfig`'s user acting in the break-glass group (and system:masters, to keep
+/// its rights).
+async fn break_glass(kubeconfig: &std::path::Path) -> Client {
+    let file = kube::config::Kubeconfig::read_from(kubeconfig).expect("the kubeconfig reads");
+    let mut config = kube::Config::from_custom_kubeconfig(file, &Default::default())
+        .await
+        .expect("the kubeconfig is usable");
+    config.auth_info.impersonate = Some("zerotrust-bench-editor".to_string());
+    config.auth_info.impersonate_groups = Some(vec![
+        DEFAULT_BREAK_GLASS_GROUP.to_string(),
+        "system:masters".to_string(),
+    ]);
+    Client::try_from(config).expect("a client")
+}
+
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
@@ -265,8 +303,10 @@ async fn main() {
         .to_string();
     baseline.metadata.name = Some(format!("bench-{run}"));
     let client = connect(&args.kubeconfig).await;
+    let editor = break_glass(&args.kubeconfig).await;
     let mut bench = Bench {
         client,
+        editor,
         run,
         valid: validate(&baseline).expect("the example baseline is valid"),
         baseline,
@@ -287,6 +327,16 @@ async fn main() {
         .unwrap_or_else(|e| panic!("{}: {e}", bench.args.json.display()));
     println!("{json}");
     eprintln!("bench: JSON written to {}", bench.args.json.display());
+    let failed = report.gate(
+        bench.args.fail_onboarding_p99_ms,
+        bench.args.fail_repair_p99_ms,
+    );
+    for failure in &failed {
+        eprintln!("bench: FAILED: {failure}");
+    }
+    if !failed.is_empty() {
+        std::process::exit(1);
+    }
 }
 
 async fn run_all(bench: &Bench) -> Report {
@@ -377,14 +427,25 @@ async fn run_all(bench: &Bench) -> Report {
 
     // --- 3. Drift repair latency ---------------------------------------------------------------
     let mut samples = Vec::new();
+    // Repairs the operator makes (the API server itself undoes a lowered Pod Security label).
+    let mut operator_repairs = 0i64;
     for i in 0..args.repair_samples {
         let target = &bulk[(i * 7919) % bulk.len()];
         let start = Instant::now();
         let what = bench.edit(&tracker, target, EDITS[i % EDITS.len()]).await;
-        wait_until(Duration::from_secs(30), "repair", || {
-            repaired(&tracker, &bench.valid, target, &what)
-        })
-        .await;
+        if !matches!(what, Repaired::InRequest) {
+            operator_repairs += 1;
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !repaired(&tracker, &bench.valid, target, &what) {
+            assert!(
+                Instant::now() < deadline,
+                "{target}: not repaired within 30 s after {:?}: {:?}",
+                EDITS[i % EDITS.len()],
+                tracker.shortfall(&bench.valid, target)
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
         samples.push(start.elapsed());
     }
     report.repair = Latency::of(&samples);
@@ -392,7 +453,7 @@ async fn run_all(bench: &Bench) -> Report {
 
     // --- Status size, once every repair is counted (before the idle window) -----------------------
     let selected = (args.namespaces + args.onboarding_samples) as i32;
-    let repairs = args.repair_samples as i64;
+    let repairs = operator_repairs;
     let api: Api<SecurityBaseline> = Api::all(bench.client.clone());
     let mut stored = None;
     let deadline = Instant::now() + Duration::from_secs(60);

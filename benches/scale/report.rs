@@ -72,6 +72,34 @@ fn verbs(requests: &Requests) -> String {
 }
 
 impl Report {
+    /// What makes the run fail, whatever the machine: idle writes, a status over 8 KiB, and
+    /// onboarding or repair p99 over the given bounds (in milliseconds).
+    pub fn gate(&self, onboarding_p99_ms: f64, repair_p99_ms: f64) -> Vec<String> {
+        let mut failed = Vec::new();
+        if self.idle_writes > 0 {
+            failed.push(format!(
+                "{} writes while idle: {:?}",
+                self.idle_writes, self.idle_requests
+            ));
+        }
+        if self.status_bytes > 8192 {
+            failed.push(format!("status of {} B, over 8 KiB", self.status_bytes));
+        }
+        if self.onboarding.p99_ms > onboarding_p99_ms {
+            failed.push(format!(
+                "onboarding p99 {:.0} ms, over {onboarding_p99_ms} ms",
+                self.onboarding.p99_ms
+            ));
+        }
+        if self.repair.p99_ms > repair_p99_ms {
+            failed.push(format!(
+                "repair p99 {:.0} ms, over {repair_p99_ms} ms",
+                self.repair.p99_ms
+            ));
+        }
+        failed
+    }
+
     /// The results as a Markdown table, each figure next to its target.
     pub fn table(&self) -> String {
         let large = self.namespaces >= 10_000;

@@ -83,7 +83,7 @@ pub struct RunArgs {
 pub fn run(args: RunArgs) -> ExitCode {
     args.log.init();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         let client = match args.cluster.client().await {
             Ok(client) => client,
             Err(message) => {
@@ -136,5 +136,10 @@ pub fn run(args: RunArgs) -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-    })
+    });
+    // The operator has stopped (and drained, within its limit). Dropping the runtime would wait
+    // for its blocking threads, and a read of standard input (--stop-on-stdin-close) cannot be
+    // cancelled: a process that lost its lease would hang there instead of exiting.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    code
 }

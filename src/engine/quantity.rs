@@ -105,6 +105,11 @@ impl Quantity {
     pub fn is_negative(&self) -> bool {
         self.numerator < 0
     }
+
+    /// A whole number (`1k` is, `500m` is not).
+    pub fn is_integer(&self) -> bool {
+        self.scale == 0
+    }
 }
 
 impl Ord for Quantity {

@@ -38,19 +38,49 @@ impl AuditLog {
         std::fs::metadata(&self.path).map_or(0, |m| m.len())
     }
 
+    /// The log's entries after `mark`.
+    fn entries(&self, mark: u64) -> Vec<serde_json::Value> {
+        let Ok(mut file) = std::fs::File::open(&self.path) else {
+            return Vec::new();
+        };
+        if file.seek(SeekFrom::Start(mark)).is_err() {
+            return Vec::new();
+        }
+        std::io::BufReader::new(file)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|line| serde_json::from_str(&line).ok())
+            .collect()
+    }
+
+    /// Writes the API server carried out (answered below 400) after `mark`, each as
+    /// `verb resource namespace/name code`: what the identity changed, not what it only tried.
+    pub fn writes_done_since(&self, mark: u64) -> Vec<String> {
+        self.entries(mark)
+            .iter()
+            .filter(|entry| {
+                let verb = entry["verb"].as_str().unwrap_or_default();
+                let code = entry["responseStatus"]["code"].as_u64().unwrap_or(0);
+                WRITE_VERBS.contains(&verb) && code < 400
+            })
+            .map(|entry| {
+                let field = |key: &str| entry["objectRef"][key].as_str().unwrap_or_default();
+                format!(
+                    "{} {} {}/{} {}",
+                    entry["verb"].as_str().unwrap_or_default(),
+                    field("resource"),
+                    field("namespace"),
+                    field("name"),
+                    entry["responseStatus"]["code"]
+                )
+            })
+            .collect()
+    }
+
     /// Requests logged after `mark`, by verb.
     pub fn since(&self, mark: u64) -> Requests {
         let mut requests = Requests::new();
-        let Ok(mut file) = std::fs::File::open(&self.path) else {
-            return requests;
-        };
-        if file.seek(SeekFrom::Start(mark)).is_err() {
-            return requests;
-        }
-        for line in std::io::BufReader::new(file).lines().map_while(Result::ok) {
-            let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
-                continue;
-            };
+        for entry in self.entries(mark) {
             let field = |key: &str| entry["objectRef"][key].as_str().unwrap_or_default();
             if let Some(verb) = entry.get("verb").and_then(|v| v.as_str()) {
                 // Writes name what they wrote, so an unexpected one can be traced.

@@ -52,6 +52,18 @@ pub fn delete_baseline(name: &str) {
     );
 }
 
+/// Deletes the named baselines when dropped, passed or failed, so a failed test leaves none
+/// behind to act on the tests that follow.
+pub struct Cleanup(pub Vec<String>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            delete_baseline(name);
+        }
+    }
+}
+
 /// The user of the test control plane's admin credentials, which the test operators run as: the
 /// identity their admission policies let through.
 pub const ADMIN_USER: &str = "zerotrust-admin";

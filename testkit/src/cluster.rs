@@ -80,6 +80,17 @@ pub fn control_plane() -> &'static ControlPlane {
 }
 
 impl ControlPlane {
+    /// A kubeconfig of the user `zerotrust-operator` (in system:masters), the one identity the
+    /// audit log records: an operator run with it has every request it makes logged.
+    pub fn operator_kubeconfig(&self) -> PathBuf {
+        self.kubeconfig.with_file_name("operator.kubeconfig")
+    }
+
+    /// The API server's audit log (requests of `zerotrust-operator` only).
+    pub fn audit_log(&self) -> crate::audit::AuditLog {
+        crate::audit::AuditLog::new(self.kubeconfig.with_file_name("audit.log"))
+    }
+
     /// Runs kubectl against the test cluster from the repository root, with optional stdin.
     pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
         let mut kubectl = Command::new(&self.kubectl);

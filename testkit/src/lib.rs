@@ -18,7 +18,9 @@ pub mod shipped_rbac;
 pub mod status;
 
 pub use admission::{wait_mutation_in_force, wait_tamper_refused};
-pub use baselines::{ADMIN_USER, RESTRICTED, apply, baseline, check_baseline, delete_baseline};
+pub use baselines::{
+    ADMIN_USER, Cleanup, RESTRICTED, apply, baseline, check_baseline, delete_baseline,
+};
 pub use cluster::{
     ControlPlane, SeparateControlPlane, client, connect, control_plane, controlplane, run_bounded,
     stderr, stdout, unique,

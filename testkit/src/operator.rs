@@ -46,6 +46,12 @@ impl OperatorProcess {
     /// Starts `zerotrust-operator run` against the test control plane with `extra` arguments,
     /// logging at info level.
     pub fn start(name: &str, extra: &[&str]) -> OperatorProcess {
+        // `spawn` gives every process its own HTTP address; a second `--http-addr` makes the
+        // process exit at once with a usage error, which a test that only kills it never sees.
+        assert!(
+            !extra.contains(&"--http-addr"),
+            "OperatorProcess::start sets --http-addr itself"
+        );
         let kubeconfig = control_plane().kubeconfig.clone();
         let mut args = vec!["--status-interval-ms", "200"];
         if !extra.contains(&"--kubeconfig") {
