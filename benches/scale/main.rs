@@ -425,6 +425,18 @@ async fn run_all(bench: &Bench) -> Report {
     report.onboarding = Latency::of(&samples);
     eprintln!("bench: onboarding {:?}", report.onboarding);
 
+    // --- 2b. Gate-open latency: creation to the first pod the API server admits ------------------
+    // Separate namespaces, so the probing requests do not slow the onboarding samples above.
+    let mut samples = Vec::new();
+    for name in bench.names("gate", args.onboarding_samples) {
+        let start = Instant::now();
+        create_namespaces(&bench.client, &[namespace(&name, &labels)], 1).await;
+        first_pod_admitted(&bench.client, &name, Duration::from_secs(30)).await;
+        samples.push(start.elapsed());
+    }
+    report.gate_open = Latency::of(&samples);
+    eprintln!("bench: gate open {:?}", report.gate_open);
+
     // --- 3. Drift repair latency ---------------------------------------------------------------
     let mut samples = Vec::new();
     // Repairs the operator makes (the API server itself undoes a lowered Pod Security label).
@@ -452,7 +464,7 @@ async fn run_all(bench: &Bench) -> Report {
     eprintln!("bench: repair {:?}", report.repair);
 
     // --- Status size, once every repair is counted (before the idle window) -----------------------
-    let selected = (args.namespaces + args.onboarding_samples) as i32;
+    let selected = (args.namespaces + 2 * args.onboarding_samples) as i32;
     let repairs = operator_repairs;
     let api: Api<SecurityBaseline> = Api::all(bench.client.clone());
     let mut stored = None;
@@ -516,4 +528,44 @@ async fn run_all(bench: &Bench) -> Report {
         report.bulk_raw_writer_s
     );
     report
+}
+
+/// Waits until the API server admits a pod (a server-side dry run: every admission policy, Pod
+/// Security, quota and LimitRange run, nothing is stored) in `namespace`: the onboarding gate is
+/// open. Sends the next attempt as soon as one is refused, so the figure is bounded by one round
+/// trip.
+async fn first_pod_admitted(client: &Client, namespace: &str, within: Duration) {
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), namespace);
+    // Restricted Pod Security and the quota's required limits: admitted once the gate is open.
+    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "gate-probe"},
+        "spec": {
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 1000,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "automountServiceAccountToken": false,
+            "containers": [{
+                "name": "app", "image": "registry.k8s.io/pause:3.10",
+                "securityContext": {"allowPrivilegeEscalation": false,
+                                    "capabilities": {"drop": ["ALL"]}},
+                "resources": {"requests": {"cpu": "10m", "memory": "16Mi"},
+                              "limits": {"cpu": "10m", "memory": "16Mi"}}
+            }]
+        }
+    }))
+    .expect("a pod");
+    let params = kube::api::PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let deadline = Instant::now() + within;
+    loop {
+        match pods.create(&params, &pod).await {
+            Ok(_) => return,
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "{namespace}: no pod admitted within {within:?}; last refusal: {e}"
+            ),
+        }
+    }
 }

@@ -48,6 +48,8 @@ pub struct Report {
     /// The operator's requests while converging the bulk set, by verb.
     pub bulk_requests: Requests,
     pub onboarding: Latency,
+    /// Namespace creation to the first pod the API server admits (the onboarding gate open).
+    pub gate_open: Latency,
     pub repair: Latency,
     pub idle_seconds: u64,
     /// The operator's requests over the idle window, by verb.
@@ -148,6 +150,12 @@ impl Report {
                 lat(&self.onboarding),
                 "p99 <= 250 ms".into(),
                 verdict(self.onboarding.p99_ms <= 250.0),
+            ),
+            (
+                "gate-open latency (creation to first pod admitted)".into(),
+                lat(&self.gate_open),
+                String::new(),
+                "",
             ),
             (
                 "drift repair latency".into(),
