@@ -574,9 +574,25 @@ fn exported(page: &str) -> BTreeMap<String, BTreeSet<String>> {
 fn dashboard_and_alerts_parse_and_name_only_exported_metrics() {
     let page = {
         let _alone = ONE_OPERATOR.blocking_lock();
+        // The per-baseline gauges exist once a baseline does: one, selecting nothing.
+        let name = unique("metric-names");
+        let _cleanup = Cleanup(vec![name.clone()]);
+        apply(&baseline(&name, &name, "mode: Audit"));
         let operator = OperatorProcess::start("metric-names", &[]);
         operator.wait_ready(Duration::from_secs(60));
-        operator.get("/metrics").expect("/metrics answers").1
+        let sample = format!("zerotrust_namespaces{{baseline=\"{name}\",state=\"compliant\"}}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let page = operator.get("/metrics").expect("/metrics answers").1;
+            if page.lines().any(|l| l.starts_with(&sample)) {
+                break page;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{sample} never exported:\n{page}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     };
     let families = exported(&page);
     let names: BTreeSet<&String> = families.values().flatten().collect();

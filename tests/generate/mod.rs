@@ -37,20 +37,30 @@ fn quantity() -> impl Strategy<Value = Value> {
 }
 
 fn quantities() -> impl Strategy<Value = Value> {
-    proptest::collection::btree_map(
-        prop_oneof![
-            // Mostly names the API server takes (cpu and memory everywhere, pods and requests.cpu in
-            // quotas only), now and then anything.
-            6 => Just("cpu".to_string()),
-            6 => Just("memory".to_string()),
-            2 => Just("pods".to_string()),
-            2 => Just("requests.cpu".to_string()),
-            1 => text(),
-        ],
-        quantity(),
-        1..4,
-    )
-    .prop_map(|m| json!(m))
+    // Mostly names a quota takes, now and then anything.
+    named_quantities(prop_oneof![
+        6 => Just("cpu".to_string()),
+        6 => Just("memory".to_string()),
+        3 => Just("pods".to_string()),
+        3 => Just("requests.cpu".to_string()),
+        1 => text(),
+    ])
+}
+
+/// A LimitRange item's quantities: mostly cpu and memory (what every item type but a PVC's takes),
+/// now and then a name only a quota takes, or anything.
+fn limit_quantities() -> impl Strategy<Value = Value> {
+    named_quantities(prop_oneof![
+        20 => Just("cpu".to_string()),
+        20 => Just("memory".to_string()),
+        2 => Just("storage".to_string()),
+        1 => Just("pods".to_string()),
+        1 => text(),
+    ])
+}
+
+fn named_quantities(name: impl Strategy<Value = String>) -> impl Strategy<Value = Value> {
+    proptest::collection::btree_map(name, quantity(), 1..4).prop_map(|m| json!(m))
 }
 
 fn strings(n: usize) -> impl Strategy<Value = Value> {
@@ -158,7 +168,11 @@ fn dns() -> impl Strategy<Value = Value> {
 
 fn network_policy() -> impl Strategy<Value = Value> {
     (
-        proptest::collection::vec(direction(), 0..3),
+        // Mostly both directions, as a default-deny is written; now and then any list.
+        prop_oneof![
+            4 => Just(json!(["Ingress", "Egress"])),
+            1 => proptest::collection::vec(direction(), 0..3).prop_map(Value::from),
+        ],
         proptest::bool::weighted(0.3),
         proptest::bool::weighted(0.3),
         prop_oneof![5 => Just(Value::Null), 1 => any_of(dns())],
@@ -263,12 +277,12 @@ fn role() -> impl Strategy<Value = Value> {
 
 fn limit() -> impl Strategy<Value = Value> {
     (
-        prop_oneof![10 => Just("Container"), 5 => Just("Pod"), 3 => Just("PersistentVolumeClaim"), 1 => Just("Node")],
-        quantities(),
-        quantities(),
+        prop_oneof![30 => Just("Container"), 15 => Just("Pod"), 9 => Just("PersistentVolumeClaim"), 1 => Just("Node")],
+        limit_quantities(),
+        limit_quantities(),
         // Bounds are where consistency rules bite; keep them rarer so items also get through.
-        prop_oneof![3 => Just(json!({})), 1 => quantities()],
-        prop_oneof![3 => Just(json!({})), 1 => quantities()],
+        prop_oneof![3 => Just(json!({})), 1 => limit_quantities()],
+        prop_oneof![3 => Just(json!({})), 1 => limit_quantities()],
     )
         .prop_map(|(t, d, dr, max, min)| json!({"type": t, "default": d, "defaultRequest": dr, "max": max, "min": min}))
 }
@@ -302,7 +316,8 @@ fn selector() -> impl Strategy<Value = Value> {
 
 pub fn baseline() -> impl Strategy<Value = Value> {
     (
-        text(),
+        // Mostly a valid name, so the rest of the baseline is what gets tested.
+        prop_oneof![10 => "[a-z]([a-z0-9-]{0,10}[a-z0-9])?", 1 => text()],
         any_of(prop_oneof![10 => Just(json!("Enforce")), 10 => Just(json!("Audit")), 1 => text().prop_map(Value::from)]),
         any_of(selector()),
         any_of(strings(4)),
