@@ -91,3 +91,81 @@ fn a_cluster_without_the_crd_says_how_to_install_it() {
     );
     assert!(!err.contains("404 page not found"), "{err}");
 }
+
+#[tokio::test]
+async fn check_o_json_reports_each_control_with_its_version_and_exit_code() {
+    let plane = control_plane();
+    let client = client().await;
+    let tag = unique("check-json");
+    let ns = namespace(&client, &tag, &[("zt-test", &tag)]).await;
+    let name = tag.clone();
+    let _cleanup = Cleanup(vec![name.clone()]);
+    // Audit: nothing is created for it, by this test or any operator running beside it, so the
+    // namespace's NetworkPolicy stays missing.
+    apply(&baseline(
+        &name,
+        &tag,
+        "mode: Audit\nnetworkPolicy: {defaultDeny: [Ingress]}\n",
+    ));
+
+    let out = check(&plane.kubeconfig, &["--baseline", &name, "-o", "json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out))
+        .unwrap_or_else(|e| panic!("stdout is one JSON document: {e}\n{}", stdout(&out)));
+    assert_eq!(report["apiVersion"], "zerotrust.dev/check/v1", "{report:#}");
+    assert_eq!(report["kind"], "CheckReport");
+    assert_eq!(report["compliant"], false);
+    assert_eq!(report["summary"]["baselines"], 1);
+    assert_eq!(report["summary"]["invalidBaselines"], 0);
+    assert_eq!(report["summary"]["namespaces"], 1);
+    assert_eq!(report["summary"]["driftedNamespaces"], 1);
+    assert_eq!(report["baselines"][0]["name"], name.as_str());
+    assert_eq!(report["baselines"][0]["valid"], true);
+    let namespaces = report["namespaces"].as_array().expect("namespaces");
+    assert_eq!(namespaces.len(), 1, "{report:#}");
+    assert_eq!(namespaces[0]["namespace"], ns.name.as_str());
+    assert_eq!(namespaces[0]["status"], "drifted");
+    let network = namespaces[0]["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .find(|r| r["control"] == "NetworkPolicy")
+        .unwrap_or_else(|| panic!("a NetworkPolicy result: {report:#}"));
+    assert_eq!(network["baseline"], name.as_str());
+    assert_eq!(network["result"], "fail");
+    assert_eq!(network["exemption"], serde_json::Value::Null);
+    let findings = network["findings"].as_array().expect("findings");
+    assert!(
+        findings.iter().any(|f| f["kind"] == "NetworkPolicy"
+            && f["name"] == format!("zt-{name}-default-deny").as_str()
+            && f["reason"] == "Missing"),
+        "{report:#}"
+    );
+
+    // YAML: the same document, the same exit code.
+    let out = check(&plane.kubeconfig, &["--baseline", &name, "-o", "yaml"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let yaml: serde_json::Value = serde_saphyr::from_str(&stdout(&out))
+        .unwrap_or_else(|e| panic!("stdout is one YAML document: {e}\n{}", stdout(&out)));
+    assert_eq!(yaml["apiVersion"], "zerotrust.dev/check/v1");
+    assert_eq!(yaml["namespaces"][0]["namespace"], ns.name.as_str());
+
+    // A name that does not exist: exit 1, the error on stderr, no document on stdout.
+    let missing = unique("no-such-baseline");
+    let out = check(&plane.kubeconfig, &["--baseline", &missing, "-o", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+    assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
+}

@@ -135,3 +135,33 @@ fn crd_command_prints_the_committed_crd() {
     .unwrap();
     assert_eq!(stdout(&out), committed);
 }
+
+#[test]
+fn check_json_without_a_readable_cluster_exits_2_with_nothing_on_stdout() {
+    // No cluster needed: the kubeconfig does not exist, so the check stops before any request.
+    let missing = std::env::temp_dir().join("zt-cli-no-such-kubeconfig");
+    for format in ["json", "yaml"] {
+        let out = operator(&[
+            "check",
+            "-o",
+            format,
+            "--kubeconfig",
+            missing.to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{format}: {stderr}");
+        assert!(stderr.starts_with("error:"), "{format}: {stderr}");
+        assert!(out.stdout.is_empty(), "{format}: {}", stdout(&out));
+    }
+}
+
+#[test]
+fn check_output_is_text_json_or_yaml() {
+    let out = operator(&["check", "-o", "xml"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("text") && stderr.contains("json") && stderr.contains("yaml"),
+        "{stderr}"
+    );
+}

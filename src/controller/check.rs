@@ -16,9 +16,9 @@ use super::index::strip_metadata;
 use super::metrics::Metrics;
 use crate::api::SecurityBaseline;
 use crate::engine::{
-    AdmissionSettings, DesiredObject, Drift, DriftReason, Environment, ExemptControl, InvalidSpec,
-    Kind, MANAGED_SELECTOR, Object, ValidBaseline, diff, diff_admission, render, render_admission,
-    unavailable, validate,
+    AdmissionSettings, ControlResult, DesiredObject, Drift, DriftReason, Environment,
+    ExemptControl, InvalidSpec, Kind, MANAGED_SELECTOR, Object, ValidBaseline, admission_results,
+    diff, diff_admission, render, render_admission, results, unavailable, validate,
 };
 
 /// What `check` found.
@@ -32,12 +32,19 @@ pub struct Report {
     pub invalid: Vec<InvalidSpec>,
     /// Baselines checked, valid or not.
     pub baselines: usize,
+    /// Their names, in the order listed.
+    pub baseline_names: Vec<String>,
     /// Drift of the baselines' cluster-scoped admission policies.
     pub admission: Vec<Drift>,
+    /// One result per baseline for its admission policies: pass, or fail with that drift.
+    pub admission_results: Vec<ControlResult>,
     /// Protections a baseline asks for that this API server cannot carry: (baseline, protection).
     pub unavailable: Vec<(String, &'static str)>,
     /// Controls exempt per namespace, in namespace order: neither compliant nor drift.
     pub exempt: Vec<(String, ExemptControl)>,
+    /// One result per namespace, baseline and control, in namespace order: the same results
+    /// the operator's PolicyReports hold.
+    pub controls: Vec<(String, ControlResult)>,
 }
 
 async fn list<K>(api: Api<K>, params: &ListParams, kind: &'static str) -> Result<Vec<K>, Error>
@@ -102,6 +109,7 @@ pub async fn check(
             continue;
         }
         report.baselines += 1;
+        report.baseline_names.push(object.name_any());
         match decode(&object)
             .map_err(|undecodable| undecodable.error)
             .and_then(|b| validate(&b))
@@ -115,7 +123,8 @@ pub async fn check(
         api_server: super::api_server::read(client).await?,
         ..Environment::new(operator_namespace)
     };
-    report.admission = check_admission(client, &valid, &admission, env.now).await?;
+    (report.admission, report.admission_results) =
+        check_admission(client, &valid, &admission, env.now).await?;
     report.unavailable = valid
         .iter()
         .flat_map(|b| {
@@ -140,6 +149,7 @@ pub async fn check(
         report
             .exempt
             .extend(desired.exempt.iter().map(|e| (name.clone(), e.clone())));
+        let mut found = Vec::new();
         for mut d in diff(&desired, &caches.live_state(namespace)) {
             if d.reason == DriftReason::Missing
                 && !matches!(d.kind, Kind::Namespace | Kind::ServiceAccount)
@@ -152,20 +162,27 @@ pub async fn check(
                     DriftReason::Conflict
                 };
             }
-            report.drift.push((name.clone(), d));
+            found.push(d);
         }
+        let controls = results(&desired, &found);
+        report
+            .controls
+            .extend(controls.into_iter().map(|r| (name.clone(), r)));
+        report
+            .drift
+            .extend(found.into_iter().map(|d| (name.clone(), d)));
     }
     Ok(report)
 }
 
 /// The drift of the admission policies of `baselines` (only theirs: a check of one baseline does
-/// not report another's objects as stale).
+/// not report another's objects as stale), and one result per baseline from it.
 async fn check_admission(
     client: &Client,
     baselines: &[ValidBaseline],
     settings: &AdmissionSettings,
     now: i64,
-) -> Result<Vec<Drift>, Error> {
+) -> Result<(Vec<Drift>, Vec<ControlResult>), Error> {
     let desired: Vec<DesiredObject> = baselines
         .iter()
         .flat_map(|b| {
@@ -198,8 +215,10 @@ async fn check_admission(
         }
     }
     let names: Vec<&str> = baselines.iter().map(|b| b.name()).collect();
-    Ok(diff_admission(&desired, &live)
+    let drift: Vec<Drift> = diff_admission(&desired, &live)
         .into_iter()
         .filter(|d| names.contains(&d.baseline.as_str()))
-        .collect())
+        .collect();
+    let results = admission_results(&desired, &drift);
+    Ok((drift, results))
 }

@@ -1,5 +1,6 @@
-//! The pure core: validate, select, render, diff and plan. No API client anywhere in here, so the
-//! offline `render` preview and the operator compute exactly the same thing.
+//! The pure core: validate, select, render, diff, plan and results (per control, for reports). No
+//! API client anywhere in here, so the offline `render` preview and the operator compute exactly
+//! the same thing.
 
 mod admission;
 mod diff;
@@ -8,6 +9,7 @@ mod object;
 mod plan;
 mod quantity;
 mod render;
+mod results;
 mod select;
 mod template;
 mod validate;
@@ -31,6 +33,10 @@ pub use render::{
     DesiredObject, DesiredState, DesiredValue, Endpoint, Environment, PSA_LABEL_PREFIX, PSA_MODES,
     PodSecurityPolicy, Requirement, SelectedBaseline, object_name, pod_security_labels,
     policy_labels, render,
+};
+pub use results::{
+    ADMISSION_CONTROL, Compliance, ControlResult, MAX_MESSAGE, Tally, admission_results, control,
+    results, until,
 };
 pub use select::{ALWAYS_EXCLUDED, DEFAULT_OPERATOR_NAMESPACE, selects};
 pub use template::TemplateError;
