@@ -9,7 +9,16 @@ nine exist, its six Pod Security labels say restricted/latest and its default Se
 automountServiceAccountToken: false.
 
   measure.py verify                    one namespace end to end, plus repairs and rewrites
-  measure.py bulk [--namespaces 1000] [--concurrency 16] [--timeout 3600]
+  measure.py bulk [--namespaces 1000] [--concurrency 16] [--timeout 3600] [--stall 120]
+                                       create labelled namespaces N at a time, until all complete
+                                       (or nothing moved and no UpdateRequest was left for --stall s)
+  measure.py reapply [--timeout 3600] [--stall 120]
+                                       delete and re-create the generate policy: every labelled
+                                       namespace that exists is onboarded (generateExisting)
+  measure.py status                    how many labelled namespaces are complete, what is missing
+  measure.py create [--namespaces 1000] [--concurrency 16]
+                                       only create labelled namespaces (for reapply: apply the
+                                       generate policy to namespaces that already exist)
   measure.py onboard [--samples 10]    namespaces created one at a time, creation to complete
   measure.py repair [--samples 10]     delete a namespace's default-deny NetworkPolicy, until back
   measure.py idle [--seconds 60]       Kyverno's requests in the audit log, by user, verb, resource
@@ -27,6 +36,7 @@ import os
 import pathlib
 import ssl
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -236,6 +246,7 @@ def summary(ms):
 def record(result):
     KDIR.mkdir(parents=True, exist_ok=True)
     result["at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    result["loadavg"] = [round(x, 2) for x in os.getloadavg()]  # the machine is shared
     with open(KDIR / "measure.jsonl", "a") as f:
         f.write(json.dumps(result) + "\n")
     print(json.dumps(result, indent=2))
@@ -316,7 +327,7 @@ def bulk(api, args):
     with concurrent.futures.ThreadPoolExecutor(args.concurrency) as pool:
         list(pool.map(create, names))
     t_created = time.monotonic()
-    ok = tr.wait(lambda: all(n in tr.completed for n in names), args.timeout)
+    ok = wait_converged(api, tr, names, args.timeout, args.stall)
     stop.set()
     t_end = time.monotonic()
     with tr.lock:
@@ -333,6 +344,78 @@ def bulk(api, args):
         "updaterequests_left": update_requests(api),
     }
     record(result)
+
+
+def create(api, args):
+    prefix = fresh_name(api, "peer-existing")
+    t0 = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(args.concurrency) as pool:
+        list(pool.map(lambda i: create_namespace(api, f"{prefix}-{i:05d}"), range(args.namespaces)))
+    record({"scenario": "create", "namespaces": args.namespaces, "concurrency": args.concurrency,
+            "seconds": round(time.monotonic() - t0, 1)})
+
+
+def wait_converged(api, tr, names, timeout, stall):
+    """Until every namespace is complete; gives up after `timeout`, or once nothing has completed
+    for `stall` seconds while no UpdateRequest is left (Kyverno has nothing more in hand)."""
+    deadline = time.monotonic() + timeout
+    last, last_change = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        if tr.wait(lambda: all(n in tr.completed for n in names), 5):
+            return True
+        with tr.lock:
+            done = sum(1 for n in names if n in tr.completed)
+        if done != last:
+            last, last_change = done, time.monotonic()
+        elif time.monotonic() - last_change > stall and update_requests(api) == 0:
+            return False
+    return False
+
+
+def status(api, args):
+    tr = Tracker(api)
+    with tr.lock:
+        names = sorted(tr.psa_ok)
+        done = [n for n in names if n in tr.completed]
+        missing = collections.Counter(m for n in names if n not in tr.completed for m in tr.missing(n))
+    record({"scenario": "status", "labelled_namespaces": len(names), "complete": len(done),
+            "missing": dict(missing), "updaterequests": update_requests(api)})
+
+
+def reapply(api, args):
+    tr = Tracker(api)
+    policies = str(REPO / "benches/peer/kyverno-policies.yaml")
+    kubectl = [str(STATE / "kubectl"), "--kubeconfig", str(STATE / "kubeconfig")]
+    subprocess.run(kubectl + ["delete", "clusterpolicy", "zt-restricted-tenants-generate", "--ignore-not-found",
+                              "--wait=true", "--timeout=600s"], check=True)
+    # synchronize: true deletes what the policy generated when the policy goes; wait for that.
+    tr.wait(lambda: not any(tr.objects.values()), 600)
+    with tr.lock:
+        names = sorted(tr.psa_ok)
+        left = sum(len(v) for v in tr.objects.values())
+    t0 = time.monotonic()
+    subprocess.run(kubectl + ["apply", "-f", policies], check=True, stderr=subprocess.DEVNULL)
+    stop = threading.Event()
+
+    def progress():
+        while not stop.wait(10):
+            with tr.lock:
+                done = sum(1 for n in names if n in tr.completed and tr.completed[n] > t0)
+            print(f"  {time.monotonic() - t0:7.1f} s: complete {done}/{len(names)}, "
+                  f"updaterequests {update_requests(api)}", flush=True)
+
+    with tr.lock:
+        tr.completed.clear()  # every namespace lost its objects; count completion anew
+    threading.Thread(target=progress, daemon=True).start()
+    ok = wait_converged(api, tr, names, args.timeout, args.stall)
+    stop.set()
+    with tr.lock:
+        done = [n for n in names if n in tr.completed]
+        missing = collections.Counter(m for n in names if n not in tr.completed for m in tr.missing(n))
+    record({"scenario": "reapply", "namespaces": len(names), "objects_left_after_delete": left,
+            "all_complete": bool(ok), "complete": len(done),
+            "convergence_seconds": round((max(tr.completed[n] for n in done) if done else time.monotonic()) - t0, 1),
+            "missing_when_stopped": dict(missing), "updaterequests_left": update_requests(api)})
 
 
 def onboard(api, args):
@@ -413,6 +496,14 @@ def main():
     b.add_argument("--namespaces", type=int, default=1000)
     b.add_argument("--concurrency", type=int, default=16)
     b.add_argument("--timeout", type=float, default=3600)
+    b.add_argument("--stall", type=float, default=120)
+    r = sub.add_parser("reapply")
+    r.add_argument("--timeout", type=float, default=3600)
+    r.add_argument("--stall", type=float, default=120)
+    sub.add_parser("status")
+    c = sub.add_parser("create")
+    c.add_argument("--namespaces", type=int, default=1000)
+    c.add_argument("--concurrency", type=int, default=16)
     for name in ("onboard", "repair"):
         s = sub.add_parser(name)
         s.add_argument("--samples", type=int, default=10)
@@ -422,7 +513,8 @@ def main():
     sub.add_parser("rss")
     args = p.parse_args()
     api = Api()
-    {"verify": verify, "bulk": bulk, "onboard": onboard, "repair": repair, "idle": idle, "rss": rss}[args.cmd](api, args)
+    {"verify": verify, "bulk": bulk, "reapply": reapply, "status": status, "create": create, "onboard": onboard,
+     "repair": repair, "idle": idle, "rss": rss}[args.cmd](api, args)
 
 
 if __name__ == "__main__":
