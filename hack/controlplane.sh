@@ -17,10 +17,12 @@
 #                        e.g. to serve less than a full 1.37 does, as an older API server would
 #   ZT_NO_BUILD=1        fail at once, saying how to build, instead of building missing binaries
 #                        (the test harness sets it: a build does not belong inside `cargo test`)
+#   ZT_AUDIT_USERS       comma-separated users the audit log records; default zerotrust-operator
 set -euo pipefail
 
 KUBE_VERSION=v1.37.2
 ETCD_VERSION=v3.7.0
+ZT_AUDIT_USERS=${ZT_AUDIT_USERS:-zerotrust-operator}
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 mod_dir="$repo/hack/controlplane"
@@ -193,14 +195,18 @@ start_etcd() {
 
 # The audit log records only what the user `zerotrust-operator` (operator.kubeconfig) asks, so a
 # benchmark can count the operator's own requests by verb; other clients cost nothing here.
+# ZT_AUDIT_USERS names other identities to record instead (hack/kyverno.sh: Kyverno's two).
 write_audit_policy() {
+  local users="" user list
+  IFS=, read -ra list <<<"$ZT_AUDIT_USERS"
+  for user in "${list[@]}"; do users+="\"$user\", "; done
   cat >"$state/audit-policy.yaml" <<EOF
 apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: [RequestReceived, ResponseStarted]
 rules:
 - level: Metadata
-  users: [zerotrust-operator]
+  users: [${users%, }]
 - level: None
 EOF
 }
