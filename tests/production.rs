@@ -203,6 +203,15 @@ async fn one_leader_writes_and_a_standby_takes_over_when_it_dies() {
     let repaired = "zerotrust_drift_repaired_total{kind=\"NetworkPolicy\"}";
     assert_eq!(second.metric(repaired), Some(0.0));
     let api: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns.name);
+    // A repair is drift in a namespace this process has seen compliant: wait until its first
+    // pass has (a deletion before it would be the new leader's first look, not a repair).
+    let compliant = format!("zerotrust_namespaces{{baseline=\"{name}\",state=\"compliant\"}}");
+    eventually(
+        WAIT,
+        "the new leader sees the namespace compliant",
+        || async { (second.metric(&compliant)? == 1.0).then_some(()) },
+    )
+    .await;
     api.delete(&deny, &Default::default()).await.unwrap();
     eventually(WAIT, "repaired by the new leader", || async {
         (policy_exists(&client, &ns.name, &deny).await && second.metric(repaired)? >= 1.0)
