@@ -15,7 +15,12 @@ pub struct ClusterArgs {
 
 impl ClusterArgs {
     pub async fn client(&self) -> Result<Client, String> {
-        let config = match &self.kubeconfig {
+        Client::try_from(self.config().await?).map_err(|e| format!("cluster client: {e}"))
+    }
+
+    /// Where the cluster is and how to authenticate, from the flags and the environment.
+    pub async fn config(&self) -> Result<Config, String> {
+        Ok(match &self.kubeconfig {
             Some(path) => {
                 let kubeconfig =
                     Kubeconfig::read_from(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -26,8 +31,7 @@ impl ClusterArgs {
             None => Config::infer()
                 .await
                 .map_err(|e| format!("no cluster configuration: {e}"))?,
-        };
-        Client::try_from(config).map_err(|e| format!("cluster client: {e}"))
+        })
     }
 }
 

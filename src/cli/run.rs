@@ -84,8 +84,8 @@ pub fn run(args: RunArgs) -> ExitCode {
     args.log.init();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let code = runtime.block_on(async {
-        let client = match args.cluster.client().await {
-            Ok(client) => client,
+        let config = match args.cluster.config().await {
+            Ok(config) => config,
             Err(message) => {
                 eprintln!("error: {message}");
                 return ExitCode::FAILURE;
@@ -129,7 +129,7 @@ pub fn run(args: RunArgs) -> ExitCode {
                 break_glass_group: args.break_glass_group.clone(),
             },
         };
-        match run_operator(client, settings).await {
+        match run_operator(config, settings).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");

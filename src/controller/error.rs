@@ -136,8 +136,10 @@ pub enum RunError {
     Start(#[from] Error),
     #[error("leader election: {0}")]
     Lease(String),
-    #[error("lost the leader lease; restart to stand by")]
+    #[error("lost the leader lease (or was paused past its write bound); restart to stand by")]
     LeadershipLost,
+    #[error("cluster client: {0}")]
+    Client(String),
 }
 
 #[cfg(test)]

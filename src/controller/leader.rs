@@ -2,6 +2,7 @@
 //! release it on stop.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use kube::Client;
 use kube_lease_manager::LeaseManagerBuilder;
@@ -9,6 +10,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::error::{Error, RunError};
+use super::fence::WriteFence;
 use super::http::Health;
 use super::metrics::Metrics;
 use super::settings::LeaderElection;
@@ -23,6 +25,7 @@ pub type StopLeading = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
 pub async fn lead<F, Fut>(
     client: Client,
     election: &LeaderElection,
+    fence: &Arc<WriteFence>,
     stop: watch::Receiver<bool>,
     health: &Health,
     metrics: &Metrics,
@@ -59,10 +62,13 @@ where
         metrics.leader.set(1);
         let mut lease_watch = leading.clone();
         let mut stop_wait = stop.clone();
+        let fence = fence.clone();
         let stop_or_lost = async move {
             tokio::select! {
                 _ = lease_watch.wait_for(|l| !*l) => {}
                 _ = stop_wait.wait_for(|s| *s) => {}
+                // Paused past the write bound: no write passes any more; stop leading.
+                _ = fence.tripped() => {}
             }
         };
         let operated = operate(Box::pin(stop_or_lost)).await;

@@ -23,6 +23,7 @@ mod discovery;
 mod enforced;
 mod error;
 mod events;
+mod fence;
 mod finalizer;
 mod http;
 mod in_process;

@@ -3,10 +3,14 @@
 
 use std::sync::Arc;
 
-use kube::Client;
+use std::time::Duration;
+
+use kube::Config;
+use kube::client::ClientBuilder;
 use tracing::warn;
 
 use super::error::RunError;
+use super::fence::WriteFence;
 use super::http::{self, Health};
 use super::leader::lead;
 use super::metrics::Metrics;
@@ -17,7 +21,15 @@ use super::shutdown::{once_stopped, stop_requested};
 /// Runs the operator until asked to stop: serves health and metrics, takes part in leader election
 /// if configured, and reconciles while it leads. Losing the lease is an error (the process should
 /// restart and stand by); a stop request drains in-flight reconciles and releases the lease.
-pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
+pub async fn run(config: Config, settings: Settings) -> Result<(), RunError> {
+    let client = |layer: Option<&Arc<WriteFence>>| {
+        let builder =
+            ClientBuilder::try_from(config.clone()).map_err(|e| RunError::Client(e.to_string()))?;
+        Ok::<_, RunError>(match layer {
+            Some(fence) => builder.with_layer(&fence.layer()).build(),
+            None => builder.build(),
+        })
+    };
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
@@ -37,21 +49,34 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), RunError> {
     let Some(election) = settings.leader_election.clone() else {
         health.set_leading(true);
         metrics.leader.set(1);
-        operate(client, &settings, metrics, health, once_stopped(&stop)).await?;
+        operate(
+            client(None)?,
+            &settings,
+            metrics,
+            health,
+            once_stopped(&stop),
+        )
+        .await?;
         return Ok(());
     };
+    // Writes stop once the process was paused for half its lease: by then its lease may be near
+    // its end, and another process may lead before this one's lease task notices.
+    let fence = WriteFence::start(Duration::from_secs(election.lease_duration) / 2);
+    let fenced = client(Some(&fence))?;
     let operate_while_leading = |until| {
         operate(
-            client.clone(),
+            fenced.clone(),
             &settings,
             metrics.clone(),
             health.clone(),
             until,
         )
     };
+    // The lease task keeps an unfenced client: it must be able to learn, and say, that it lost.
     lead(
-        client.clone(),
+        client(None)?,
         &election,
+        &fence,
         stop,
         &health,
         &metrics,
