@@ -7,64 +7,20 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Event as CoreEvent, Namespace, Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
-use zerotrust_operator::api::{SecurityBaseline, SecurityBaselineStatus};
+use zerotrust_operator::api::SecurityBaselineStatus;
 use zerotrust_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 const ENFORCE_LABEL: &str = "pod-security.kubernetes.io/enforce";
 
-async fn status(client: &Client, name: &str) -> SecurityBaselineStatus {
-    let api: Api<SecurityBaseline> = Api::all(client.clone());
-    api.get(name)
-        .await
-        .ok()
-        .and_then(|b| b.status)
-        .unwrap_or_default()
-}
-
-async fn wait_status(
-    client: &Client,
-    name: &str,
-    what: &str,
-    ok: impl Fn(&SecurityBaselineStatus) -> bool,
-) -> SecurityBaselineStatus {
-    eventually(WAIT, what, || async {
-        let s = status(client, name).await;
-        ok(&s).then_some(s)
-    })
-    .await
-}
-
-fn condition<'a>(
-    s: &'a SecurityBaselineStatus,
-    type_: &str,
-) -> Option<(&'a str, &'a str, &'a str)> {
-    s.conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| (c.status.as_str(), c.reason.as_str(), c.message.as_str()))
-}
-
 fn compliant(s: &SecurityBaselineStatus, namespaces: i32) -> bool {
     s.compliant_namespaces == namespaces
         && condition(s, "Ready").is_some_and(|(status, _, _)| status == "True")
-}
-
-async fn events_for(client: &Client, ns: &str, reason: &str) -> Vec<String> {
-    let api: Api<CoreEvent> = Api::namespaced(client.clone(), ns);
-    api.list(&ListParams::default())
-        .await
-        .map(|l| l.items)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|e| e.reason.as_deref() == Some(reason))
-        .map(|e| e.message.unwrap_or_default())
-        .collect()
 }
 
 async fn labels(client: &Client, ns: &str) -> BTreeMap<String, String> {
@@ -101,9 +57,13 @@ async fn an_audit_baseline_beside_an_enforce_one_switches_nothing_off() {
         &tag,
         "mode: Audit\npodSecurity: {enforce: restricted}\nserviceAccounts: {automountDefaultToken: false}",
     ));
-    wait_status(&client, &audit, "the Audit baseline reconciled", |s| {
-        s.drifted_namespaces == 1
-    })
+    wait_status(
+        &client,
+        &audit,
+        WAIT,
+        "the Audit baseline reconciled",
+        |s| s.drifted_namespaces == 1,
+    )
     .await;
     apply(&baseline(
         &enforce,
@@ -113,20 +73,30 @@ async fn an_audit_baseline_beside_an_enforce_one_switches_nothing_off() {
 
     // The Enforce baseline's level is written and it complies; the Audit baseline reports, on
     // its own, where the namespace falls short of it.
-    wait_status(&client, &enforce, "the Enforce baseline compliant", |s| {
-        compliant(s, 1)
-    })
+    wait_status(
+        &client,
+        &enforce,
+        WAIT,
+        "the Enforce baseline compliant",
+        |s| compliant(s, 1),
+    )
     .await;
     // The Audit baseline's status catches up with the label the Enforce one wrote (until its
     // namespace is reconciled again it may still say the label is missing).
-    let s = wait_status(&client, &audit, "the Audit baseline's own drift", |s| {
-        s.drifted_namespaces == 1
-            && s.drift.iter().any(|d| {
-                d.kind == "Namespace"
-                    && d.name == ENFORCE_LABEL
-                    && d.reason == "Weakened: baseline instead of restricted"
-            })
-    })
+    let s = wait_status(
+        &client,
+        &audit,
+        WAIT,
+        "the Audit baseline's own drift",
+        |s| {
+            s.drifted_namespaces == 1
+                && s.drift.iter().any(|d| {
+                    d.kind == "Namespace"
+                        && d.name == ENFORCE_LABEL
+                        && d.reason == "Weakened: baseline instead of restricted"
+                })
+        },
+    )
     .await;
     assert_eq!(s.drift_count, 2, "{:?}", s.drift);
     assert!(s.drift.iter().any(|d| d.kind == "ServiceAccount"));
@@ -166,7 +136,7 @@ async fn taking_our_labels_or_field_manager_off_our_policy_does_not_make_it_some
         &tag,
         "networkPolicy: {defaultDeny: [Ingress, Egress]}",
     ));
-    wait_status(&client, &tag, "compliant", |s| compliant(s, 1)).await;
+    wait_status(&client, &tag, WAIT, "compliant", |s| compliant(s, 1)).await;
     let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns.name);
     let deny = format!("zt-{tag}-default-deny");
     let uid = policies.get(&deny).await.unwrap().uid();
@@ -208,7 +178,10 @@ async fn taking_our_labels_or_field_manager_off_our_policy_does_not_make_it_some
         ours(&policies.get(&deny).await.ok()?).then_some(())
     })
     .await;
-    let s = wait_status(&client, &tag, "both repairs counted", |s| s.repairs >= 2).await;
+    let s = wait_status(&client, &tag, WAIT, "both repairs counted", |s| {
+        s.repairs >= 2
+    })
+    .await;
     assert!(compliant(&s, 1) || s.drifted_namespaces == 0);
     let repairs = events_for(&client, &ns.name, "DriftRepaired").await;
     assert!(
@@ -235,7 +208,7 @@ async fn a_tenant_policy_that_opens_the_namespace_is_reported_in_status_check_an
         &tag,
         "mode: Audit\nnetworkPolicy: {defaultDeny: [Ingress]}",
     ));
-    wait_status(&client, &tag, "compliant", |s| compliant(s, 1)).await;
+    wait_status(&client, &tag, WAIT, "compliant", |s| compliant(s, 1)).await;
 
     let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns.name);
     let allow_all: NetworkPolicy = serde_json::from_value(json!({
@@ -257,8 +230,8 @@ async fn a_tenant_policy_that_opens_the_namespace_is_reported_in_status_check_an
             })
     };
     // Both modes report it; neither touches it.
-    wait_status(&client, &tag, "Enforce reports the widening", widened).await;
-    let s = wait_status(&client, &audit, "Audit reports the widening", widened).await;
+    wait_status(&client, &tag, WAIT, "Enforce reports the widening", widened).await;
+    let s = wait_status(&client, &audit, WAIT, "Audit reports the widening", widened).await;
     assert!(condition(&s, "Ready").is_some_and(|(status, _, _)| status == "False"));
     let out = check_baseline(&tag);
     assert_eq!(out.status.code(), Some(1));
@@ -294,7 +267,7 @@ async fn a_tenant_policy_that_opens_the_namespace_is_reported_in_status_check_an
         .create(&PostParams::default(), &same_namespace)
         .await
         .unwrap();
-    wait_status(&client, &tag, "compliant again", |s| compliant(s, 1)).await;
+    wait_status(&client, &tag, WAIT, "compliant again", |s| compliant(s, 1)).await;
 }
 
 #[tokio::test]
@@ -306,7 +279,7 @@ async fn an_invalid_edit_keeps_the_last_valid_generation_enforced() {
     let _cleanup = Cleanup(vec![tag.clone()]);
     let valid = baseline(&tag, &tag, "networkPolicy: {defaultDeny: [Ingress]}");
     apply(&valid);
-    wait_status(&client, &tag, "compliant", |s| compliant(s, 1)).await;
+    wait_status(&client, &tag, WAIT, "compliant", |s| compliant(s, 1)).await;
 
     // An edit the engine refuses (the API server cannot express it), by someone who can write
     // baselines: the controls must stay.
@@ -315,7 +288,7 @@ async fn an_invalid_edit_keeps_the_last_valid_generation_enforced() {
         &tag,
         "networkPolicy: {defaultDeny: [Ingress]}\nexcludedNamespaces: []\nrbac: {roles: [{name: r, rules: [{apiGroups: [''], resources: [pods], verbs: [get]}], subjects: [{kind: Group, name: '${team}'}]}]}",
     ));
-    let s = wait_status(&client, &tag, "InvalidSpec, still enforcing", |s| {
+    let s = wait_status(&client, &tag, WAIT, "InvalidSpec, still enforcing", |s| {
         condition(s, "Ready").is_some_and(|(_, reason, _)| reason == "InvalidSpec")
     })
     .await;
@@ -345,7 +318,7 @@ async fn an_invalid_edit_keeps_the_last_valid_generation_enforced() {
     assert_eq!(out.status.code(), Some(1), "check reports the invalid edit");
 
     apply(&valid);
-    wait_status(&client, &tag, "valid again", |s| {
+    wait_status(&client, &tag, WAIT, "valid again", |s| {
         compliant(s, 2) && condition(s, "InvalidSpec").is_none()
     })
     .await;
@@ -376,7 +349,7 @@ async fn a_status_flooded_with_drift_still_shows_the_conflict_and_every_namespac
         &tag,
         "mode: Audit\nnetworkPolicy: {defaultDeny: [Ingress, Egress], allowDNS: true}\nresourceQuota: {hard: {pods: '1'}}",
     ));
-    let s = wait_status(&client, &name, "every namespace reconciled", |s| {
+    let s = wait_status(&client, &name, WAIT, "every namespace reconciled", |s| {
         s.drifted_namespaces == 26
     })
     .await;

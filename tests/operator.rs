@@ -30,28 +30,6 @@ fn restricted(name: &str, selector: &str, mode: &str, extra: &str) -> String {
     )
 }
 
-async fn status(client: &Client, name: &str) -> SecurityBaselineStatus {
-    let api: Api<SecurityBaseline> = Api::all(client.clone());
-    api.get(name)
-        .await
-        .ok()
-        .and_then(|b| b.status)
-        .unwrap_or_default()
-}
-
-async fn wait_status(
-    client: &Client,
-    name: &str,
-    what: &str,
-    ok: impl Fn(&SecurityBaselineStatus) -> bool,
-) -> SecurityBaselineStatus {
-    eventually(WAIT, what, || async {
-        let s = status(client, name).await;
-        ok(&s).then_some(s)
-    })
-    .await
-}
-
 fn ready(s: &SecurityBaselineStatus) -> Option<&str> {
     s.conditions
         .iter()
@@ -130,18 +108,6 @@ async fn wait_onboarded(client: &Client, ns: &str, baseline: &str) -> Duration {
     start.elapsed()
 }
 
-async fn events_for(client: &Client, ns: &str, reason: &str) -> Vec<String> {
-    let api: Api<CoreEvent> = Api::namespaced(client.clone(), ns);
-    api.list(&ListParams::default())
-        .await
-        .map(|l| l.items)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|e| e.reason.as_deref() == Some(reason))
-        .map(|e| e.message.unwrap_or_default())
-        .collect()
-}
-
 /// Events whose subject is the SecurityBaseline `baseline` (the API server keeps a cluster-scoped
 /// object's Events in `default`, so every namespace is searched): (reason, message).
 async fn baseline_events(client: &Client, baseline: &str) -> Vec<(String, String)> {
@@ -207,7 +173,7 @@ async fn applying_a_baseline_onboards_every_matching_namespace() {
     for ns in &namespaces {
         wait_onboarded(&client, &ns.name, &name).await;
     }
-    let s = wait_status(&client, &name, "status counts", |s| {
+    let s = wait_status(&client, &name, WAIT, "status counts", |s| {
         s.selected_namespaces == 3 && s.compliant_namespaces == 3
     })
     .await;
@@ -234,7 +200,7 @@ async fn new_and_relabelled_namespaces_are_onboarded_by_the_watch() {
     let name = tag.clone();
     let _cleanup = Cleanup(vec![name.clone()]);
     apply(&restricted(&name, &tag, "Enforce", ""));
-    wait_status(&client, &name, "baseline observed", |s| {
+    wait_status(&client, &name, WAIT, "baseline observed", |s| {
         ready(s) == Some("True")
     })
     .await;
@@ -260,7 +226,7 @@ async fn new_and_relabelled_namespaces_are_onboarded_by_the_watch() {
         .await
         .unwrap();
     wait_onboarded(&client, &later.name, &name).await;
-    wait_status(&client, &name, "two selected", |s| {
+    wait_status(&client, &name, WAIT, "two selected", |s| {
         s.selected_namespaces == 2 && s.compliant_namespaces == 2
     })
     .await;
@@ -274,7 +240,7 @@ async fn new_and_relabelled_namespaces_are_onboarded_by_the_watch() {
         )
         .await
         .unwrap();
-    wait_status(&client, &name, "one selected", |s| {
+    wait_status(&client, &name, WAIT, "one selected", |s| {
         s.selected_namespaces == 1
     })
     .await;
@@ -295,7 +261,10 @@ async fn enforce_mode_repairs_drift_and_reports_it() {
     let _cleanup = Cleanup(vec![name.clone()]);
     apply(&restricted(&name, &tag, "Enforce", ""));
     wait_onboarded(&client, &ns.name, &name).await;
-    wait_status(&client, &name, "compliant", |s| s.compliant_namespaces == 1).await;
+    wait_status(&client, &name, WAIT, "compliant", |s| {
+        s.compliant_namespaces == 1
+    })
+    .await;
 
     let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns.name);
     let deny = format!("zt-{name}-default-deny");
@@ -353,7 +322,7 @@ async fn enforce_mode_repairs_drift_and_reports_it() {
         "never weakened, not even for a moment"
     );
 
-    let s = wait_status(&client, &name, "three repairs counted", |s| {
+    let s = wait_status(&client, &name, WAIT, "three repairs counted", |s| {
         s.repairs >= 3 && s.compliant_namespaces == 1
     })
     .await;
@@ -393,7 +362,7 @@ async fn audit_mode_reports_drift_and_never_writes() {
     })
     .await;
     apply(&restricted(&name, &tag, "Audit", ""));
-    let s = wait_status(&client, &name, "drift reported", |s| {
+    let s = wait_status(&client, &name, WAIT, "drift reported", |s| {
         s.drifted_namespaces == 1
     })
     .await;
@@ -456,6 +425,7 @@ async fn audit_mode_reports_drift_and_never_writes() {
     let s = wait_status(
         &client,
         &name,
+        WAIT,
         "conflict reported for a hand-made object",
         |s| s.drift.iter().any(|d| d.reason.starts_with("Conflict")),
     )
@@ -510,7 +480,7 @@ async fn audit_mode_reports_drift_and_never_writes() {
         )
         .await
         .unwrap();
-    let later = wait_status(&client, &name, "a second conflict counted", |s| {
+    let later = wait_status(&client, &name, WAIT, "a second conflict counted", |s| {
         s.drift
             .iter()
             .filter(|d| d.reason.starts_with("Conflict"))
@@ -542,7 +512,7 @@ async fn audit_mode_leaves_a_weakened_compliant_namespace_weakened_and_reports_i
     apply(&restricted(&name, &tag, "Enforce", ""));
     wait_onboarded(&client, &ns.name, &name).await;
     apply(&restricted(&name, &tag, "Audit", ""));
-    wait_status(&client, &name, "compliant under Audit", |s| {
+    wait_status(&client, &name, WAIT, "compliant under Audit", |s| {
         s.observed_generation == Some(2) && s.compliant_namespaces == 1
     })
     .await;
@@ -561,7 +531,7 @@ async fn audit_mode_leaves_a_weakened_compliant_namespace_weakened_and_reports_i
         )
         .await
         .unwrap();
-    let s = wait_status(&client, &name, "the weakening reported", |s| {
+    let s = wait_status(&client, &name, WAIT, "the weakening reported", |s| {
         s.drifted_namespaces == 1
             && s.drift
                 .iter()
@@ -625,9 +595,13 @@ async fn a_stricter_pod_security_level_set_by_someone_else_is_kept() {
         (now.uid() != old).then_some(())
     })
     .await;
-    let s = wait_status(&client, &name, "compliant with the stricter label", |s| {
-        s.compliant_namespaces == 1 && s.repairs >= 1
-    })
+    let s = wait_status(
+        &client,
+        &name,
+        WAIT,
+        "compliant with the stricter label",
+        |s| s.compliant_namespaces == 1 && s.repairs >= 1,
+    )
     .await;
     assert_eq!(ns_labels(&client, &ns.name).await[enforce], "restricted");
     // Kept by the operator too, not only by the API server's mutating policy (which would put a
@@ -704,7 +678,7 @@ async fn several_baselines_compose_on_one_namespace() {
         "the most restrictive level wins"
     );
     for baseline in [&a, &b] {
-        wait_status(&client, baseline, "compliant", |s| {
+        wait_status(&client, baseline, WAIT, "compliant", |s| {
             s.compliant_namespaces == 1
         })
         .await;
@@ -731,7 +705,7 @@ async fn a_same_named_object_we_did_not_create_is_reported_then_adopted_on_reque
         .unwrap();
     apply(&restricted(&name, &tag, "Enforce", ""));
 
-    let s = wait_status(&client, &name, "conflict reported", |s| {
+    let s = wait_status(&client, &name, WAIT, "conflict reported", |s| {
         s.drift.iter().any(|d| d.reason.starts_with("Conflict"))
     })
     .await;
@@ -764,7 +738,7 @@ async fn a_same_named_object_we_did_not_create_is_reported_then_adopted_on_reque
         adopted.spec.unwrap().ingress.is_none_or(|r| r.is_empty()),
         "adopted and made to match"
     );
-    wait_status(&client, &name, "compliant after adoption", |s| {
+    wait_status(&client, &name, WAIT, "compliant after adoption", |s| {
         s.compliant_namespaces == 1
     })
     .await;
@@ -841,7 +815,10 @@ async fn deleting_an_orphan_baseline_that_still_selects_a_namespace_changes_noth
         .await
         .unwrap();
     wait_onboarded(&client, &ns.name, &keep).await;
-    wait_status(&client, &keep, "compliant", |s| s.compliant_namespaces == 1).await;
+    wait_status(&client, &keep, WAIT, "compliant", |s| {
+        s.compliant_namespaces == 1
+    })
+    .await;
     let before = versions(&client, &ns.name).await;
 
     // Deleted while it still selects the namespace.
@@ -904,7 +881,7 @@ async fn a_selector_change_converges_in_place() {
     apply(&restricted(&name, &second, "Enforce", ""));
     wait_onboarded(&client, &two.name, &name).await;
     // The status of the new generation counts only the newly selected namespace.
-    wait_status(&client, &name, "new selection counted", |s| {
+    wait_status(&client, &name, WAIT, "new selection counted", |s| {
         s.observed_generation == Some(2)
             && s.selected_namespaces == 1
             && s.compliant_namespaces == 1
@@ -929,7 +906,10 @@ async fn a_semantically_invalid_baseline_is_reported_and_touches_nothing() {
     apply(&format!(
         "apiVersion: zerotrust.dev/v1alpha1\nkind: SecurityBaseline\nmetadata: {{name: {name}}}\nspec:\n  namespaceSelector: {{matchExpressions: [{{key: zt-test, operator: Has, values: [{tag}]}}]}}\n  networkPolicy: {{defaultDeny: [Ingress]}}\n"
     ));
-    let s = wait_status(&client, &name, "InvalidSpec", |s| ready(s) == Some("False")).await;
+    let s = wait_status(&client, &name, WAIT, "InvalidSpec", |s| {
+        ready(s) == Some("False")
+    })
+    .await;
     let condition = s.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
     assert_eq!(condition.reason, "InvalidSpec");
     assert!(
@@ -965,7 +945,7 @@ async fn check_reports_drift_with_its_exit_code() {
     );
 
     apply(&restricted(&name, &tag, "Audit", ""));
-    wait_status(&client, &name, "audit mode observed", |s| {
+    wait_status(&client, &name, WAIT, "audit mode observed", |s| {
         s.observed_generation == Some(2)
     })
     .await;

@@ -70,6 +70,14 @@ struct Args {
     /// Fail (exit 1) when the repair p99 is above this many milliseconds (the target is 500 ms).
     #[arg(long, default_value_t = 5000.0)]
     fail_repair_p99_ms: f64,
+    /// After the idle window: this many NetworkPolicies of `--inflation-kib` each, labelled like
+    /// ours but not ours, in one selected namespace, while namespaces keep being onboarded; the
+    /// operator's RSS before and after (0: skip).
+    #[arg(long, default_value_t = 0)]
+    inflation_objects: usize,
+    /// Size of each inflating object's padding annotation, in KiB.
+    #[arg(long, default_value_t = 250)]
+    inflation_kib: usize,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -499,6 +507,12 @@ async fn run_all(bench: &Bench) -> Report {
     report.rss_peak_mib = mib(peak.max(peak_after));
     report.rss_steady_mib = mib(steady);
 
+    // --- 6. Memory a tenant cannot inflate -------------------------------------------------------
+    if args.inflation_objects > 0 {
+        report.inflation = Some(inflate(bench, &operator, &tracker).await);
+        eprintln!("bench: inflation {:?}", report.inflation);
+    }
+
     drop(operator);
     if args.no_raw_writer {
         return report;
@@ -567,5 +581,73 @@ async fn first_pod_admitted(client: &Client, namespace: &str, within: Duration) 
                 "{namespace}: no pod admitted within {within:?}; last refusal: {e}"
             ),
         }
+    }
+}
+
+/// Objects labelled like the operator's (both ownership labels, the benchmark baseline's name) but
+/// not its own (other names, another field manager), each with a large annotation, created in a
+/// selected namespace while other namespaces are onboarded: what a tenant who can create
+/// NetworkPolicies could try. In Enforce mode the tamper policy refuses such objects from tenants,
+/// so they are written in the break-glass group, as a tenant could in Audit mode.
+async fn inflate(
+    bench: &Bench,
+    operator: &OperatorProcess,
+    tracker: &Tracker,
+) -> report::Inflation {
+    let args = &bench.args;
+    let labels = bench.labels("op");
+    let tenant = format!("ztb-{}-tenant", bench.run);
+    create_namespaces(&bench.client, &[namespace(&tenant, &labels)], 1).await;
+    wait_until(
+        Duration::from_secs(30),
+        "the tenant namespace onboarded",
+        || tracker.compliant(&bench.valid, &tenant),
+    )
+    .await;
+    let (_, before) = operator.rss();
+    let padding = "x".repeat(args.inflation_kib * 1024);
+    let baseline = bench.baseline.name_any();
+    let policies: Api<NetworkPolicy> = Api::namespaced(bench.editor.clone(), &tenant);
+    let count = args.inflation_objects;
+    let writer = tokio::spawn(async move {
+        for i in 0..count {
+            let policy: NetworkPolicy = serde_json::from_value(json!({
+                "metadata": {
+                    "name": format!("tenant-large-{i}"),
+                    "labels": {"app.kubernetes.io/managed-by": "zerotrust-operator",
+                               "zerotrust.dev/baseline": baseline},
+                    "annotations": {"bench.zerotrust.dev/padding": padding},
+                },
+                "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
+            }))
+            .expect("a policy");
+            policies
+                .create(&kube::api::PostParams::default(), &policy)
+                .await
+                .expect("the inflating policy is created");
+        }
+    });
+    // Onboarding goes on while they arrive.
+    let mut samples = Vec::new();
+    for name in bench.names("inflation", 10) {
+        let start = Instant::now();
+        create_namespaces(&bench.client, &[namespace(&name, &labels)], 1).await;
+        wait_until(Duration::from_secs(60), "onboarding while inflated", || {
+            tracker.compliant(&bench.valid, &name)
+        })
+        .await;
+        samples.push(start.elapsed());
+    }
+    writer.await.expect("the writer finishes");
+    // Every object has reached the operator's watch well within this; RSS read after it.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let (peak, after) = operator.rss();
+    report::Inflation {
+        objects: count,
+        object_kib: args.inflation_kib,
+        rss_before_mib: mib(before),
+        rss_after_mib: mib(after),
+        rss_peak_mib: mib(peak),
+        onboarding: Latency::of(&samples),
     }
 }

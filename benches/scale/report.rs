@@ -59,6 +59,21 @@ pub struct Report {
     pub rss_steady_mib: f64,
     pub status_bytes: usize,
     pub baseline_object_bytes: usize,
+    /// Large objects labelled like ours in a tenant's namespace (`--inflation-objects`).
+    pub inflation: Option<Inflation>,
+}
+
+/// What the operator's memory did while a tenant created large objects labelled like ours.
+#[derive(Debug, Default, Serialize)]
+pub struct Inflation {
+    pub objects: usize,
+    pub object_kib: usize,
+    pub rss_before_mib: f64,
+    pub rss_after_mib: f64,
+    /// The process's peak RSS over the whole run, up to the end of this scenario.
+    pub rss_peak_mib: f64,
+    /// Namespaces onboarded while the objects arrived.
+    pub onboarding: Latency,
 }
 
 fn verdict(ok: bool) -> &'static str {
@@ -197,6 +212,28 @@ impl Report {
                 verdict(self.status_bytes <= 8192),
             ),
         ];
+        let mut rows = rows;
+        if let Some(i) = &self.inflation {
+            let growth = i.rss_after_mib - i.rss_before_mib;
+            rows.push((
+                format!(
+                    "RSS growth: {} objects of {} KiB labelled like ours",
+                    i.objects, i.object_kib
+                ),
+                format!(
+                    "{growth:.1} MiB ({:.1} -> {:.1} MiB)",
+                    i.rss_before_mib, i.rss_after_mib
+                ),
+                "< 16 MiB".into(),
+                verdict(growth < 16.0),
+            ));
+            rows.push((
+                "onboarding meanwhile".into(),
+                lat(&i.onboarding),
+                String::new(),
+                "",
+            ));
+        }
         let mut out = format!(
             "{} namespaces, {} objects + PSA labels + default ServiceAccount each, concurrency {}\n\n",
             self.namespaces, self.objects_per_namespace, self.concurrency

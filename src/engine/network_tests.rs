@@ -197,6 +197,31 @@ fn each_allow_rule_is_its_own_policy_with_every_kind_of_peer_and_port() {
     }
 }
 
+/// Found by the server round trip: an empty selector written with empty lists came back from the
+/// API server without them, so the policy read as modified on every pass.
+#[test]
+fn selectors_render_as_the_api_server_stores_them() {
+    let b = valid(
+        r#"networkPolicy:
+  defaultDeny: [Ingress, Egress]
+  allow:
+    - name: out
+      direction: Egress
+      peers:
+        - namespaceSelector: {matchLabels: {}, matchExpressions: []}
+        - pods: {matchExpressions: [{key: app, operator: Exists, values: []}]}"#,
+    );
+    let desired = render(&[b], "team-a", &labels(&[]), &env(&[]));
+    let (peers, _, _) = only_rule(&policy(&desired, "zt-b-allow-out"));
+    assert_eq!(
+        peers,
+        json!([
+            {"namespaceSelector": {}},
+            {"podSelector": {"matchExpressions": [{"key": "app", "operator": "Exists"}]}},
+        ])
+    );
+}
+
 #[test]
 fn the_api_server_allow_follows_its_addresses_and_is_absent_while_they_are_unknown() {
     let b = valid("networkPolicy: {defaultDeny: [Egress], allowAPIServer: true}");

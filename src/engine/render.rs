@@ -17,7 +17,9 @@ use k8s_openapi::api::networking::v1::{
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, LabelSelectorRequirement, ObjectMeta,
+};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
 
@@ -613,12 +615,33 @@ fn peer(p: &AllowPeer) -> NetworkPolicyPeer {
     }
     let namespace_selector = match (&p.namespace, &p.namespace_selector) {
         (Some(name), _) => Some(select_labels(&[("kubernetes.io/metadata.name", name)])),
-        (None, selector) => selector.clone(),
+        (None, selector) => selector.as_ref().map(as_stored),
     };
     NetworkPolicyPeer {
         namespace_selector,
-        pod_selector: p.pods.clone(),
+        pod_selector: p.pods.as_ref().map(as_stored),
         ip_block: None,
+    }
+}
+
+/// `selector` as the API server stores it: it drops empty `matchLabels`, `matchExpressions` and
+/// `values`, and what render writes must read back equal, or every pass would see drift.
+fn as_stored(selector: &LabelSelector) -> LabelSelector {
+    LabelSelector {
+        match_labels: selector.match_labels.clone().filter(|m| !m.is_empty()),
+        match_expressions: selector
+            .match_expressions
+            .as_ref()
+            .filter(|e| !e.is_empty())
+            .map(|expressions| {
+                expressions
+                    .iter()
+                    .map(|e| LabelSelectorRequirement {
+                        values: e.values.clone().filter(|v| !v.is_empty()),
+                        ..e.clone()
+                    })
+                    .collect()
+            }),
     }
 }
 
