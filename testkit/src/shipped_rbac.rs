@@ -143,7 +143,27 @@ pub async fn the_operator_runs_as_its_service_account(set_delegation: impl Fn(bo
     );
     assert!(!can_i(&["update", "clusterroles"]), "no ClusterRoles");
     // The restraint shipped with it: whatever RBAC allows, the API server refuses this identity
-    // anything but our own objects, and anything in the cluster's own namespaces.
+    // anything but our own objects, and anything in the cluster's own namespaces. A policy just
+    // (re)installed is in force once the API server has loaded it: wait for that with a dry run.
+    let probe = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: not-ours-probe}\nspec: {podSelector: {}}\n";
+    eventually(WAIT, "the restraint in force", || async {
+        let out = control_plane().kubectl(
+            &[
+                "apply",
+                "--dry-run=server",
+                "-n",
+                &ns.name,
+                "--as",
+                OPERATOR_SA,
+                "-f",
+                "-",
+            ],
+            Some(probe),
+        );
+        (!out.status.success() && stderr(&out).contains("zerotrust-operator-restraint"))
+            .then_some(())
+    })
+    .await;
     for (namespace, policy) in [
         (
             ns.name.as_str(),
