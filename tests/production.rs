@@ -1,6 +1,7 @@
 //! Running it in production: metrics, health endpoints and JSON logs after a scenario, and leader
 //! election between two operator processes (exactly one writes; the standby takes over when the
-//! leader dies; a leader paused past its lease writes nothing when it wakes, and exits).
+//! leader dies; a leader paused past its lease writes nothing when it wakes, and exits; candidates
+//! racing for a free lease never lead together).
 //!
 //! The tests run one at a time (`SERIAL`): a repair or a write can then only come from the
 //! processes the test started, and the lease timings do not compete with other operators.
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::Api;
+use zerotrust_operator::controller::{LeaderElection, lease_manager};
 use zerotrust_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -218,6 +220,62 @@ async fn one_leader_writes_and_a_standby_takes_over_when_it_dies() {
             .then_some(())
     })
     .await;
+}
+
+/// Candidates that start together race for a free lease: the API server must refuse every
+/// candidate's claim but the first, so at no moment do two of them lead. (Claims made as one
+/// shared field manager are never refused: two processes led together for five seconds.)
+#[tokio::test]
+async fn candidates_racing_for_a_free_lease_never_lead_together() {
+    const CANDIDATES: usize = 4;
+    const ROUNDS: usize = 5;
+    let _serial = SERIAL.lock().await;
+    let client = client().await;
+    let tag = unique("race");
+    let lease_ns = namespace(&client, &format!("{tag}-lease"), &[]).await;
+    for round in 0..ROUNDS {
+        let mut candidates = Vec::new();
+        for i in 0..CANDIDATES {
+            let election = LeaderElection {
+                lease_name: format!("{tag}-{round}"),
+                lease_namespace: lease_ns.name.clone(),
+                identity: format!("candidate-{i}"),
+                lease_duration: LEASE_SECONDS,
+                renew_grace: 3,
+            };
+            candidates.push(lease_manager(client.clone(), &election).await.unwrap());
+        }
+        // Each watch starts its candidate's loop at once: all claim the free lease together.
+        let mut watches = Vec::new();
+        for candidate in candidates {
+            watches.push(candidate.watch().await);
+        }
+        // Sample past the first renewal (LEASE_SECONDS - grace): a second leader would only
+        // learn it lost then.
+        let sampled_until = Instant::now() + Duration::from_secs(LEASE_SECONDS - 2);
+        let mut someone_led = false;
+        while Instant::now() < sampled_until {
+            let leaders = watches
+                .iter()
+                .filter(|(leading, _)| *leading.borrow())
+                .count();
+            assert!(
+                leaders <= 1,
+                "round {round}: {leaders} candidates lead at once"
+            );
+            someone_led |= leaders == 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            someone_led,
+            "round {round}: no candidate took the free lease"
+        );
+        // Closing each channel releases its candidacy.
+        for (leading, task) in watches {
+            drop(leading);
+            let _ = task.await;
+        }
+    }
 }
 
 /// Samples both processes' leader gauges in turn (A, B, A, B, ...) until `stop`; returns the

@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use kube::Client;
-use kube_lease_manager::LeaseManagerBuilder;
+use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -14,10 +14,25 @@ use super::fence::WriteFence;
 use super::http::Health;
 use super::metrics::Metrics;
 use super::settings::LeaderElection;
-use crate::engine::FIELD_MANAGER;
 
 /// Completes when the leader should stop operating.
 pub type StopLeading = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
+
+/// This process's candidacy for the lease (created if missing); `watch` it to take part.
+pub async fn lease_manager(
+    client: Client,
+    election: &LeaderElection,
+) -> Result<LeaseManager, RunError> {
+    LeaseManagerBuilder::new(client, &election.lease_name)
+        .with_namespace(&election.lease_namespace)
+        .with_identity(&election.identity)
+        .with_duration(election.lease_duration)
+        .with_grace(election.renew_grace)
+        .with_field_manager(election.lease_field_manager())
+        .build()
+        .await
+        .map_err(|e| RunError::Lease(e.to_string()))
+}
 
 /// Waits for the lease, then runs `operate` until a stop is asked or the lease is lost; `operate`
 /// gets a future that completes on either. Losing the lease is an error (the process should
@@ -35,15 +50,7 @@ where
     F: FnOnce(StopLeading) -> Fut,
     Fut: Future<Output = Result<(), Error>>,
 {
-    let manager = LeaseManagerBuilder::new(client, &election.lease_name)
-        .with_namespace(&election.lease_namespace)
-        .with_identity(&election.identity)
-        .with_duration(election.lease_duration)
-        .with_grace(election.renew_grace)
-        .with_field_manager(format!("{FIELD_MANAGER}-lease"))
-        .build()
-        .await
-        .map_err(|e| RunError::Lease(e.to_string()))?;
+    let manager = lease_manager(client, election).await?;
     let (mut leading, lease_task) = manager.watch().await;
     info!(
         lease = election.lease_name,

@@ -43,6 +43,7 @@ pub use check::{Report, check};
 pub use discovery::{AdmissionIdentity, DEFAULT_BREAK_GLASS_GROUP, DEFAULT_OPERATOR_USER, served};
 pub use error::{Error, Operation, RunError};
 pub use in_process::InProcess;
+pub use leader::lease_manager;
 pub use reconcile::{FORBIDDEN_RETRY, RESYNC};
 pub use run::run;
 pub use settings::{LeaderElection, Settings};
