@@ -9,7 +9,7 @@ use super::connection::{ClusterArgs, LogArgs};
 use crate::controller::{
     AdmissionIdentity, DEFAULT_BREAK_GLASS_GROUP, LeaderElection, Settings, run as run_operator,
 };
-use crate::engine::DEFAULT_OPERATOR_NAMESPACE;
+use crate::engine::{DEFAULT_OPERATOR_NAMESPACE, ReportApi};
 
 #[derive(Debug, Args)]
 #[command(
@@ -75,9 +75,34 @@ pub struct RunArgs {
     #[arg(long, env = "ZT_BREAK_GLASS_GROUP", default_value = DEFAULT_BREAK_GLASS_GROUP)]
     pub break_glass_group: String,
 
+    /// Write one PolicyReport per selected namespace: `openreports` (openreports.io/v1alpha1
+    /// Report, Policy Reporter 3.2 and later) or `wgpolicyk8s` (wgpolicyk8s.io/v1alpha2
+    /// PolicyReport, earlier versions). Its CRD must be installed; without it the operator says
+    /// so once and writes none.
+    #[arg(long, env = "ZT_POLICY_REPORTS", value_enum, default_value_t = PolicyReports::Off)]
+    pub policy_reports: PolicyReports,
+
     /// Stop when standard input closes (for test harnesses).
     #[arg(long, hide = true)]
     pub stop_on_stdin_close: bool,
+}
+
+/// Which PolicyReports `run` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PolicyReports {
+    Off,
+    Openreports,
+    Wgpolicyk8s,
+}
+
+impl PolicyReports {
+    fn api(self) -> Option<ReportApi> {
+        match self {
+            PolicyReports::Off => None,
+            PolicyReports::Openreports => Some(ReportApi::OpenReports),
+            PolicyReports::Wgpolicyk8s => Some(ReportApi::WgPolicy),
+        }
+    }
 }
 
 pub fn run(args: RunArgs) -> ExitCode {
@@ -128,6 +153,7 @@ pub fn run(args: RunArgs) -> ExitCode {
                 operator_user: args.operator_user.clone(),
                 break_glass_group: args.break_glass_group.clone(),
             },
+            policy_reports: args.policy_reports.api(),
         };
         match run_operator(config, settings).await {
             Ok(()) => ExitCode::SUCCESS,

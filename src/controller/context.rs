@@ -24,6 +24,7 @@ use super::enforced::LastValid;
 use super::error::Error;
 use super::http::Health;
 use super::metrics::Metrics;
+use super::reports::Reports;
 use super::status::Outcomes;
 use super::watches::{Inputs, watch};
 use crate::api::SecurityBaseline;
@@ -39,6 +40,8 @@ pub struct Context {
     /// Stored baselines that cannot be decoded: reported, never enforced.
     pub(super) undecodable: Arc<UndecodableBaselines>,
     pub(super) outcomes: Outcomes,
+    /// The PolicyReports, when asked for.
+    pub(super) reports: Option<Reports>,
     /// Each baseline's last valid generation, enforced while a newer edit is invalid.
     pub(super) last_valid: LastValid,
     pub(super) recorder: Recorder,
@@ -63,6 +66,7 @@ impl Context {
         admission: AdmissionSettings,
         metrics: Arc<Metrics>,
         health: &Arc<Health>,
+        reports: Option<Reports>,
     ) -> (Arc<Context>, Inputs) {
         let (namespaces, namespace_writer) = reflector::store::<Namespace>();
         let (baselines, baseline_writer) = reflector::store::<SecurityBaseline>();
@@ -110,6 +114,7 @@ impl Context {
             caches,
             undecodable,
             outcomes: Outcomes::default(),
+            reports,
             last_valid: LastValid::default(),
             metrics,
             started_second: k8s_openapi::jiff::Timestamp::now().as_second(),

@@ -40,7 +40,7 @@ impl InProcess {
         let admission = admission_settings(&client, identity, operator_namespace)
             .await
             .map_err(|e| e.to_string())?;
-        let (ctx, inputs) = Context::connect(client, admission, metrics, &health);
+        let (ctx, inputs) = Context::connect(client, admission, metrics, &health, None);
         let mut watches = vec![
             drain(inputs.namespaces),
             drain(inputs.service_accounts),

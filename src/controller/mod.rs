@@ -10,7 +10,8 @@
 //! `metrics`), and leader election (`leader`). `check` is the same engine over one read of the
 //! cluster, and `InProcess` runs reconciles on demand for integration tests. The cluster-scoped
 //! admission policies of each baseline are kept by `admission`, rendered for what `discovery`
-//! finds the API server serves and who the operator is.
+//! finds the API server serves and who the operator is. With `--policy-reports`, `reports` keeps
+//! one PolicyReport per selected namespace.
 
 mod admission;
 mod api_server;
@@ -32,6 +33,7 @@ mod leader;
 mod metrics;
 mod operate;
 mod reconcile;
+mod reports;
 mod run;
 mod settings;
 mod shutdown;

@@ -15,6 +15,7 @@ use super::error::Error;
 use super::http::Health;
 use super::metrics::Metrics;
 use super::reconcile;
+use super::reports::Reports;
 use super::settings::Settings;
 use super::shutdown::drain_deadline;
 use super::status::write_statuses;
@@ -31,7 +32,11 @@ pub async fn operate(
     let stop = stop.shared();
     let admission =
         admission_settings(&client, &settings.admission, &settings.operator_namespace).await?;
-    let (ctx, inputs) = Context::connect(client, admission, metrics, &health);
+    let reports = match settings.policy_reports {
+        Some(api) => Some(Reports::start(&client, api).await?),
+        None => None,
+    };
+    let (ctx, inputs) = Context::connect(client, admission, metrics, &health, reports);
     // The admission watches feed the caches and wake the keeper; nothing else reads them.
     let admission_watches: Vec<_> = inputs.admission.into_iter().map(drain).collect();
     let mut controller = Controller::for_stream(inputs.namespaces, ctx.namespaces.clone())

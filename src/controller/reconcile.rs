@@ -9,6 +9,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 use tracing::{info, instrument, warn};
 
 use super::apply::{self, Written};
@@ -20,7 +21,7 @@ use crate::api::{DeletionPolicy, SecurityBaseline};
 use crate::engine::{
     DesiredState, Drift, DriftReason, ExemptControl, Kind, LiveState, Object, Ownership,
     ValidBaseline, Write, applied_by_us, diff, markers_due, namespace_labels, owned_label_keys,
-    ownership, plan, released_labels, render, repairable,
+    ownership, plan, released_labels, render, repairable, results,
 };
 
 /// The safety-net resync; repair is driven by watch events, not by this.
@@ -71,6 +72,9 @@ pub(super) async fn reconcile(namespace: Arc<Namespace>, ctx: &Context) -> Resul
     if namespace.metadata.deletion_timestamp.is_some() {
         // A terminating namespace only affects itself: nothing to write, nothing to count.
         ctx.outcomes.forget_namespace(&namespace.name_any(), &[]);
+        if let Some(reports) = &ctx.reports {
+            reports.forget(&namespace.name_any());
+        }
         return Ok(Action::await_change());
     }
     if !ctx.api_server.synced() && wants_api_server(ctx) {
@@ -89,6 +93,7 @@ pub(super) async fn reconcile(namespace: Arc<Namespace>, ctx: &Context) -> Resul
         failure = failure.or(mark_onboarded(ctx, &pass).await);
     }
     record(ctx, &pass).await;
+    report(ctx, &pass).await;
     match failure {
         Some(error) => Err(error),
         None => Ok(next_pass(&pass.drift, &pass.desired)),
@@ -385,6 +390,21 @@ async fn record(ctx: &Context, pass: &Pass) {
         ctx.outcomes
             .record(&baseline.name, &pass.name, v.outcome, repairs);
     }
+}
+
+/// Step 5b: the namespace's PolicyReport holds what the pass left: one result per baseline and
+/// control, the same `check` computes.
+async fn report(ctx: &Context, pass: &Pass) {
+    let Some(reports) = &ctx.reports else {
+        return;
+    };
+    let left = pass.drift.iter().filter(|d| !repairable(&pass.desired, d));
+    reports
+        .record(&ctx.client, &pass.name, &results(&pass.desired, left))
+        .await;
+    reports.prune(ctx.namespaces.len(), |name| {
+        ctx.namespaces.get(&ObjectRef::new(name)).is_some()
+    });
 }
 
 /// Setting the default ServiceAccount the first time is onboarding, not a repair.

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use super::discovery::AdmissionIdentity;
-use crate::engine::FIELD_MANAGER;
+use crate::engine::{FIELD_MANAGER, ReportApi};
 
 /// How the operator runs.
 #[derive(Clone, Debug)]
@@ -23,6 +23,8 @@ pub struct Settings {
     pub leader_election: Option<LeaderElection>,
     /// How the admission policies know the operator.
     pub admission: AdmissionIdentity,
+    /// Write a PolicyReport per selected namespace, in this API; `None` writes none.
+    pub policy_reports: Option<ReportApi>,
 }
 
 /// Only the holder of a `coordination.k8s.io` Lease writes; the others wait to take over.

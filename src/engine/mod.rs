@@ -7,6 +7,7 @@ mod diff;
 mod exemption;
 mod object;
 mod plan;
+mod policy_report;
 mod quantity;
 mod render;
 mod results;
@@ -27,6 +28,9 @@ pub use object::{
 pub use plan::{
     Write, blocks_onboarding, markers_due, namespace_labels, plan, plan_admission, released_labels,
     repairable,
+};
+pub use policy_report::{
+    CONTENT_HASH_ANNOTATION, REPORT_NAME, REPORT_SOURCE, ReportApi, policy_report,
 };
 pub use quantity::{Quantity, QuantityError};
 pub use render::{
