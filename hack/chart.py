@@ -55,6 +55,7 @@ VALUES = [
     ("replicaCount", "Deployment spec.replicas (config/manager/deployment.yaml); more than 1 needs leaderElection.enabled"),
     ("leaderElection.enabled", "the operator's --leader-elect argument, and the leader-election Role and RoleBinding (config/rbac/leader_election_role*.yaml)"),
     ("logFormat", "the operator's --log-format argument: json or text (config/manager/deployment.yaml)"),
+    ("policyReports", "the operator's --policy-reports argument: off, openreports (openreports.io Report, Policy Reporter 3.2+) or wgpolicyk8s (wgpolicyk8s.io PolicyReport); the CRD must be installed (config/manager/deployment.yaml)"),
     ("resources", "Deployment container resources (config/manager/deployment.yaml)"),
     ("podSecurityContext", "Deployment spec.template.spec.securityContext (config/manager/deployment.yaml)"),
     ("securityContext", "Deployment container securityContext (config/manager/deployment.yaml)"),
@@ -246,6 +247,11 @@ def deployment(t, found):
         raise Fail("the operator's Deployment has no --log-format=FORMAT argument")
     found["logFormat"] = args[formats[0]].split("=", 1)[1]
     args[formats[0]] = t.inline("--log-format={{ .Values.logFormat }}")
+    reports = [i for i, a in enumerate(args) if isinstance(a, str) and a.startswith("--policy-reports=")]
+    if len(reports) != 1:
+        raise Fail("the operator's Deployment has no --policy-reports=API argument")
+    found["policyReports"] = args[reports[0]].split("=", 1)[1]
+    args[reports[0]] = t.inline("--policy-reports={{ .Values.policyReports }}")
     t.block(container, "resources", "resources", found)
     t.block(container, "securityContext", "securityContext", found)
     t.block(pod, "securityContext", "podSecurityContext", found)

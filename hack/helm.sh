@@ -48,24 +48,9 @@ build() {
 }
 
 fetch_crds() {
-  local f missing=0
-  for f in "${crd_files[@]}"; do [ -f "$crds/$f" ] || missing=1; done
-  if [ "$missing" = 1 ]; then
-    [ "${ZT_NO_BUILD:-}" != 1 ] ||
-      die "the monitoring CRDs are not in $crds; run \`hack/helm.sh build\` (needs Go)"
-    command -v go >/dev/null || die "Go is needed to fetch the monitoring CRDs (https://go.dev/dl)"
-    log "fetching prometheus-operator $PROMETHEUS_OPERATOR_VERSION's CRDs into $crds"
-    local dir
-    dir=$(cd "$mod_dir" && go mod download -json \
-      "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" |
-      sed -n 's/.*"Dir": "\(.*\)",/\1/p')
-    [ -d "$dir" ] || die "could not download prometheus-operator $PROMETHEUS_OPERATOR_VERSION"
-    mkdir -p "$crds.tmp"
-    for f in "${crd_files[@]}"; do cp "$dir/example/prometheus-operator-crd/$f" "$crds.tmp/$f"; done
-    chmod u+w "$crds.tmp"/*
-    rm -rf "$crds" && mv "$crds.tmp" "$crds"
-  fi
-  echo "$crds"
+  "$repo/hack/module-files.sh" "$crds" \
+    "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" \
+    example/prometheus-operator-crd "${crd_files[@]}"
 }
 
 case "${1:-}" in

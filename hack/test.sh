@@ -32,6 +32,7 @@ hack/controlplane.sh build >/dev/null
 hack/controlplane.sh up >/dev/null
 hack/dataplane.sh build >/dev/null # built here, not inside a test, on a cold machine
 hack/helm.sh build >/dev/null      # helm and the monitoring CRDs, for tests/helm.rs
+hack/report-crds.sh build >/dev/null # the PolicyReport CRDs, for tests/reports.rs
 cargo fmt --all --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
 # Under a deadline, so a wait that never ends fails the run instead of hanging CI (whose job has

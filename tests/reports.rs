@@ -1,0 +1,420 @@
+//! PolicyReports (`run --policy-reports`) on the real control plane, with the CRDs their projects
+//! ship (hack/report-crds.sh): one report per selected namespace that says exactly what
+//! `check -o json` says, one result per control, never written over a same-named report of
+//! someone else's, deleted with the namespace's last baseline, and no write while idle; without
+//! the CRD the operator says so once and enforces as usual.
+//!
+//! The tests run one at a time (`SERIAL`): each installs or removes CRDs cluster-wide, and counts
+//! the writes of the one operator it runs.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use kube::{Api, Client};
+use serde_json::Value;
+use zerotrust_testkit::cluster::{COMMAND_DEADLINE, repo};
+use zerotrust_testkit::*;
+
+const WAIT: Duration = Duration::from_secs(60);
+/// How long the operator is watched for writes once everything is in place.
+const IDLE: Duration = Duration::from_secs(10);
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const OPEN_REPORTS_CRD: &str = "reports.openreports.io";
+const LEGACY_CRD: &str = "policyreports.wgpolicyk8s.io";
+
+/// The cached CRD files, fetched by `hack/test.sh` (never from inside a test).
+fn crd_file(crd: &str) -> PathBuf {
+    let mut script = Command::new(repo().join("hack/report-crds.sh"));
+    script.arg("dir");
+    let out = run_bounded(&mut script, None, COMMAND_DEADLINE);
+    assert!(
+        out.status.success(),
+        "{}\nFetch them once with `hack/report-crds.sh build`, or run `hack/test.sh`.",
+        stderr(&out)
+    );
+    let dir = PathBuf::from(stdout(&out).trim());
+    match crd {
+        OPEN_REPORTS_CRD => dir.join("openreports/openreports.io_reports.yaml"),
+        _ => dir.join("wgpolicyk8s/wgpolicyk8s.io_policyreports.yaml"),
+    }
+}
+
+fn kubectl(args: &[&str]) {
+    let out = control_plane().kubectl(args, None);
+    assert!(out.status.success(), "kubectl {args:?}: {}", stderr(&out));
+}
+
+fn install(crd: &str) {
+    let file = crd_file(crd);
+    kubectl(&["apply", "--server-side", "-f", file.to_str().unwrap()]);
+    kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        &format!("crd/{crd}"),
+        "--timeout=60s",
+    ]);
+}
+
+fn uninstall(crd: &str) {
+    kubectl(&[
+        "delete",
+        "crd",
+        crd,
+        "--ignore-not-found",
+        "--wait=true",
+        "--timeout=120s",
+    ]);
+}
+
+fn reports_api(client: &Client, namespace: &str, legacy: bool) -> Api<DynamicObject> {
+    let (gvk, plural) = if legacy {
+        (
+            GroupVersionKind::gvk("wgpolicyk8s.io", "v1alpha2", "PolicyReport"),
+            "policyreports",
+        )
+    } else {
+        (
+            GroupVersionKind::gvk("openreports.io", "v1alpha1", "Report"),
+            "reports",
+        )
+    };
+    Api::namespaced_with(
+        client.clone(),
+        namespace,
+        &ApiResource::from_gvk_with_plural(&gvk, plural),
+    )
+}
+
+/// (baseline, control, result, message) for each result, as sorted as both sides sort them.
+type Rows = Vec<(String, String, String, String)>;
+
+/// What `check -o json --baseline <baseline>` says of each namespace.
+fn checked(baseline: &str) -> BTreeMap<String, Rows> {
+    let mut check = Command::new(operator_binary());
+    check
+        .args(["check", "-o", "json", "--baseline", baseline])
+        .args(["--operator-user", "zerotrust-operator", "--kubeconfig"])
+        .arg(&control_plane().kubeconfig);
+    let out = run_bounded(&mut check, None, COMMAND_DEADLINE);
+    let report: Value = serde_json::from_str(&stdout(&out))
+        .unwrap_or_else(|e| panic!("check -o json: {e}\n{}{}", stdout(&out), stderr(&out)));
+    let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    report["namespaces"]
+        .as_array()
+        .expect("namespaces")
+        .iter()
+        .map(|ns| {
+            let rows = ns["results"]
+                .as_array()
+                .expect("results")
+                .iter()
+                .map(|r| {
+                    (
+                        s(&r["baseline"]),
+                        s(&r["control"]),
+                        s(&r["result"]),
+                        s(&r["message"]),
+                    )
+                })
+                .collect();
+            (s(&ns["namespace"]), rows)
+        })
+        .collect()
+}
+
+/// The report's results as rows, and its summary.
+fn report_rows(report: &DynamicObject) -> (Rows, Value) {
+    let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let rows = report.data["results"]
+        .as_array()
+        .map(|results| {
+            results
+                .iter()
+                .map(|r| {
+                    (
+                        s(&r["policy"]),
+                        s(&r["rule"]),
+                        s(&r["result"]),
+                        s(&r["message"]),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    (rows, report.data["summary"].clone())
+}
+
+/// Waits until the reports of `namespaces` hold what `check --baseline` says of them; returns
+/// those rows per namespace.
+async fn wait_matching(
+    client: &Client,
+    baseline: &str,
+    namespaces: &[&str],
+    legacy: bool,
+) -> BTreeMap<String, Rows> {
+    eventually(WAIT, "the reports say what check says", || async {
+        let checked = checked(baseline);
+        for ns in namespaces {
+            let report = reports_api(client, ns, legacy)
+                .get_opt("zerotrust-operator")
+                .await
+                .ok()??;
+            if report_rows(&report).0 != *checked.get(*ns)? {
+                return None;
+            }
+        }
+        Some(checked)
+    })
+    .await
+}
+
+fn summary_of(rows: &Rows) -> Value {
+    let count = |r: &str| rows.iter().filter(|row| row.2 == r).count();
+    serde_json::json!({"pass": count("pass"), "fail": count("fail"), "skip": count("skip"), "warn": 0, "error": 0})
+}
+
+#[tokio::test]
+async fn reports_match_check_stay_bounded_leave_others_alone_and_are_quiet_while_idle() {
+    let _serial = SERIAL.lock().await;
+    let client = client().await;
+    let tag = unique("reports");
+    let (enforce, audit) = (format!("{tag}-e"), format!("{tag}-a"));
+    let _cleanup = Cleanup(vec![enforce.clone(), audit.clone()]);
+    let kubeconfig = control_plane().operator_kubeconfig();
+    let as_audited = ["--kubeconfig", kubeconfig.to_str().unwrap()];
+
+    // Without the CRD: said once, and the baseline is enforced all the same.
+    uninstall(OPEN_REPORTS_CRD);
+    let compliant = namespace(&client, &format!("{tag}-ok"), &[("zt-test", &enforce)]).await;
+    let exempt = namespace(&client, &format!("{tag}-ex"), &[("zt-test", &enforce)]).await;
+    let foreign = namespace(&client, &format!("{tag}-fr"), &[("zt-test", &enforce)]).await;
+    let drifted = namespace(&client, &format!("{tag}-dr"), &[("zt-test", &audit)]).await;
+    apply(&baseline(
+        &enforce,
+        &enforce,
+        &format!(
+            "networkPolicy: {{defaultDeny: [Ingress, Egress], allowDNS: true}}\n\
+             limitRange: {{limits: [{{type: Container, default: {{cpu: 500m}}}}]}}\n\
+             resourceQuota: {{hard: {{pods: '20'}}}}\n\
+             exemptions: [{{namespaces: [{}], controls: [ResourceQuota], reason: migration, expiresAt: '2030-01-01T00:00:00Z'}}]",
+            exempt.name
+        ),
+    ));
+    apply(&baseline(
+        &audit,
+        &audit,
+        "mode: Audit\nnetworkPolicy: {defaultDeny: [Ingress]}\n",
+    ));
+    let mut args = vec!["--policy-reports", "openreports"];
+    args.extend(as_audited);
+    let without = OperatorProcess::start("reports-without-crd", &args);
+    let deny = format!("zt-{enforce}-default-deny");
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &compliant.name);
+    eventually(WAIT, "onboarded without the CRD", || async {
+        policies.get_opt(&deny).await.ok()?.map(|_| ())
+    })
+    .await;
+    let said = without
+        .log_text()
+        .matches("does not serve this kind")
+        .count();
+    assert_eq!(said, 1, "said once: {}", without.log.display());
+    drop(without);
+
+    // With it: a report of someone else's is there first, under our name.
+    install(OPEN_REPORTS_CRD);
+    let theirs = serde_json::json!({
+        "apiVersion": "openreports.io/v1alpha1", "kind": "Report",
+        "metadata": {"name": "zerotrust-operator", "namespace": foreign.name,
+                     "labels": {"app.kubernetes.io/managed-by": "zerotrust-operator"}},
+        "summary": {"pass": 99},
+    });
+    let theirs: DynamicObject = serde_json::from_value(theirs).unwrap();
+    reports_api(&client, &foreign.name, false)
+        .create(&Default::default(), &theirs)
+        .await
+        .unwrap();
+    let operator = OperatorProcess::start("reports", &args);
+    let names = [compliant.name.as_str(), exempt.name.as_str()];
+    let enforced = wait_matching(&client, &enforce, &names, false).await;
+    let audited = wait_matching(&client, &audit, &[drifted.name.as_str()], false).await;
+
+    // What they say, beyond matching check: every control of each baseline, one result each.
+    let results = |ns: &str, rows: &BTreeMap<String, Rows>| -> Vec<(String, String)> {
+        rows[ns]
+            .iter()
+            .map(|r| (r.1.clone(), r.2.clone()))
+            .collect()
+    };
+    let pair = |c: &str, r: &str| (c.to_string(), r.to_string());
+    assert_eq!(
+        results(&compliant.name, &enforced),
+        [
+            pair("LimitRange", "pass"),
+            pair("NetworkPolicy", "pass"),
+            pair("ResourceQuota", "pass")
+        ]
+    );
+    assert_eq!(
+        results(&exempt.name, &enforced),
+        [
+            pair("LimitRange", "pass"),
+            pair("NetworkPolicy", "pass"),
+            pair("ResourceQuota", "skip")
+        ]
+    );
+    assert_eq!(
+        results(&drifted.name, &audited),
+        [pair("NetworkPolicy", "fail")]
+    );
+    for (ns, rows) in [
+        (&compliant.name, &enforced),
+        (&exempt.name, &enforced),
+        (&drifted.name, &audited),
+    ] {
+        let api = reports_api(&client, ns, false);
+        let all = api.list(&ListParams::default()).await.unwrap().items;
+        assert_eq!(all.len(), 1, "one report in {ns}");
+        let (_, summary) = report_rows(&all[0]);
+        assert_eq!(summary, summary_of(&rows[ns.as_str()]), "{ns}");
+        assert_eq!(all[0].data["scope"]["name"], ns.as_str());
+        assert_eq!(all[0].data["source"], "zerotrust-operator");
+    }
+    let left = reports_api(&client, &foreign.name, false)
+        .get("zerotrust-operator")
+        .await
+        .unwrap();
+    assert_eq!(
+        left.data["summary"],
+        serde_json::json!({"pass": 99}),
+        "someone else's report is left as it was"
+    );
+    assert!(left.data.get("results").is_none());
+    assert!(
+        operator.log_text().contains("exists and is not ours"),
+        "{}",
+        operator.log.display()
+    );
+
+    // A pass whose results are unchanged writes no report: a label of no concern to any
+    // baseline makes every selecting namespace's pass run again.
+    let audit_log = control_plane().audit_log();
+    let mark = audit_log.mark();
+    let ok = "zerotrust_reconciles_total{result=\"ok\"}";
+    let before = operator.metric(ok).expect("the reconcile counter");
+    for ns in names {
+        kubectl(&["label", "namespace", ns, "unrelated=1"]);
+    }
+    eventually(WAIT, "both namespaces reconciled again", || async {
+        (operator.metric(ok)? >= before + 2.0).then_some(())
+    })
+    .await;
+    let reports_written: Vec<String> = audit_log
+        .writes_done_since(mark)
+        .into_iter()
+        .filter(|w| w.contains(" reports "))
+        .collect();
+    assert!(
+        reports_written.is_empty(),
+        "unchanged results were written: {reports_written:?}"
+    );
+
+    // Idle: nothing changes, so nothing is written (reports included).
+    let mark = audit_log.mark();
+    let quiet_until = Instant::now() + IDLE;
+    while Instant::now() < quiet_until {
+        let writes = audit_log.writes_done_since(mark);
+        assert!(writes.is_empty(), "writes while idle: {writes:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // The namespace's last baseline leaves it: so does its report.
+    kubectl(&["label", "namespace", &drifted.name, "zt-test-"]);
+    let drifted_reports = reports_api(&client, &drifted.name, false);
+    eventually(
+        WAIT,
+        "the report deleted with the last baseline",
+        || async {
+            drifted_reports
+                .get_opt("zerotrust-operator")
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+    // A result that changes is written: the exemption ends when the baseline drops it.
+    apply(&baseline(
+        &enforce,
+        &enforce,
+        "networkPolicy: {defaultDeny: [Ingress, Egress], allowDNS: true}\n\
+         limitRange: {limits: [{type: Container, default: {cpu: 500m}}]}\n\
+         resourceQuota: {hard: {pods: '20'}}",
+    ));
+    let enforced = wait_matching(&client, &enforce, &names, false).await;
+    assert_eq!(
+        results(&exempt.name, &enforced),
+        results(&compliant.name, &enforced)
+    );
+
+    // A restarted operator reads back what its reports hold, and writes none of them again.
+    drop(operator);
+    let mark = audit_log.mark();
+    let restarted = OperatorProcess::start("reports-restarted", &args);
+    // Every namespace the Enforce baseline selects: both reported ones and the one whose
+    // report is someone else's (a report we may not write is no drift of its controls).
+    let compliant_count =
+        format!("zerotrust_namespaces{{baseline=\"{enforce}\",state=\"compliant\"}}");
+    eventually(
+        WAIT,
+        "the restarted operator passes all three namespaces",
+        || async { (restarted.metric(&compliant_count)? == 3.0).then_some(()) },
+    )
+    .await;
+    let rewritten: Vec<String> = audit_log
+        .writes_done_since(mark)
+        .into_iter()
+        .filter(|w| w.contains(" reports "))
+        .collect();
+    assert!(
+        rewritten.is_empty(),
+        "rewritten after a restart: {rewritten:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_legacy_policy_report_holds_the_same_results() {
+    let _serial = SERIAL.lock().await;
+    let client = client().await;
+    let tag = unique("legacy");
+    let _cleanup = Cleanup(vec![tag.clone()]);
+    install(LEGACY_CRD);
+    let drifted = namespace(&client, &tag, &[("zt-test", &tag)]).await;
+    apply(&baseline(
+        &tag,
+        &tag,
+        "mode: Audit\nnetworkPolicy: {defaultDeny: [Ingress]}\nresourceQuota: {hard: {pods: '20'}}\n",
+    ));
+    let _operator = OperatorProcess::start("reports-legacy", &["--policy-reports", "wgpolicyk8s"]);
+    let rows = wait_matching(&client, &tag, &[drifted.name.as_str()], true).await;
+    assert_eq!(
+        rows[&drifted.name]
+            .iter()
+            .map(|r| (r.1.as_str(), r.2.as_str()))
+            .collect::<Vec<_>>(),
+        [("NetworkPolicy", "fail"), ("ResourceQuota", "fail")]
+    );
+    let report = reports_api(&client, &drifted.name, true)
+        .get("zerotrust-operator")
+        .await
+        .unwrap();
+    assert_eq!(report.types.as_ref().unwrap().kind, "PolicyReport");
+    assert_eq!(report_rows(&report).1, summary_of(&rows[&drifted.name]));
+}
