@@ -447,12 +447,14 @@ async fn run_all(bench: &Bench) -> Report {
 
     // --- 3. Drift repair latency ---------------------------------------------------------------
     let mut samples = Vec::new();
+    let mut by_edit: BTreeMap<String, Vec<Duration>> = BTreeMap::new();
     // Repairs the operator makes (the API server itself undoes a lowered Pod Security label).
     let mut operator_repairs = 0i64;
     for i in 0..args.repair_samples {
         let target = &bulk[(i * 7919) % bulk.len()];
+        let edit = EDITS[i % EDITS.len()];
         let start = Instant::now();
-        let what = bench.edit(&tracker, target, EDITS[i % EDITS.len()]).await;
+        let what = bench.edit(&tracker, target, edit).await;
         if !matches!(what, Repaired::InRequest) {
             operator_repairs += 1;
         }
@@ -466,9 +468,15 @@ async fn run_all(bench: &Bench) -> Report {
             );
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        samples.push(start.elapsed());
+        let took = start.elapsed();
+        samples.push(took);
+        by_edit.entry(format!("{edit:?}")).or_default().push(took);
     }
     report.repair = Latency::of(&samples);
+    report.repair_by_edit = by_edit
+        .iter()
+        .map(|(edit, samples)| (edit.clone(), Latency::of(samples)))
+        .collect();
     eprintln!("bench: repair {:?}", report.repair);
 
     // --- Status size, once every repair is counted (before the idle window) -----------------------

@@ -1,6 +1,7 @@
 //! What a benchmark run found: latency summaries, the results table and its JSON form, each figure
 //! beside its target.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -51,6 +52,9 @@ pub struct Report {
     /// Namespace creation to the first pod the API server admits (the onboarding gate open).
     pub gate_open: Latency,
     pub repair: Latency,
+    /// The repair latency per kind of edit (`DeletePolicy`, `AddAllowRule`, ...), so a peer
+    /// measured on one kind is compared with the same kind.
+    pub repair_by_edit: BTreeMap<String, Latency>,
     pub idle_seconds: u64,
     /// The operator's requests over the idle window, by verb.
     pub idle_requests: Requests,
