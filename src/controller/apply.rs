@@ -129,6 +129,18 @@ async fn replace_defined_fields(
     from_dynamic(kind, &replaced)
 }
 
+/// Delete parameters that delete the object only while its uid is `uid` (any object when `None`):
+/// a same-named object created since we looked is not the one we meant.
+pub fn only_uid(uid: Option<&str>) -> DeleteParams {
+    DeleteParams {
+        preconditions: uid.map(|uid| Preconditions {
+            uid: Some(uid.to_string()),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    }
+}
+
 /// Deletes one of our objects, only if its uid is still `uid`.
 pub async fn delete(
     client: &Client,
@@ -137,14 +149,10 @@ pub async fn delete(
     name: &str,
     uid: Option<&str>,
 ) -> Result<(), Error> {
-    let params = DeleteParams {
-        preconditions: uid.map(|uid| Preconditions {
-            uid: Some(uid.to_string()),
-            resource_version: None,
-        }),
-        ..DeleteParams::default()
-    };
-    match api(client, kind, namespace).delete(name, &params).await {
+    match api(client, kind, namespace)
+        .delete(name, &only_uid(uid))
+        .await
+    {
         Ok(_) => Ok(()),
         // Already gone, or replaced by an object that is not the one we meant to delete.
         Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),

@@ -6,14 +6,14 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use kube::api::{
-    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
-    PostParams, Preconditions,
+    ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
 };
 use kube::core::ObjectMeta;
 use kube::{Api, Client, ResourceExt};
 use parking_lot::Mutex;
 use tracing::{info, warn};
 
+use super::apply::only_uid;
 use super::error::{Error, Failed, Operation};
 use crate::engine::{
     CONTENT_HASH_ANNOTATION, ControlResult, FIELD_MANAGER, MANAGED_SELECTOR, REPORT_NAME,
@@ -219,16 +219,9 @@ impl Reports {
         namespace: &str,
         uid: Option<&str>,
     ) -> Result<(), Error> {
-        let params = DeleteParams {
-            preconditions: uid.map(|uid| Preconditions {
-                uid: Some(uid.to_string()),
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
-        };
         match self
             .namespaced(client, namespace)
-            .delete(REPORT_NAME, &params)
+            .delete(REPORT_NAME, &only_uid(uid))
             .await
         {
             Ok(_) => Ok(()),
