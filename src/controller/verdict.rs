@@ -10,13 +10,16 @@ use crate::engine::Drift;
 pub struct Verdict<'a> {
     /// What to record: the drift left after repair.
     pub outcome: Outcome,
-    /// Repairs to count and report: drift repaired in a namespace seen compliant before. A
-    /// namespace being onboarded gets its objects created, which is not a repair.
+    /// Repairs to count and report: drift repaired in a namespace that complied at some earlier
+    /// pass, even if a finding the operator cannot repair (a tenant's widening policy, a
+    /// conflict) is left beside it. A namespace being onboarded gets its objects created, which
+    /// is not a repair.
     pub repaired: Vec<&'a Drift>,
     /// Drift left unrepaired (all of it in Audit mode) to report as Events, because it differs
     /// from what was last reported.
     pub reported: Vec<&'a Drift>,
-    /// The namespace complies for the first time (onboarding completed).
+    /// The namespace complies for the first time (onboarding completed); not again when it
+    /// complies after later drift.
     pub first_compliant: bool,
 }
 
@@ -31,13 +34,14 @@ pub fn verdict<'a>(
     first_touch: impl Fn(&Drift) -> bool,
     previous: Option<&Outcome>,
 ) -> Verdict<'a> {
-    let outcome = Outcome::new(
+    let mut outcome = Outcome::new(
         generation,
         namespace,
         drift.iter().copied().filter(|d| !repairable(d)),
     );
-    let was_compliant = previous.is_some_and(|p| p.drift_count == 0);
-    let repaired = if was_compliant {
+    let onboarded_before = previous.is_some_and(|p| p.onboarded || p.drift_count == 0);
+    outcome.onboarded = onboarded_before || outcome.drift_count == 0;
+    let repaired = if onboarded_before {
         drift
             .iter()
             .copied()
@@ -52,7 +56,7 @@ pub fn verdict<'a>(
     } else {
         Vec::new()
     };
-    let first_compliant = outcome.drift_count == 0 && previous.is_none_or(|p| p.drift_count > 0);
+    let first_compliant = outcome.drift_count == 0 && !onboarded_before;
     Verdict {
         outcome,
         repaired,
@@ -78,6 +82,7 @@ mod tests {
     fn compliant() -> Outcome {
         Outcome {
             generation: 1,
+            onboarded: true,
             ..Outcome::default()
         }
     }
@@ -174,6 +179,51 @@ mod tests {
             None,
         );
         assert_eq!(enforce.reported, vec![&conflict]);
+    }
+
+    #[test]
+    fn a_repair_beside_a_finding_left_unrepaired_still_counts_once_onboarded() {
+        let widened = drift(
+            Kind::NetworkPolicy,
+            DriftReason::Widened("allows ingress from anywhere".to_string()),
+        );
+        let relabelled = drift(Kind::NetworkPolicy, DriftReason::Relabelled);
+        let repairable = |d: &Drift| d.reason == DriftReason::Relabelled;
+        let onboarded = verdict("ns", 1, &[], |_| true, |_| false, None);
+        let widening = verdict(
+            "ns",
+            1,
+            &[&widened, &relabelled],
+            repairable,
+            |_| false,
+            Some(&onboarded.outcome),
+        );
+        assert_eq!(widening.repaired, vec![&relabelled]);
+        assert_eq!(widening.outcome.drift_count, 1, "the widening is left");
+        // The widening is still there when our policy is taken over again: a repair all the same.
+        let again = verdict(
+            "ns",
+            1,
+            &[&widened, &relabelled],
+            repairable,
+            |_| false,
+            Some(&widening.outcome),
+        );
+        assert_eq!(again.repaired, vec![&relabelled]);
+        // Complying again after that is no second onboarding.
+        let cleared = verdict("ns", 1, &[], |_| true, |_| false, Some(&again.outcome));
+        assert!(!cleared.first_compliant);
+        // A namespace that never complied is still being onboarded: nothing counts as a repair.
+        let blocked = verdict("ns", 1, &[&widened], repairable, |_| false, None);
+        let created = verdict(
+            "ns",
+            1,
+            &[&widened, &relabelled],
+            repairable,
+            |_| false,
+            Some(&blocked.outcome),
+        );
+        assert!(created.repaired.is_empty());
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub struct Outcome {
     /// The controls exempt here, sorted; bounded by the baseline's own schema (6 controls and
     /// 32 roles per exemption, 32 exemptions).
     pub exempt: Vec<ExemptControl>,
+    /// The namespace has complied under this baseline at some pass (after that pass's repairs):
+    /// from then on drift put right is a repair, whatever else is left beside it.
+    pub onboarded: bool,
 }
 
 impl Outcome {
