@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tracing::warn;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 
 use super::api_server::{self, ApiServerAddresses};
 use super::caches::Caches;
@@ -138,6 +138,11 @@ impl Context {
             api_server: self.api_server.get(),
             ..Environment::new(&self.operator_namespace)
         }
+    }
+
+    /// True once the baselines and every cache of objects have had their first full list.
+    pub(super) fn synced(&self) -> bool {
+        self.baselines.wait_until_ready().now_or_never().is_some() && self.caches.ready()
     }
 
     /// Resets the back-off of `namespace` after a successful reconcile (or its deletion).

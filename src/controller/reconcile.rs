@@ -27,6 +27,9 @@ use crate::engine::{
 /// The safety-net resync; repair is driven by watch events, not by this.
 pub const RESYNC: Duration = Duration::from_secs(600);
 
+/// How soon a pass that came before the first full lists of baselines and objects is tried again.
+const UNSYNCED_RETRY: Duration = Duration::from_millis(100);
+
 /// How soon a namespace with writes refused by RBAC is tried again: an RBAC change, which no
 /// watch of ours sees, may allow them.
 pub const FORBIDDEN_RETRY: Duration = Duration::from_secs(10);
@@ -68,6 +71,12 @@ struct Pass {
 
 #[instrument(skip_all, fields(namespace = %namespace.name_any()))]
 pub(super) async fn reconcile(namespace: Arc<Namespace>, ctx: &Context) -> Result<Action, Error> {
+    if !ctx.synced() {
+        // Unknown is not absent: before the first full lists, a pass would see no baseline (and
+        // forget the namespace's outcomes, delete its report) or none of our objects (and create
+        // them all again). The lists are moments away; their watches run beside this queue.
+        return Ok(Action::requeue(UNSYNCED_RETRY));
+    }
     let namespace = ctx.caches.newest_namespace(namespace);
     if namespace.metadata.deletion_timestamp.is_some() {
         // A terminating namespace only affects itself: nothing to write, nothing to count.
