@@ -23,7 +23,9 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{Value, json};
 
 use super::exemption::{Exempted, cel, exempt_cel};
-use super::object::{BASELINE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Object, owner_labels};
+use super::object::{
+    BASELINE_LABEL, FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Object, owner_labels,
+};
 use super::render::{PSA_LABEL_PREFIX, object_name, render_objects};
 use super::select::ALWAYS_EXCLUDED;
 use super::validate::{PSA_VERSION_FLOOR, ValidBaseline};
@@ -464,10 +466,22 @@ fn pod_security_at_creation(
             },
         }],
     });
+    // Not the operator's own label applies (its identity, its field manager): they carry the
+    // composition of every Enforce baseline already, and raising them here would undo a release,
+    // since a deleted Delete baseline's policy stays in force at the API server for a moment
+    // after the operator removes it.
+    let mut conditions = vec![json!({
+        "name": "not-the-operators-apply",
+        "expression": format!(
+            "!(request.userInfo.username == {} && has(request.options) && has(request.options.fieldManager) && request.options.fieldManager == {})",
+            cel(&settings.operator_user),
+            cel(FIELD_MANAGER),
+        ),
+    })];
     if let Some(exempt) = exempt {
-        spec["matchConditions"] =
-            json!([{"name": "not-exempt", "expression": format!("!{exempt}")}]);
+        conditions.push(json!({"name": "not-exempt", "expression": format!("!{exempt}")}));
     }
+    spec["matchConditions"] = json!(conditions);
     let mut policy: MutatingAdmissionPolicy =
         serde_json::from_value(json!({ "spec": spec })).expect("a MutatingAdmissionPolicy");
     policy.metadata = metadata(baseline, suffix);
