@@ -365,6 +365,7 @@ async fn a_tenants_allow_all_policy_is_refused_when_the_baseline_asks_and_report
     );
     let (_, tenant) = tenant_admin(&strict.name).await;
     wait_tamper_refused(&tenant, &strict.name, &format!("zt-{s}-default-deny")).await;
+    wait_widening_refused(&tenant, &strict.name, &allow_all).await;
     let strict_policies: Api<NetworkPolicy> = Api::namespaced(tenant, &strict.name);
     let created = strict_policies
         .create(&PostParams::default(), &allow_all)

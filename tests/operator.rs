@@ -173,11 +173,12 @@ async fn applying_a_baseline_onboards_every_matching_namespace() {
     for ns in &namespaces {
         wait_onboarded(&client, &ns.name, &name).await;
     }
-    let s = wait_status(&client, &name, WAIT, "status counts", |s| {
-        s.selected_namespaces == 3 && s.compliant_namespaces == 3
+    // Ready also waits for the admission policies, written beside the namespaces.
+    let s = wait_status(&client, &name, WAIT, "status counts, Ready", |s| {
+        s.selected_namespaces == 3 && s.compliant_namespaces == 3 && ready(s) == Some("True")
     })
     .await;
-    assert_eq!((s.drifted_namespaces, ready(&s)), (0, Some("True")));
+    assert_eq!(s.drifted_namespaces, 0);
     assert!(
         generated(&client, &other.name).await.is_empty(),
         "an unselected namespace is untouched"
@@ -802,8 +803,20 @@ async fn deleting_an_orphan_baseline_that_still_selects_a_namespace_changes_noth
     let client = client().await;
     let tag = unique("orphan");
     let ns = namespace(&client, &tag, &[("zt-test", &tag)]).await;
-    let (keep, next) = (format!("{tag}-keep"), format!("{tag}-next"));
-    let _cleanup = Cleanup(vec![keep.clone(), next.clone()]);
+    let (keep, next, elsewhere) = (
+        format!("{tag}-keep"),
+        format!("{tag}-next"),
+        format!("{tag}-elsewhere"),
+    );
+    let _cleanup = Cleanup(vec![keep.clone(), next.clone(), elsewhere.clone()]);
+    // A Delete baseline with the same Pod Security levels that selects another namespace: it
+    // never was in force here, so it must not release what `keep` leaves behind.
+    apply(&restricted(
+        &elsewhere,
+        &format!("{tag}-other"),
+        "Enforce",
+        "deletionPolicy: Delete\n",
+    ));
     apply(&restricted(&keep, &tag, "Enforce", ""));
     let mine = serde_json::from_value::<NetworkPolicy>(json!({
         "metadata": {"name": "users-own"}, "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}
@@ -856,13 +869,18 @@ async fn deleting_an_orphan_baseline_that_still_selects_a_namespace_changes_noth
         users.resource_version(),
         "the user's policy untouched"
     );
-    let labels = ns_labels(&client, &ns.name).await;
+    let namespace = Api::<Namespace>::all(client.clone())
+        .get(&ns.name)
+        .await
+        .unwrap();
     assert_eq!(
-        labels
+        namespace
+            .labels()
             .get("pod-security.kubernetes.io/enforce")
             .map(String::as_str),
         Some("restricted"),
-        "the Pod Security labels kept: {labels:?}"
+        "the Pod Security labels kept: {:?}",
+        namespace.metadata.managed_fields
     );
 }
 

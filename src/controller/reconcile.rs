@@ -322,6 +322,8 @@ async fn mark_onboarded(ctx: &Context, pass: &Pass) -> Option<Error> {
     let live = LiveState {
         namespace_labels: fresh.labels().clone(),
         owned_namespace_labels: owned_label_keys(&fresh.metadata),
+        // What a leaving baseline left here says whether it was in force (released_labels).
+        objects: pass.live.objects.clone(),
         ..LiveState::default()
     };
     let released = released_labels(&pass.desired, &pass.leaving, &live);

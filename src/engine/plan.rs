@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::admission::onboarded_label;
 use super::diff::{Drift, DriftReason, LiveState, policy_to_apply};
-use super::object::{Kind, Object};
+use super::object::{Kind, Object, Ownership, ownership};
 use super::render::{
     DesiredObject, DesiredState, PSA_LABEL_PREFIX, PSA_MODES, PodSecurityPolicy,
     pod_security_labels, policy_labels,
@@ -92,6 +92,12 @@ pub fn markers_due(
 /// PSA labels (and onboarding markers) to give up: those a leaving baseline (`deletionPolicy: Delete`, and no longer
 /// selecting the namespace or being deleted) set, that no selecting baseline wants, and whose value
 /// is still the one it set (a value someone changed is theirs, and stays).
+///
+/// Only a baseline that was in force here releases anything: every Delete baseline of the cluster
+/// that does not select this namespace is "leaving" it, and one whose levels happen to equal those
+/// an Orphan baseline left behind must not take them away. With one field manager we cannot tell
+/// who set a label, so the evidence is the baseline's own: its onboarding marker on the namespace
+/// or one of its objects in it. Without either, the labels stay (the stricter state wins).
 pub fn released_labels(
     desired: &DesiredState,
     leaving: &[ValidBaseline],
@@ -99,6 +105,7 @@ pub fn released_labels(
 ) -> BTreeSet<String> {
     leaving
         .iter()
+        .filter(|b| was_in_force(b.name(), live))
         .flat_map(|b| {
             let mut labels = pod_security_labels(b);
             labels.insert(onboarded_label(b.name()), "true".to_string());
@@ -111,6 +118,17 @@ pub fn released_labels(
         })
         .map(|(key, _)| key)
         .collect()
+}
+
+/// True when the namespace shows that `baseline` was applied to it: its onboarding marker, or an
+/// object of it that our field manager wrote.
+fn was_in_force(baseline: &str, live: &LiveState) -> bool {
+    live.namespace_labels
+        .contains_key(&onboarded_label(baseline))
+        || live
+            .objects
+            .iter()
+            .any(|o| ownership(o.meta()) == Ownership::Baseline(baseline.to_string()))
 }
 
 /// The writes that bring `live` to `desired`, given the `drift` between them and the labels to

@@ -537,13 +537,50 @@ fn labels_of_a_leaving_delete_baseline_are_released_others_kept() {
         owned_namespace_labels: [enforce.clone(), version.clone()].into(),
         ..LiveState::default()
     };
+    // A Delete baseline that was never in force here (no marker, no object of it) releases
+    // nothing, even where its levels equal the labels we own: another baseline set them.
+    assert_eq!(
+        released_labels(&desired, std::slice::from_ref(&leaving), &live),
+        none()
+    );
+    let marker = onboarded_label("gone");
+    live.namespace_labels.insert(marker.clone(), "true".into());
+    live.owned_namespace_labels.insert(marker.clone());
     let released = released_labels(&desired, std::slice::from_ref(&leaving), &live);
-    assert_eq!(released, [enforce.clone(), version.clone()].into());
+    assert_eq!(
+        released,
+        [enforce.clone(), version.clone(), marker.clone()].into()
+    );
+    // An object of it that we wrote is evidence too.
+    let mut by_object = live.clone();
+    by_object.namespace_labels.remove(&marker);
+    by_object.owned_namespace_labels.remove(&marker);
+    let rendered = render(
+        &[baseline(
+            "gone",
+            SecurityBaselineSpec {
+                network_policy: Some(NetworkPolicySpec {
+                    default_deny: vec![PolicyType::Ingress],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )],
+        "ns",
+        &no_labels(),
+        &env(),
+    );
+    by_object.objects = as_live(&rendered).objects;
+    assert!(!by_object.objects.is_empty());
+    assert_eq!(
+        released_labels(&desired, std::slice::from_ref(&leaving), &by_object),
+        [enforce.clone(), version.clone()].into()
+    );
     let actions = plan(&desired, &live, &[], &released);
     assert_eq!(
         actions,
         vec![Write::ApplyNamespaceLabels(BTreeMap::new())],
-        "giving up both labels"
+        "giving up both labels and the marker"
     );
     // Orphan: nothing is released.
     assert_eq!(released_labels(&desired, &[], &live), none());
@@ -553,7 +590,7 @@ fn labels_of_a_leaving_delete_baseline_are_released_others_kept() {
         .insert(enforce.clone(), "baseline".into());
     assert_eq!(
         released_labels(&desired, &[leaving], &live),
-        [version].into()
+        [version, marker].into()
     );
 }
 

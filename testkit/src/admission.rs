@@ -52,3 +52,21 @@ pub async fn wait_tamper_refused(as_client: &Client, namespace: &str, name: &str
     })
     .await;
 }
+
+/// Waits until the API server refuses `as_client` creating `policy` in `namespace` (the
+/// widening refusal in force: its own policy and binding, picked up apart from the tamper one).
+pub async fn wait_widening_refused(as_client: &Client, namespace: &str, policy: &NetworkPolicy) {
+    let policies: Api<NetworkPolicy> = Api::namespaced(as_client.clone(), namespace);
+    let dry_run = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    eventually(WAIT, "the widening refusal in force", || async {
+        policies
+            .create(&dry_run, policy)
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+}

@@ -17,7 +17,7 @@ pub mod poll;
 pub mod shipped_rbac;
 pub mod status;
 
-pub use admission::{wait_mutation_in_force, wait_tamper_refused};
+pub use admission::{wait_mutation_in_force, wait_tamper_refused, wait_widening_refused};
 pub use baselines::{
     ADMIN_USER, Cleanup, RESTRICTED, apply, baseline, check_baseline, delete_baseline,
 };

@@ -125,13 +125,28 @@ pub fn compute_status(
         let message = truncate(&invalid.to_string(), 1024);
         conditions.push(condition("InvalidSpec", true, "InvalidSpec", &message, now));
     }
-    if spec.enforcing.is_some() {
+    if let Some(enforcing) = spec.enforcing {
+        // "In place" only once an admission pass for the enforced generation found them so:
+        // this condition must never claim a protection the API server does not yet apply.
+        let admission = spec.admission.filter(|o| o.generation == enforcing);
         let (status, reason, message) = if spec.unavailable.is_empty() {
-            (
-                true,
-                "Installed",
-                "every admission protection the baseline asks for is in place".to_string(),
-            )
+            match admission {
+                None => (
+                    false,
+                    "Progressing",
+                    "the admission policies are not yet in place".to_string(),
+                ),
+                Some(o) if o.drift_count > 0 => (
+                    false,
+                    "Drifted",
+                    "the baseline's admission policies differ from what it renders".to_string(),
+                ),
+                Some(_) => (
+                    true,
+                    "Installed",
+                    "every admission protection the baseline asks for is in place".to_string(),
+                ),
+            }
         } else {
             (
                 false,
@@ -540,6 +555,16 @@ mod tests {
             at(1),
         );
         assert_eq!(ready(&s), ("False", "Progressing"));
+        let c = s
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "AdmissionPolicies")
+            .unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "Progressing"),
+            "not claimed in place before an admission pass put them there"
+        );
 
         let old_server = Spec {
             unavailable: &["pod-security-at-creation"],
