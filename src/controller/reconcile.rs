@@ -36,6 +36,15 @@ pub const FORBIDDEN_RETRY: Duration = Duration::from_secs(10);
 
 /// One reconcile as the work queue runs it: timed, counted, and a failure reported as an Event.
 pub(super) async fn run(namespace: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if !ctx.synced() {
+        // Unknown is not absent: before the first full lists, a pass would see no baseline (and
+        // forget the namespace's outcomes, delete its report) or none of our objects (and create
+        // them all again). The lists are moments away; their watches run beside this queue. Not
+        // a pass: neither timed nor counted as one, and the namespace's back-off stays as it is;
+        // `result="unsynced"` and `/readyz` show a wait that does not end.
+        ctx.metrics.count_reconcile("unsynced");
+        return Ok(Action::requeue(UNSYNCED_RETRY));
+    }
     let _timer = ctx.metrics.time_reconcile();
     let result = reconcile(namespace.clone(), &ctx).await;
     match &result {
@@ -70,13 +79,8 @@ struct Pass {
 }
 
 #[instrument(skip_all, fields(namespace = %namespace.name_any()))]
+/// The caller makes sure the caches are synced (`Context::synced`).
 pub(super) async fn reconcile(namespace: Arc<Namespace>, ctx: &Context) -> Result<Action, Error> {
-    if !ctx.synced() {
-        // Unknown is not absent: before the first full lists, a pass would see no baseline (and
-        // forget the namespace's outcomes, delete its report) or none of our objects (and create
-        // them all again). The lists are moments away; their watches run beside this queue.
-        return Ok(Action::requeue(UNSYNCED_RETRY));
-    }
     let namespace = ctx.caches.newest_namespace(namespace);
     if namespace.metadata.deletion_timestamp.is_some() {
         // A terminating namespace only affects itself: nothing to write, nothing to count.
@@ -322,8 +326,6 @@ async fn mark_onboarded(ctx: &Context, pass: &Pass) -> Option<Error> {
     let live = LiveState {
         namespace_labels: fresh.labels().clone(),
         owned_namespace_labels: owned_label_keys(&fresh.metadata),
-        // What a leaving baseline left here says whether it was in force (released_labels).
-        objects: pass.live.objects.clone(),
         ..LiveState::default()
     };
     let released = released_labels(&pass.desired, &pass.leaving, &live);

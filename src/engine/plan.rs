@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::admission::onboarded_label;
 use super::diff::{Drift, DriftReason, LiveState, policy_to_apply};
-use super::object::{Kind, Object, Ownership, ownership};
+use super::object::{Kind, Object};
 use super::render::{
     DesiredObject, DesiredState, PSA_LABEL_PREFIX, PSA_MODES, PodSecurityPolicy,
     pod_security_labels, policy_labels,
@@ -96,8 +96,10 @@ pub fn markers_due(
 /// Only a baseline that was in force here releases anything: every Delete baseline of the cluster
 /// that does not select this namespace is "leaving" it, and one whose levels happen to equal those
 /// an Orphan baseline left behind must not take them away. With one field manager we cannot tell
-/// who set a label, so the evidence is the baseline's own: its onboarding marker on the namespace
-/// or one of its objects in it. Without either, the labels stay (the stricter state wins).
+/// who set a label, so the evidence is the baseline's onboarding marker on the namespace, which
+/// only the operator may set (its tamper policy). Not one of its objects: a tenant can create an
+/// object that looks like ours (labels and field manager are not authenticated) where no baseline
+/// protects the namespace any more. Without the marker the labels stay (the stricter state wins).
 pub fn released_labels(
     desired: &DesiredState,
     leaving: &[ValidBaseline],
@@ -120,15 +122,10 @@ pub fn released_labels(
         .collect()
 }
 
-/// True when the namespace shows that `baseline` was applied to it: its onboarding marker, or an
-/// object of it that our field manager wrote.
+/// True when the namespace carries `baseline`'s onboarding marker: it was in force here.
 fn was_in_force(baseline: &str, live: &LiveState) -> bool {
     live.namespace_labels
         .contains_key(&onboarded_label(baseline))
-        || live
-            .objects
-            .iter()
-            .any(|o| ownership(o.meta()) == Ownership::Baseline(baseline.to_string()))
 }
 
 /// The writes that bring `live` to `desired`, given the `drift` between them and the labels to

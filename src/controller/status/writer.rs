@@ -19,6 +19,9 @@ use crate::controller::finalizer::manage_finalizer;
 use crate::controller::http::Health;
 use crate::engine::{FIELD_MANAGER, selects, unavailable};
 
+/// How long the first full lists may take before the wait is logged as a warning.
+const UNSYNCED_WARNING: Duration = Duration::from_secs(30);
+
 /// Every `interval`, recomputes each baseline's status and writes it if it changed.
 pub async fn write_statuses(ctx: Arc<Context>, interval: Duration, health: Arc<Health>) {
     // Status writes go through the untyped API, so a response for a baseline we cannot decode
@@ -33,10 +36,20 @@ pub async fn write_statuses(ctx: Arc<Context>, interval: Duration, health: Arc<H
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut known: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let started = std::time::Instant::now();
+    let mut warned = false;
     loop {
         ticker.tick().await;
-        // Until every cache is full, outcomes would undercount: write nothing.
-        if !ctx.caches.ready() {
+        // Until the baselines and every cache are full, outcomes would undercount: write
+        // nothing, and `/readyz` says so. A wait that does not end is logged once.
+        if !ctx.synced() {
+            if !warned && started.elapsed() > UNSYNCED_WARNING {
+                warn!(
+                    waited = ?started.elapsed(),
+                    "the caches have not had their first full list yet: no namespace is reconciled until they have (is a watch refused?)"
+                );
+                warned = true;
+            }
             continue;
         }
         health.set_caches_synced(true);
