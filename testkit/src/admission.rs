@@ -47,8 +47,8 @@ pub async fn wait_tamper_refused(as_client: &Client, namespace: &str, name: &str
         dry_run: true,
         ..Default::default()
     };
-    eventually(WAIT, "the tamper protection in force", || async {
-        policies.delete(name, &dry_run).await.is_err().then_some(())
+    wait_refused("the tamper protection in force", || {
+        policies.delete(name, &dry_run)
     })
     .await;
 }
@@ -61,12 +61,20 @@ pub async fn wait_widening_refused(as_client: &Client, namespace: &str, policy: 
         dry_run: true,
         ..Default::default()
     };
-    eventually(WAIT, "the widening refusal in force", || async {
-        policies
-            .create(&dry_run, policy)
-            .await
-            .is_err()
-            .then_some(())
+    wait_refused("the widening refusal in force", || {
+        policies.create(&dry_run, policy)
+    })
+    .await;
+}
+
+/// Waits until `dry_run`, a request that changes nothing, is refused.
+async fn wait_refused<T, F, Fut>(what: &str, dry_run: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, kube::Error>>,
+{
+    eventually(WAIT, what, || async {
+        dry_run().await.is_err().then_some(())
     })
     .await;
 }

@@ -258,12 +258,12 @@ mod tests {
     }
 
     fn ready(status: &SecurityBaselineStatus) -> (&str, &str) {
-        let c = status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "Ready")
-            .unwrap();
+        let c = condition_of(status, "Ready");
         (c.status.as_str(), c.reason.as_str())
+    }
+
+    fn condition_of<'a>(status: &'a SecurityBaselineStatus, type_: &str) -> &'a Condition {
+        status.conditions.iter().find(|c| c.type_ == type_).unwrap()
     }
 
     /// A valid baseline at `generation` whose admission policies are in place.
@@ -555,11 +555,7 @@ mod tests {
             at(1),
         );
         assert_eq!(ready(&s), ("False", "Progressing"));
-        let c = s
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "AdmissionPolicies")
-            .unwrap();
+        let c = condition_of(&s, "AdmissionPolicies");
         assert_eq!(
             (c.status.as_str(), c.reason.as_str()),
             ("False", "Progressing"),
@@ -578,11 +574,7 @@ mod tests {
             &Default::default(),
             at(1),
         );
-        let c = s
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "AdmissionPolicies")
-            .unwrap();
+        let c = condition_of(&s, "AdmissionPolicies");
         assert_eq!(
             (c.status.as_str(), c.reason.as_str()),
             ("False", "NotServed")
