@@ -122,10 +122,13 @@ pub fn released_labels(
         .collect()
 }
 
-/// True when the namespace carries `baseline`'s onboarding marker: it was in force here.
+/// True when the namespace carries `baseline`'s onboarding marker, set by us: it was in force
+/// here. (Baselines are known by name: one deleted and created again under the same name is
+/// the same baseline to its markers and objects.)
 fn was_in_force(baseline: &str, live: &LiveState) -> bool {
-    live.namespace_labels
-        .contains_key(&onboarded_label(baseline))
+    let marker = onboarded_label(baseline);
+    live.namespace_labels.get(&marker).map(String::as_str) == Some("true")
+        && live.owned_namespace_labels.contains(&marker)
 }
 
 /// The writes that bring `live` to `desired`, given the `drift` between them and the labels to

@@ -545,6 +545,11 @@ fn labels_of_a_leaving_delete_baseline_are_released_others_kept() {
     );
     let marker = onboarded_label("gone");
     live.namespace_labels.insert(marker.clone(), "true".into());
+    // A marker someone else set is no evidence either.
+    assert_eq!(
+        released_labels(&desired, std::slice::from_ref(&leaving), &live),
+        none()
+    );
     live.owned_namespace_labels.insert(marker.clone());
     let released = released_labels(&desired, std::slice::from_ref(&leaving), &live);
     assert_eq!(
