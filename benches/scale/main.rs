@@ -17,11 +17,11 @@ use clap::Parser;
 use k8s_openapi::api::core::v1::{Namespace, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
-use report::{Latency, Report};
+use report::{Latency, MemoryBreakdown, Report, Startup};
 use tracker::Tracker;
 use zerotrust_operator::api::{SecurityBaseline, parse_baselines};
 use zerotrust_operator::controller::DEFAULT_BREAK_GLASS_GROUP;
@@ -78,6 +78,10 @@ struct Args {
     /// Size of each inflating object's padding annotation, in KiB.
     #[arg(long, default_value_t = 250)]
     inflation_kib: usize,
+    /// At the end: stop the operator, start a new one over everything the run left, and measure
+    /// how long until it is ready and has reconciled every namespace once, and its memory then.
+    #[arg(long)]
+    startup: bool,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -293,6 +297,31 @@ async fn break_glass(kubeconfig: &std::path::Path) -> Client {
 
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// The operator's memory gauges from its `/metrics`: resident and allocated bytes as the
+/// allocator sees them, and `zerotrust_cache_bytes` per cache.
+fn memory_breakdown(operator: &OperatorProcess) -> MemoryBreakdown {
+    let (_, text) = operator.get("/metrics").unwrap_or_default();
+    let mut memory = MemoryBreakdown::default();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((sample, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        let value = value / (1024.0 * 1024.0);
+        if sample == "zerotrust_memory_resident_bytes" {
+            memory.resident_mib = value;
+        } else if sample == "zerotrust_memory_allocated_bytes" {
+            memory.allocated_mib = value;
+        } else if let Some(labels) = sample.strip_prefix("zerotrust_cache_bytes{") {
+            let cache = labels.trim_end_matches('}').replace('"', "");
+            memory.caches_mib.insert(cache, value);
+        }
+    }
+    memory
 }
 
 #[tokio::main]
@@ -521,7 +550,53 @@ async fn run_all(bench: &Bench) -> Report {
         eprintln!("bench: inflation {:?}", report.inflation);
     }
 
+    report.memory = memory_breakdown(&operator);
+    eprintln!("bench: memory gauges {:?}", report.memory);
     drop(operator);
+
+    // --- 7. Start-up: a new process over everything the run left --------------------------------
+    if args.startup {
+        let namespaces = Api::<Namespace>::all(bench.client.clone())
+            .list_metadata(&ListParams::default())
+            .await
+            .expect("namespaces")
+            .items
+            .len();
+        let log = std::env::temp_dir().join(format!("zerotrust-bench-{}-startup.log", bench.run));
+        let started = Instant::now();
+        let operator = OperatorProcess::spawn(
+            &[
+                "--kubeconfig",
+                operator_kubeconfig.to_str().expect("a UTF-8 path"),
+                "--concurrency",
+                &concurrency,
+            ],
+            &log,
+            "warn",
+        );
+        operator.wait_ready(Duration::from_secs(600));
+        let ready_s = started.elapsed().as_secs_f64();
+        let reconciled = || {
+            operator
+                .metric("zerotrust_reconciles_total{result=\"ok\"}")
+                .unwrap_or(0.0)
+        };
+        wait_until(Duration::from_secs(600), "the first full pass", || {
+            reconciled() >= namespaces as f64
+        })
+        .await;
+        let first_pass_s = started.elapsed().as_secs_f64();
+        let (rss_peak, rss) = operator.rss();
+        report.startup = Some(Startup {
+            namespaces,
+            ready_s,
+            first_pass_s,
+            rss_peak_mib: mib(rss_peak),
+            rss_mib: mib(rss),
+            memory: memory_breakdown(&operator),
+        });
+        eprintln!("bench: start-up {:?}", report.startup);
+    }
     if args.no_raw_writer {
         return report;
     }

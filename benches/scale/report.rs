@@ -65,6 +65,31 @@ pub struct Report {
     pub baseline_object_bytes: usize,
     /// Large objects labelled like ours in a tenant's namespace (`--inflation-objects`).
     pub inflation: Option<Inflation>,
+    /// What the operator's own gauges say it holds, at the end of the idle window.
+    pub memory: MemoryBreakdown,
+    /// A new process over everything the run left (`--startup`).
+    pub startup: Option<Startup>,
+}
+
+/// The operator's memory gauges, in MiB: resident and allocated as the allocator sees them, and
+/// the estimated bytes each cache holds.
+#[derive(Debug, Default, Serialize)]
+pub struct MemoryBreakdown {
+    pub resident_mib: f64,
+    pub allocated_mib: f64,
+    pub caches_mib: BTreeMap<String, f64>,
+}
+
+/// A process started after the run: how long until it is ready and has reconciled every
+/// namespace once, and its memory then (no bulk writes behind it).
+#[derive(Debug, Default, Serialize)]
+pub struct Startup {
+    pub namespaces: usize,
+    pub ready_s: f64,
+    pub first_pass_s: f64,
+    pub rss_peak_mib: f64,
+    pub rss_mib: f64,
+    pub memory: MemoryBreakdown,
 }
 
 /// What the operator's memory did while a tenant created large objects labelled like ours.
@@ -236,6 +261,47 @@ impl Report {
                 lat(&i.onboarding),
                 String::new(),
                 "",
+            ));
+        }
+        let breakdown = |m: &MemoryBreakdown| {
+            let caches: f64 = m.caches_mib.values().sum();
+            let each = m
+                .caches_mib
+                .iter()
+                .map(|(cache, mib)| format!("{cache} {mib:.1}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(
+                "resident {:.1} MiB, allocated {:.1} MiB, caches {caches:.1} MiB ({each})",
+                m.resident_mib, m.allocated_mib
+            )
+        };
+        rows.push((
+            "operator memory gauges (end of idle)".into(),
+            breakdown(&self.memory),
+            String::new(),
+            "",
+        ));
+        if let Some(s) = &self.startup {
+            rows.push((
+                format!("start-up over {} namespaces", s.namespaces),
+                format!(
+                    "ready {:.1} s, first full pass {:.1} s",
+                    s.ready_s, s.first_pass_s
+                ),
+                String::new(),
+                "",
+            ));
+            rows.push((
+                "after start-up: RSS peak / now, gauges".into(),
+                format!(
+                    "{:.1} / {:.1} MiB; {}",
+                    s.rss_peak_mib,
+                    s.rss_mib,
+                    breakdown(&s.memory)
+                ),
+                format!("<= {rss_target} MiB"),
+                verdict(s.rss_peak_mib <= rss_target),
             ));
         }
         let mut out = format!(
