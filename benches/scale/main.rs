@@ -415,16 +415,19 @@ async fn run_all(bench: &Bench) -> Report {
     eprintln!("bench: operator log {}", log.display());
     let operator_kubeconfig = kubeconfig_dir.join("operator.kubeconfig");
     let concurrency = args.concurrency.to_string();
-    let operator = OperatorProcess::spawn(
-        &[
-            "--kubeconfig",
-            operator_kubeconfig.to_str().expect("a UTF-8 path"),
-            "--concurrency",
-            &concurrency,
-        ],
-        &log,
-        "warn",
-    );
+    let spawn_operator = |log: &std::path::Path| {
+        OperatorProcess::spawn(
+            &[
+                "--kubeconfig",
+                operator_kubeconfig.to_str().expect("a UTF-8 path"),
+                "--concurrency",
+                &concurrency,
+            ],
+            log,
+            "warn",
+        )
+    };
+    let operator = spawn_operator(&log);
     operator.wait_ready(Duration::from_secs(120));
     let mark = audit.mark();
     eprintln!("bench: applying the baseline");
@@ -564,16 +567,7 @@ async fn run_all(bench: &Bench) -> Report {
             .len();
         let log = std::env::temp_dir().join(format!("zerotrust-bench-{}-startup.log", bench.run));
         let started = Instant::now();
-        let operator = OperatorProcess::spawn(
-            &[
-                "--kubeconfig",
-                operator_kubeconfig.to_str().expect("a UTF-8 path"),
-                "--concurrency",
-                &concurrency,
-            ],
-            &log,
-            "warn",
-        );
+        let operator = spawn_operator(&log);
         operator.wait_ready(Duration::from_secs(600));
         let ready_s = started.elapsed().as_secs_f64();
         let reconciled = || {
