@@ -78,8 +78,8 @@ struct Pass {
     drift: Vec<Drift>,
 }
 
+/// One pass over `namespace`. The caller makes sure the caches are synced (`Context::synced`).
 #[instrument(skip_all, fields(namespace = %namespace.name_any()))]
-/// The caller makes sure the caches are synced (`Context::synced`).
 pub(super) async fn reconcile(namespace: Arc<Namespace>, ctx: &Context) -> Result<Action, Error> {
     let namespace = ctx.caches.newest_namespace(namespace);
     if namespace.metadata.deletion_timestamp.is_some() {
