@@ -34,7 +34,22 @@ pub struct IndexMetrics {
     pub bytes: Gauge,
 }
 
-type ByNamespace = HashMap<String, BTreeMap<String, Stored>>;
+/// Objects by (namespace, name), one ordered map per kind: a namespace's objects are one range of
+/// it. (A map per namespace would cost a B-tree node of about 1 KiB for each namespace's one or two
+/// objects of the kind: at 10,000 namespaces, some 75 MiB across the kinds, measured as the bulk of
+/// the operator's memory before this layout.)
+type ByNamespace = BTreeMap<(String, String), Stored>;
+
+/// The objects of `namespace` in `objects`, by name.
+fn in_range<'a>(
+    objects: &'a ByNamespace,
+    namespace: &'a str,
+) -> impl Iterator<Item = (&'a str, &'a Stored)> + 'a {
+    objects
+        .range((namespace.to_string(), String::new())..)
+        .take_while(move |((n, _), _)| n == namespace)
+        .map(|((_, name), stored)| (name.as_str(), stored))
+}
 
 #[derive(Default)]
 struct IndexState {
@@ -123,11 +138,7 @@ impl NamespacedIndex {
         decode: impl Fn(&[u8]) -> serde_json::Result<T>,
     ) -> Vec<T> {
         let state = self.inner.read();
-        let Some(names) = state.objects.get(namespace) else {
-            return Vec::new();
-        };
-        names
-            .iter()
+        in_range(&state.objects, namespace)
             .filter_map(|(name, stored)| match decode(&stored.json) {
                 Ok(object) => Some(object),
                 Err(error) => {
@@ -149,7 +160,6 @@ impl NamespacedIndex {
         state
             .objects
             .values()
-            .flat_map(BTreeMap::values)
             .filter_map(|s| serde_json::from_slice::<MetadataOnly>(&s.json).ok())
             .filter(|o| test(&o.metadata))
             .count()
@@ -186,40 +196,33 @@ impl NamespacedIndex {
         match event {
             watcher::Event::Apply(object) => self.write_through(object),
             watcher::Event::Delete(object) => {
-                let (namespace, name) = key(object.metadata());
+                let key = key(object.metadata());
                 let mut state = self.inner.write();
-                let held = state.objects.get(&namespace).and_then(|n| n.get(&name));
+                let held = state.objects.get(&key);
                 if let Some(uid) = held.filter(|h| h.ours).and_then(|h| h.uid.clone()) {
                     if state.departed.len() >= MAX_DEPARTED {
                         state.departed.clear();
                     }
-                    state
-                        .departed
-                        .insert((namespace.clone(), name.clone()), uid);
+                    state.departed.insert(key.clone(), uid);
                 }
+                let (namespace, name) = key;
                 drop(state);
                 self.forget(&namespace, &name);
             }
-            watcher::Event::Init => self.inner.write().relist = Some(HashMap::new()),
+            watcher::Event::Init => self.inner.write().relist = Some(BTreeMap::new()),
             watcher::Event::InitApply(object) => {
                 let Some(stored) = self.stored(object) else {
                     return;
                 };
-                let (namespace, name) = key(object.metadata());
                 if let Some(relist) = self.inner.write().relist.as_mut() {
-                    let _ = upsert(relist, &namespace, &name, stored);
+                    let _ = upsert(relist, key(object.metadata()), stored);
                 }
             }
             watcher::Event::InitDone => {
                 let mut state = self.inner.write();
                 if let Some(relist) = state.relist.take() {
                     state.objects = relist;
-                    let total: usize = state
-                        .objects
-                        .values()
-                        .flat_map(BTreeMap::values)
-                        .map(|s| s.json.len())
-                        .sum();
+                    let total: usize = state.objects.values().map(|s| s.json.len()).sum();
                     self.metrics.bytes.set(total as i64);
                 }
                 state.ready = true;
@@ -232,14 +235,14 @@ impl NamespacedIndex {
         let Some(stored) = self.stored(object) else {
             return;
         };
-        let (namespace, name) = key(object.metadata());
+        let key = key(object.metadata());
         let mut state = self.inner.write();
         let state = &mut *state;
-        state.departed.remove(&(namespace.clone(), name.clone()));
+        state.departed.remove(&key);
         if let Some(relist) = state.relist.as_mut() {
-            let _ = upsert(relist, &namespace, &name, stored.clone());
+            let _ = upsert(relist, key.clone(), stored.clone());
         }
-        let grown = upsert(&mut state.objects, &namespace, &name, stored);
+        let grown = upsert(&mut state.objects, key, stored);
         self.metrics.bytes.inc_by(grown);
     }
 
@@ -253,27 +256,24 @@ impl NamespacedIndex {
     /// our labels and our field manager.
     pub fn relabelled(&self, namespace: &str) -> Vec<String> {
         let state = self.inner.read();
-        let Some(names) = state.objects.get(namespace) else {
-            return Vec::new();
-        };
-        names
-            .iter()
+        in_range(&state.objects, namespace)
             .filter(|(_, s)| s.ours)
             .filter(|(_, s)| {
                 serde_json::from_slice::<MetadataOnly>(&s.json)
                     .is_ok_and(|o| ownership(&o.metadata) == Ownership::Foreign)
             })
-            .map(|(name, _)| name.clone())
+            .map(|(name, _)| name.to_string())
             .collect()
     }
 
     /// Forgets an object we just deleted.
     pub fn forget(&self, namespace: &str, name: &str) {
         let mut state = self.inner.write();
+        let key = (namespace.to_string(), name.to_string());
         if let Some(relist) = state.relist.as_mut() {
-            let _ = remove(relist, namespace, name);
+            let _ = remove(relist, &key);
         }
-        let freed = remove(&mut state.objects, namespace, name);
+        let freed = remove(&mut state.objects, &key);
         self.metrics.bytes.dec_by(freed);
     }
 
@@ -370,14 +370,13 @@ fn key(meta: &ObjectMeta) -> (String, String) {
 /// object was seen as ours, every later version of it (same uid) is remembered as ours. Returns
 /// how many bytes the index grew by (negative when it shrank).
 #[must_use]
-fn upsert(objects: &mut ByNamespace, namespace: &str, name: &str, mut stored: Stored) -> i64 {
-    let names = objects.entry(namespace.to_string()).or_default();
-    match names.get(name) {
+fn upsert(objects: &mut ByNamespace, key: (String, String), mut stored: Stored) -> i64 {
+    match objects.get(&key) {
         Some(held) if newer(held, &stored) => 0,
         held => {
             stored.ours |= held.is_some_and(|h| h.ours && h.uid == stored.uid);
             let grown = stored.json.len() as i64;
-            let replaced = names.insert(name.to_string(), stored);
+            let replaced = objects.insert(key, stored);
             grown - replaced.map_or(0, |r| r.json.len() as i64)
         }
     }
@@ -385,15 +384,8 @@ fn upsert(objects: &mut ByNamespace, namespace: &str, name: &str, mut stored: St
 
 /// Removes an object; returns the bytes freed.
 #[must_use]
-fn remove(objects: &mut ByNamespace, namespace: &str, name: &str) -> i64 {
-    let Some(names) = objects.get_mut(namespace) else {
-        return 0;
-    };
-    let freed = names.remove(name).map_or(0, |s| s.json.len() as i64);
-    if names.is_empty() {
-        objects.remove(namespace);
-    }
-    freed
+fn remove(objects: &mut ByNamespace, key: &(String, String)) -> i64 {
+    objects.remove(key).map_or(0, |s| s.json.len() as i64)
 }
 
 /// Drops what a cache does not need: every managedFields entry but our own (kept, without its
