@@ -301,12 +301,12 @@ impl NamespacedIndex {
     }
 }
 
-/// The JSON an index holds of `object` (see [`Held`]). Our own objects as we write them take the
-/// fast path: serialized once, nothing to take out.
+/// The JSON an index holds of `object` (see [`Held`]). Of the metadata only what the operator
+/// reads stays: identity, version, our labels, deletion, and of managedFields only our manager's
+/// name (it proves we applied the object). Timestamps, generation and the entry's other fields
+/// went into every one of 90,000 objects at 10,000 namespaces for nothing (about 15 MiB).
 fn held_json<K: Cacheable>(object: &K, held: Held, ours: bool) -> serde_json::Result<Vec<u8>> {
     let meta = object.metadata();
-    let plain = meta.annotations.as_ref().is_none_or(|a| a.is_empty())
-        && meta.labels.as_ref().is_none_or(|l| l.len() <= 2);
     let named_as_ours = match (meta.name.as_deref(), meta.labels.as_ref()) {
         (Some(name), Some(labels)) => labels
             .get(BASELINE_LABEL)
@@ -318,9 +318,6 @@ fn held_json<K: Cacheable>(object: &K, held: Held, ours: bool) -> serde_json::Re
         Held::Generated => ours && named_as_ours,
         Held::ServiceAccount => false,
     };
-    if whole && plain {
-        return serde_json::to_vec(object);
-    }
     let mut value = serde_json::to_value(object)?;
     let Some(fields) = value.as_object_mut() else {
         return serde_json::to_vec(&value);
@@ -340,6 +337,11 @@ fn held_json<K: Cacheable>(object: &K, held: Held, ours: bool) -> serde_json::Re
         });
         if let Some(labels) = meta.get_mut("labels").and_then(|l| l.as_object_mut()) {
             labels.retain(|k, _| k == MANAGED_BY_LABEL || k == BASELINE_LABEL);
+        }
+        if let Some(entries) = meta.get_mut("managedFields").and_then(|m| m.as_array_mut()) {
+            for entry in entries.iter_mut().filter_map(|e| e.as_object_mut()) {
+                entry.retain(|k, _| k == "manager");
+            }
         }
     }
     match held {
@@ -541,6 +543,7 @@ mod tests {
         let mut p: NetworkPolicy = serde_json::from_value(serde_json::json!({
             "metadata": {
                 "namespace": "t", "name": name, "uid": "u", "resourceVersion": "1",
+                "creationTimestamp": "2026-12-03T00:00:00Z", "generation": 3,
                 "labels": {MANAGED_BY_LABEL: "zerotrust-operator", BASELINE_LABEL: baseline, "extra": "x"},
                 "annotations": {"big": "x".repeat(250 * 1024)},
             },
@@ -550,6 +553,9 @@ mod tests {
         if by_us {
             p.metadata.managed_fields = Some(vec![ManagedFieldsEntry {
                 manager: Some(FIELD_MANAGER.to_string()),
+                operation: Some("Apply".to_string()),
+                api_version: Some("networking.k8s.io/v1".to_string()),
+                fields_type: Some("FieldsV1".to_string()),
                 ..ManagedFieldsEntry::default()
             }]);
         }
@@ -582,6 +588,31 @@ mod tests {
         assert!(held[0].metadata.annotations.is_none());
         assert_eq!(held[0].metadata.labels.as_ref().unwrap().len(), 2);
         assert_eq!(ownership(&held[0].metadata), ownership(&ours.metadata));
+        // Of the metadata, only what the operator reads.
+        let meta = &held[0].metadata;
+        assert_eq!(
+            (meta.uid.as_deref(), meta.resource_version.as_deref()),
+            (Some("u"), Some("1"))
+        );
+        assert!(meta.creation_timestamp.is_none() && meta.generation.is_none());
+        let entries = meta.managed_fields.as_deref().unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].manager.as_deref(), Some(FIELD_MANAGER));
+        assert!(entries[0].operation.is_none() && entries[0].api_version.is_none());
+        // The same for an object exactly as our apply returns it (no annotations, our labels).
+        let mut plain = labelled("zt-b-allow-y", "b", true);
+        plain.metadata.annotations = None;
+        plain.metadata.labels.as_mut().unwrap().remove("extra");
+        index.write_through(&plain);
+        let held: Vec<NetworkPolicy> = index.in_namespace("t", |j| serde_json::from_slice(j));
+        let meta = &held[1].metadata;
+        assert_eq!(meta.name.as_deref(), Some("zt-b-allow-y"));
+        assert!(meta.creation_timestamp.is_none() && meta.generation.is_none());
+        assert!(
+            meta.managed_fields.as_deref().unwrap()[0]
+                .operation
+                .is_none()
+        );
     }
 
     #[test]
