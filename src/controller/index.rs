@@ -67,7 +67,8 @@ struct IndexState {
 /// beyond a small stub per object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Held {
-    /// Our generated objects whole, less annotations and labels other than ours; anything else
+    /// Our generated objects whole, less the metadata the operator does not read (see
+    /// `held_json`: annotations, labels other than ours, timestamps); anything else
     /// carrying our labels (not applied by us, or not named `zt-<its baseline>-...`) as a stub:
     /// identity, our labels, our managedFields entry. (Forging our field manager and our naming
     /// too would get an object held whole; in a namespace a baseline selects, the tamper
@@ -513,6 +514,35 @@ mod tests {
         index.apply(&watcher::Event::<NetworkPolicy>::InitDone);
         assert_eq!(versions(&index, "a"), [pair("new", "14"), pair("p", "13")]);
         assert_eq!(versions(&index, "b"), [pair("q", "12")]);
+    }
+
+    #[test]
+    fn a_namespace_reads_its_own_objects_only_whatever_its_name_sorts_next_to() {
+        let index = NamespacedIndex::new("NetworkPolicy", Held::AsIs, IndexMetrics::default());
+        // Cluster-scoped objects are held under "", which sorts first; "a" is a prefix of the
+        // names that sort right after it.
+        for (namespace, name) in [
+            ("", "c"),
+            ("a", "p"),
+            ("a", "q"),
+            ("a\0", "p"),
+            ("a-b", "p"),
+        ] {
+            index.write_through(&policy(namespace, name, &format!("{namespace}/{name}"), 1));
+        }
+        let names = |namespace: &str| -> Vec<String> {
+            versions(&index, namespace)
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect()
+        };
+        assert_eq!(names(""), ["c"]);
+        assert_eq!(names("a"), ["p", "q"]);
+        assert_eq!(names("a\0"), ["p"]);
+        assert_eq!(names("a-b"), ["p"]);
+        assert!(names("b").is_empty() && names("a-").is_empty());
+        index.forget("a", "p");
+        assert_eq!(names("a"), ["q"]);
     }
 
     #[test]
