@@ -35,9 +35,8 @@ pub struct IndexMetrics {
 }
 
 /// Objects by (namespace, name), one ordered map per kind: a namespace's objects are one range of
-/// it. (A map per namespace would cost a B-tree node of about 1 KiB for each namespace's one or two
-/// objects of the kind: at 10,000 namespaces, some 75 MiB across the kinds, measured as the bulk of
-/// the operator's memory before this layout.)
+/// it. (A map per namespace costs a B-tree node of about 1 KiB for each namespace's one or two
+/// objects of the kind: at 10,000 namespaces, 56 MiB across the kinds, measured; BENCHMARKS.md.)
 type ByNamespace = BTreeMap<(String, String), Stored>;
 
 /// The objects of `namespace` in `objects`, by name.
@@ -206,9 +205,7 @@ impl NamespacedIndex {
                     }
                     state.departed.insert(key.clone(), uid);
                 }
-                let (namespace, name) = key;
-                drop(state);
-                self.forget(&namespace, &name);
+                self.remove_held(&mut state, &key);
             }
             watcher::Event::Init => self.inner.write().relist = Some(BTreeMap::new()),
             watcher::Event::InitApply(object) => {
@@ -269,12 +266,16 @@ impl NamespacedIndex {
 
     /// Forgets an object we just deleted.
     pub fn forget(&self, namespace: &str, name: &str) {
-        let mut state = self.inner.write();
         let key = (namespace.to_string(), name.to_string());
+        self.remove_held(&mut self.inner.write(), &key);
+    }
+
+    /// Removes `key` from the contents and from a relist in progress.
+    fn remove_held(&self, state: &mut IndexState, key: &(String, String)) {
         if let Some(relist) = state.relist.as_mut() {
-            let _ = remove(relist, &key);
+            let _ = remove(relist, key);
         }
-        let freed = remove(&mut state.objects, &key);
+        let freed = remove(&mut state.objects, key);
         self.metrics.bytes.dec_by(freed);
     }
 
