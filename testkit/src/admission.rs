@@ -67,14 +67,15 @@ pub async fn wait_widening_refused(as_client: &Client, namespace: &str, policy: 
     .await;
 }
 
-/// Waits until `dry_run`, a request that changes nothing, is refused.
+/// Waits until `dry_run`, a request that changes nothing, is refused by the API server (an
+/// answer it gave, not a connection that failed).
 async fn wait_refused<T, F, Fut>(what: &str, dry_run: F)
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Result<T, kube::Error>>,
 {
     eventually(WAIT, what, || async {
-        dry_run().await.is_err().then_some(())
+        matches!(dry_run().await, Err(kube::Error::Api(_))).then_some(())
     })
     .await;
 }
