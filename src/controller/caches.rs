@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
@@ -14,11 +14,11 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::apply::Written;
-use super::index::{Cacheable, Held, NamespacedIndex, compact_namespace, is_newer, strip_metadata};
+use super::held_namespace::HeldNamespace;
+use super::index::{Cacheable, Held, NamespacedIndex, is_newer, strip_metadata};
 use super::metrics::Metrics;
 use crate::engine::{
-    ForeignPolicy, Kind, LiveState, Object, Ownership, applied_by_us, owned_label_keys, ownership,
-    summarize,
+    ForeignPolicy, Kind, LiveState, Object, Ownership, applied_by_us, ownership, summarize,
 };
 
 /// The caches a reconcile reads.
@@ -30,7 +30,7 @@ pub struct Caches {
     /// NetworkPolicies of others, summarised ([`ForeignSummary`]).
     foreign_policies: Arc<NamespacedIndex>,
     /// Namespaces as our label applies returned them, until the watch catches up.
-    fresh_namespaces: Mutex<HashMap<String, Arc<Namespace>>>,
+    fresh_namespaces: Mutex<HashMap<String, Arc<HeldNamespace>>>,
 }
 
 impl Caches {
@@ -108,7 +108,7 @@ impl Caches {
     }
 
     /// What the caches hold for `namespace`.
-    pub fn live_state(&self, namespace: &Namespace) -> LiveState {
+    pub fn live_state(&self, namespace: &HeldNamespace) -> LiveState {
         let name = namespace.name_any();
         let objects = self
             .generated
@@ -137,7 +137,7 @@ impl Caches {
                 .into_iter()
                 .next(),
             objects,
-            owned_namespace_labels: owned_label_keys(&namespace.metadata),
+            owned_namespace_labels: namespace.owned_label_keys(),
             relabelled,
             foreign_policies,
         }
@@ -156,17 +156,16 @@ impl Caches {
                 self.service_accounts.write_through(&sa);
             }
             Written::Deleted { kind, name } => self.generated(kind).forget(namespace, &name),
-            Written::Namespace(mut ns) => {
-                compact_namespace(&mut ns);
+            Written::Namespace(ns) => {
                 self.fresh_namespaces
                     .lock()
-                    .insert(namespace.to_string(), Arc::new(ns));
+                    .insert(namespace.to_string(), Arc::new(HeldNamespace::from(ns)));
             }
         }
     }
 
     /// The newest Namespace we know: the watched one, or the one our last label apply returned.
-    pub fn newest_namespace(&self, watched: Arc<Namespace>) -> Arc<Namespace> {
+    pub fn newest_namespace(&self, watched: Arc<HeldNamespace>) -> Arc<HeldNamespace> {
         let mut fresh = self.fresh_namespaces.lock();
         let name = watched.name_any();
         match fresh.get(&name) {

@@ -1,7 +1,7 @@
 //! `check`: one read-only pass over the cluster with the operator's own engine, for CI pipelines
 //! and people who want an answer without running the operator.
 
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{ApiResource, DynamicObject, ListParams};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -12,6 +12,7 @@ use super::caches::{Caches, ForeignSummary, is_foreign};
 use super::decode::decode;
 use super::discovery::{AdmissionIdentity, admission_settings};
 use super::error::{Error, Failed, Operation};
+use super::held_namespace::HeldNamespace;
 use super::index::strip_metadata;
 use super::metrics::Metrics;
 use crate::api::SecurityBaseline;
@@ -133,7 +134,7 @@ pub async fn check(
                 .map(|p| (b.name().to_string(), p))
         })
         .collect();
-    let namespaces = Api::<Namespace>::all(client.clone());
+    let namespaces = Api::<HeldNamespace>::all(client.clone());
     let mut namespaces = list(namespaces, &every, "Namespace").await?;
     namespaces.sort_by_key(|ns| ns.name_any());
     for namespace in namespaces

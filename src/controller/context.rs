@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Namespace;
+use super::held_namespace::HeldNamespace;
 use kube::Client;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
@@ -34,7 +34,7 @@ use crate::engine::{AdmissionSettings, Environment, FIELD_MANAGER, Kind};
 pub struct Context {
     pub(super) client: Client,
     pub(super) operator_namespace: String,
-    pub(super) namespaces: Store<Namespace>,
+    pub(super) namespaces: Store<HeldNamespace>,
     pub(super) baselines: Store<SecurityBaseline>,
     pub(super) caches: Caches,
     /// Stored baselines that cannot be decoded: reported, never enforced.
@@ -68,7 +68,7 @@ impl Context {
         health: &Arc<Health>,
         reports: Option<Reports>,
     ) -> (Arc<Context>, Inputs) {
-        let (namespaces, namespace_writer) = reflector::store::<Namespace>();
+        let (namespaces, namespace_writer) = reflector::store::<HeldNamespace>();
         let (baselines, baseline_writer) = reflector::store::<SecurityBaseline>();
         let served: Vec<Kind> = Kind::ADMISSION
             .into_iter()
@@ -166,7 +166,11 @@ pub fn retry_delay(failures: u32) -> Duration {
 }
 
 /// After a failed reconcile: retry the namespace with back-off.
-pub(super) fn error_policy(namespace: Arc<Namespace>, error: &Error, ctx: Arc<Context>) -> Action {
+pub(super) fn error_policy(
+    namespace: Arc<HeldNamespace>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
     let name = namespace.name_any();
     let delay = ctx.failed(&name);
     warn!(namespace = name, error = %error, retry_in = ?delay, "reconcile failed");

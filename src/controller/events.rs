@@ -1,7 +1,7 @@
 //! Kubernetes Events: repairs, Audit-mode drift and failed writes, on the namespace (where
 //! `kubectl get events -n` finds them) and on the baseline.
 
-use k8s_openapi::api::core::v1::Namespace;
+use super::held_namespace::HeldNamespace;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
@@ -38,7 +38,7 @@ fn cut(mut text: String) -> String {
 async fn publish(
     ctx: &Context,
     event: &Event,
-    namespace: &Namespace,
+    namespace: &HeldNamespace,
     baseline: Option<&SecurityBaseline>,
 ) {
     let mut in_namespace = namespace.object_ref(&());
@@ -55,7 +55,7 @@ async fn publish(
 /// `DriftRepaired`: what was repaired in `namespace` for `baseline`.
 pub async fn report_repairs(
     ctx: &Context,
-    namespace: &Namespace,
+    namespace: &HeldNamespace,
     baseline: Option<&SecurityBaseline>,
     repaired: &[&Drift],
 ) {
@@ -90,7 +90,7 @@ fn finding_reason(mode: Mode, reason: &DriftReason) -> &'static str {
 /// Warning Events for drift left unrepaired in `namespace`: one per reason, naming every object.
 pub async fn report_findings(
     ctx: &Context,
-    namespace: &Namespace,
+    namespace: &HeldNamespace,
     baseline: Option<&SecurityBaseline>,
     mode: Mode,
     drift: &[&Drift],
@@ -130,7 +130,7 @@ pub async fn report_findings(
 /// or `ExemptionEnded` (taken out of the baseline) each control enforced again.
 pub async fn report_exemptions(
     ctx: &Context,
-    namespace: &Namespace,
+    namespace: &HeldNamespace,
     baseline: Option<&SecurityBaseline>,
     before: &[ExemptControl],
     now: &[ExemptControl],
@@ -181,7 +181,7 @@ pub async fn report_exemptions(
 }
 
 /// A failed reconcile of `namespace`, with the failed operation as its reason.
-pub async fn report_failure(ctx: &Context, namespace: &Namespace, error: &Error) {
+pub async fn report_failure(ctx: &Context, namespace: &HeldNamespace, error: &Error) {
     let event = Event {
         type_: EventType::Warning,
         reason: error.event_reason().to_string(),

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Namespace;
+use super::held_namespace::HeldNamespace;
 use kube::Client;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
@@ -79,7 +79,7 @@ impl InProcess {
     /// Reconciles `namespace` once, as the work queue would: the requeue it asks for, or the
     /// error. `None` when the caches do not know the namespace yet.
     pub async fn reconcile(&self, namespace: &str) -> Option<Result<Action, Error>> {
-        let found: Arc<Namespace> = self.ctx.namespaces.get(&ObjectRef::new(namespace))?;
+        let found: Arc<HeldNamespace> = self.ctx.namespaces.get(&ObjectRef::new(namespace))?;
         Some(reconcile::reconcile(found, &self.ctx).await)
     }
 

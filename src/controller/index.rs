@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use kube::runtime::watcher;
@@ -407,21 +406,6 @@ pub fn strip_metadata(meta: &mut ObjectMeta, keep_fields: bool) {
     if let Some(annotations) = meta.annotations.as_mut() {
         annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
     }
-}
-
-/// Keeps of a Namespace only what the operator reads: name, uid, versions, labels, creation and
-/// deletion time, and our managedFields entry with its field set (it says which labels we own).
-/// Annotations, spec and status go: anyone who may annotate a namespace could otherwise grow
-/// this cache, which holds every namespace of the cluster.
-pub fn compact_namespace(namespace: &mut Namespace) {
-    strip_metadata(&mut namespace.metadata, true);
-    let meta = &mut namespace.metadata;
-    meta.annotations = None;
-    meta.owner_references = None;
-    meta.finalizers = None;
-    meta.generate_name = None;
-    namespace.spec = None;
-    namespace.status = None;
 }
 
 /// True when `a` is a later version of the same object than `b`. Resource versions are opaque, but

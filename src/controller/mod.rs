@@ -26,6 +26,7 @@ mod error;
 mod events;
 mod fence;
 mod finalizer;
+mod held_namespace;
 mod http;
 mod in_process;
 mod index;

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Namespace;
+use super::held_namespace::HeldNamespace;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
@@ -20,8 +20,8 @@ use super::verdict::verdict;
 use crate::api::{DeletionPolicy, SecurityBaseline};
 use crate::engine::{
     DesiredState, Drift, DriftReason, ExemptControl, Kind, LiveState, Object, Ownership,
-    ValidBaseline, Write, applied_by_us, diff, markers_due, namespace_labels, owned_label_keys,
-    ownership, plan, released_labels, render, repairable, results,
+    ValidBaseline, Write, applied_by_us, diff, markers_due, namespace_labels, ownership, plan,
+    released_labels, render, repairable, results,
 };
 
 /// The safety-net resync; repair is driven by watch events, not by this.
@@ -35,7 +35,7 @@ const UNSYNCED_RETRY: Duration = Duration::from_millis(100);
 pub const FORBIDDEN_RETRY: Duration = Duration::from_secs(10);
 
 /// One reconcile as the work queue runs it: timed, counted, and a failure reported as an Event.
-pub(super) async fn run(namespace: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub(super) async fn run(namespace: Arc<HeldNamespace>, ctx: Arc<Context>) -> Result<Action, Error> {
     if !ctx.synced() {
         // Unknown is not absent: before the first full lists, a pass would see no baseline (and
         // forget the namespace's outcomes, delete its report) or none of our objects (and create
@@ -66,7 +66,7 @@ pub(super) async fn run(namespace: Arc<Namespace>, ctx: Arc<Context>) -> Result<
 
 /// What one pass knows about one namespace.
 struct Pass {
-    namespace: Arc<Namespace>,
+    namespace: Arc<HeldNamespace>,
     name: String,
     /// Every baseline as stored, for Events and generations.
     baselines: Vec<Arc<SecurityBaseline>>,
@@ -80,7 +80,10 @@ struct Pass {
 
 /// One pass over `namespace`. The caller makes sure the caches are synced (`Context::synced`).
 #[instrument(skip_all, fields(namespace = %namespace.name_any()))]
-pub(super) async fn reconcile(namespace: Arc<Namespace>, ctx: &Context) -> Result<Action, Error> {
+pub(super) async fn reconcile(
+    namespace: Arc<HeldNamespace>,
+    ctx: &Context,
+) -> Result<Action, Error> {
     let namespace = ctx.caches.newest_namespace(namespace);
     if namespace.metadata.deletion_timestamp.is_some() {
         // A terminating namespace only affects itself: nothing to write, nothing to count.
@@ -124,7 +127,7 @@ fn wants_api_server(ctx: &Context) -> bool {
 }
 
 /// Step 1: what the namespace must hold, what it holds, and how they differ. No request.
-fn gather(ctx: &Context, namespace: Arc<Namespace>) -> Pass {
+fn gather(ctx: &Context, namespace: Arc<HeldNamespace>) -> Pass {
     let name = namespace.name_any();
     let baselines = ctx.baselines.state();
     // An invalid edit keeps its last valid generation enforced.
@@ -325,7 +328,7 @@ async fn mark_onboarded(ctx: &Context, pass: &Pass) -> Option<Error> {
     }
     let live = LiveState {
         namespace_labels: fresh.labels().clone(),
-        owned_namespace_labels: owned_label_keys(&fresh.metadata),
+        owned_namespace_labels: fresh.owned_label_keys(),
         ..LiveState::default()
     };
     let released = released_labels(&pass.desired, &pass.leaving, &live);
@@ -430,7 +433,7 @@ fn first_touch(live: &LiveState, drift: &Drift) -> bool {
 }
 
 /// Onboarding latency: creation to first compliance, for namespaces born while we lead.
-fn observe_onboarding(ctx: &Context, namespace: &Namespace) {
+fn observe_onboarding(ctx: &Context, namespace: &HeldNamespace) {
     if let Some(created) = namespace.metadata.creation_timestamp.as_ref()
         && created.0.as_second() >= ctx.started_second
     {

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use super::held_namespace::HeldNamespace;
 use futures::future;
-use k8s_openapi::api::core::v1::Namespace;
 use kube::runtime::reflector::Store;
 use tokio::sync::watch;
 use tracing::info;
@@ -56,7 +56,7 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// came before the namespace cache was ready (kube-runtime holds its runner until that cache is
 /// ready, and the stop ends the watch that would fill it, so nothing is in flight and the
 /// controller would wait forever), otherwise `DRAIN_TIMEOUT` after the stop.
-pub async fn drain_deadline(stop: impl Future<Output = ()>, namespaces: Store<Namespace>) {
+pub async fn drain_deadline(stop: impl Future<Output = ()>, namespaces: Store<HeldNamespace>) {
     stop.await;
     if future::FutureExt::now_or_never(namespaces.wait_until_ready()).is_none() {
         return;

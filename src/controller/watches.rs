@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, future};
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::reflector::{self, ObjectRef};
@@ -21,8 +21,9 @@ use tracing::warn;
 
 use super::caches::{Caches, foreign_event};
 use super::decode::UndecodableBaselines;
+use super::held_namespace::HeldNamespace;
 use super::http::Health;
-use super::index::{NamespacedIndex, compact_namespace, strip_metadata};
+use super::index::{NamespacedIndex, strip_metadata};
 use crate::api::SecurityBaseline;
 use crate::engine::{Kind, MANAGED_SELECTOR};
 
@@ -32,7 +33,7 @@ type Touched = BoxStream<'static, Result<DynamicObject, watcher::Error>>;
 /// Everything the watches deliver, for the controller (or an in-process test) to drive.
 pub struct Inputs {
     /// Namespaces as they change: the work items.
-    pub namespaces: BoxStream<'static, Result<Namespace, watcher::Error>>,
+    pub namespaces: BoxStream<'static, Result<HeldNamespace, watcher::Error>>,
     /// Each generated kind's touched objects, already held in the caches.
     pub generated: Vec<(Kind, Touched)>,
     /// The served admission kinds' touched objects, already held in the caches; each event also
@@ -51,7 +52,7 @@ pub fn watch(
     client: &Client,
     caches: &Caches,
     health: &Arc<Health>,
-    namespaces: reflector::store::Writer<Namespace>,
+    namespaces: reflector::store::Writer<HeldNamespace>,
     baselines: reflector::store::Writer<SecurityBaseline>,
     undecodable: Arc<UndecodableBaselines>,
     admission_changed: Arc<Notify>,
@@ -154,16 +155,15 @@ fn watch_foreign_policies(
 
 fn watch_namespaces(
     client: &Client,
-    writer: reflector::store::Writer<Namespace>,
+    writer: reflector::store::Writer<HeldNamespace>,
     health: &Arc<Health>,
-) -> BoxStream<'static, Result<Namespace, watcher::Error>> {
+) -> BoxStream<'static, Result<HeldNamespace, watcher::Error>> {
     let health = health.clone();
     watcher(
-        Api::<Namespace>::all(client.clone()),
+        Api::<HeldNamespace>::all(client.clone()),
         watcher::Config::default(),
     )
     .backoff(watch_backoff())
-    .modify(compact_namespace)
     .reflect(writer)
     .inspect(move |event| health.set_api_failing(event.is_err()))
     .applied_objects()
@@ -231,7 +231,7 @@ fn retried_here<K>(event: Result<K, watcher::Error>) -> Option<Result<K, watcher
 }
 
 /// The work item an object's event re-queues: its namespace.
-pub fn namespace_of<K: Resource>(object: K) -> Option<ObjectRef<Namespace>> {
+pub fn namespace_of<K: Resource>(object: K) -> Option<ObjectRef<HeldNamespace>> {
     object.meta().namespace.as_deref().map(ObjectRef::new)
 }
 
