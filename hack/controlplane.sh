@@ -125,6 +125,11 @@ started() { # started NAME: true while the process we started is up, or readines
 
 apiserver_ready() { started apiserver && ready; }
 
+default_serviceaccount() {
+  started controller-manager &&
+    "$bin/kubectl" --kubeconfig "$state/kubeconfig" -n default get serviceaccount default -o name &>/dev/null
+}
+
 gen_certs() {
   local pki="$state/pki"
   [ -f "$pki/operator.crt" ] && return
@@ -296,8 +301,10 @@ up() {
     start_etcd
     start_apiserver
     start_controller_manager
-    wait_for 60 "default ServiceAccount" \
-      "$bin/kubectl" --kubeconfig "$state/kubeconfig" -n default get serviceaccount default -o name &>/dev/null
+    # The controller manager makes the default ServiceAccount; on a loaded 2-core machine (a
+    # separate control plane started while the suite runs) that once took over 60 s.
+    wait_for 240 "default ServiceAccount" default_serviceaccount ||
+      die "no default ServiceAccount after 240 s; see $state/controller-manager.log"
   fi
   ln -sf "$bin/kubectl" "$state/kubectl"
   echo "# kubectl for this cluster: $state/kubectl (PATH=\"$state:\$PATH\")"
