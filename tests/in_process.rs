@@ -60,6 +60,8 @@ async fn one_pass_writes_what_the_baseline_asks_and_requeues_for_the_resync() {
         "networkPolicy: {defaultDeny: [Ingress, Egress]}\npodSecurity: {enforce: restricted}",
     ));
     let operator = in_process(client.clone(), &ns.name, &tag).await;
+    let namespaces = Api::<Namespace>::all(client.clone());
+    let before = namespaces.get(&ns.name).await.unwrap().resource_version();
 
     // The writes are made by the time reconcile returns: no polling for them.
     assert_eq!(
@@ -69,14 +71,13 @@ async fn one_pass_writes_what_the_baseline_asks_and_requeues_for_the_resync() {
     let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns.name);
     let deny = format!("zt-{tag}-default-deny");
     let policy = policies.get(&deny).await.expect("the default-deny exists");
-    let namespace = Api::<Namespace>::all(client.clone())
-        .get(&ns.name)
-        .await
-        .unwrap();
-    assert_eq!(
-        namespace.metadata.labels.unwrap()["pod-security.kubernetes.io/enforce"],
-        "restricted"
-    );
+    let namespace = namespaces.get(&ns.name).await.unwrap();
+    let labels = namespace.labels();
+    assert_eq!(labels["pod-security.kubernetes.io/enforce"], "restricted");
+    assert_eq!(labels[&format!("onboarded.zerotrust.dev/{tag}")], "true");
+    // Onboarding writes the namespace once: the Pod Security labels wait for the marker.
+    let writes = namespace_writes(&namespaces, &ns.name, before.as_deref(), &namespace).await;
+    assert_eq!(writes, 1, "one namespace write for labels and marker");
     assert_eq!(operator.drift_count(&tag, &ns.name), Some(0));
 
     // Deleted behind its back: once the watch has told the caches, one pass repairs it.
@@ -88,6 +89,43 @@ async fn one_pass_writes_what_the_baseline_asks_and_requeues_for_the_resync() {
     .await;
     assert_ne!(repaired.metadata.uid, policy.metadata.uid, "a new object");
     delete_baseline(&tag);
+}
+
+/// How many times `name` was written from resource version `from` up to `now`, as its watch
+/// tells.
+async fn namespace_writes(
+    namespaces: &Api<Namespace>,
+    name: &str,
+    from: Option<&str>,
+    now: &Namespace,
+) -> usize {
+    use futures::{StreamExt, TryStreamExt};
+    use kube::api::{WatchEvent, WatchParams};
+    let params = WatchParams::default()
+        .fields(&format!("metadata.name={name}"))
+        .timeout(10);
+    let mut events = namespaces
+        .watch(&params, from.expect("a resource version"))
+        .await
+        .expect("a watch")
+        .boxed();
+    let mut writes = 0;
+    while let Some(event) = tokio::time::timeout(WAIT, events.try_next())
+        .await
+        .expect("the watch reaches the namespace as it is now")
+        .expect("a watch event")
+    {
+        if let WatchEvent::Modified(seen) = event {
+            writes += 1;
+            if seen.resource_version() == now.resource_version() {
+                return writes;
+            }
+        }
+    }
+    panic!(
+        "the watch ended before resource version {:?}",
+        now.resource_version()
+    );
 }
 
 /// A client that acts as `user`.
@@ -190,7 +228,7 @@ rbac:
 }
 
 #[tokio::test]
-async fn one_failed_write_leaves_the_others_done_and_pod_security_first() {
+async fn one_failed_write_leaves_the_others_done_and_pod_security_in_place() {
     let client = client().await;
     let tag = unique("failing-write");
     // The API server refuses every ResourceQuota in the test's namespace (422, not RBAC).
@@ -241,7 +279,8 @@ spec:
         (error.operation.as_str(), error.kind, error.status_code()),
         ("create", "ResourceQuota", Some(422))
     );
-    // Everything else is in place, the Pod Security label above all.
+    // Everything else is in place, the Pod Security label above all: it waited for the
+    // onboarding marker, which the missing quota keeps back, and was written all the same.
     let namespace = Api::<Namespace>::all(client.clone())
         .get(&ns.name)
         .await
@@ -249,6 +288,12 @@ spec:
     assert_eq!(
         namespace.labels()["pod-security.kubernetes.io/enforce"],
         "restricted"
+    );
+    assert!(
+        !namespace
+            .labels()
+            .contains_key(&format!("onboarded.zerotrust.dev/{tag}")),
+        "not onboarded without its quota"
     );
     let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns.name);
     assert!(

@@ -20,8 +20,8 @@ use super::verdict::verdict;
 use crate::api::{DeletionPolicy, SecurityBaseline};
 use crate::engine::{
     DesiredState, Drift, DriftReason, ExemptControl, Kind, LiveState, Object, Ownership,
-    ValidBaseline, Write, applied_by_us, diff, markers_due, namespace_labels, ownership, plan,
-    released_labels, render, repairable, results,
+    ValidBaseline, Write, applied_by_us, diff, labels_wait_for_markers, markers_due,
+    namespace_labels, ownership, plan, released_labels, render, repairable, results,
 };
 
 /// The safety-net resync; repair is driven by watch events, not by this.
@@ -76,6 +76,9 @@ struct Pass {
     leaving: Vec<ValidBaseline>,
     live: LiveState,
     drift: Vec<Drift>,
+    /// The Pod Security label write was held back for the onboarding marker's
+    /// ([`labels_wait_for_markers`]): `mark_onboarded` makes it, marker or not.
+    labels_held_back: bool,
 }
 
 /// One pass over `namespace`. The caller makes sure the caches are synced (`Context::synced`).
@@ -106,7 +109,7 @@ pub(super) async fn reconcile(
     failure = failure.or(repair(ctx, &mut pass).await);
     failure = failure.or(remove_leaving_objects(ctx, &pass).await);
     if ctx.admission.validating {
-        failure = failure.or(mark_onboarded(ctx, &pass).await);
+        failure = failure.or(mark_onboarded(ctx, &mut pass).await);
     }
     record(ctx, &pass).await;
     report(ctx, &pass).await;
@@ -155,6 +158,7 @@ fn gather(ctx: &Context, namespace: Arc<HeldNamespace>) -> Pass {
         leaving,
         live,
         drift,
+        labels_held_back: false,
     }
 }
 
@@ -189,42 +193,56 @@ fn found_reason(ctx: &Context, namespace: &str, found: &Object) -> DriftReason {
     }
 }
 
-/// Step 3: carries out the plan, Pod Security labels first. A write RBAC refuses is reported as
-/// unrepaired drift, rather than retried at once; any other failed write is reported too, and
-/// the rest go on. Returns the first failure.
+/// Step 3: carries out the plan, Pod Security labels first (at onboarding they wait for the
+/// marker, step 4b). A write RBAC refuses is reported as unrepaired drift, rather than retried at
+/// once; any other failed write is reported too, and the rest go on. Returns the first failure.
 async fn repair(ctx: &Context, pass: &mut Pass) -> Option<Error> {
     let released = released_labels(&pass.desired, &pass.leaving, &pass.live);
+    let hold_labels =
+        ctx.admission.validating && labels_wait_for_markers(&pass.desired, &pass.live);
     let mut failure = None;
     for write in plan(&pass.desired, &pass.live, &pass.drift, &released) {
+        if hold_labels && matches!(write, Write::ApplyNamespaceLabels(_)) {
+            pass.labels_held_back = true;
+            continue;
+        }
         let Some(result) = carry_out(ctx, &pass.desired, &write, &mut pass.drift).await else {
             continue;
         };
-        let error = match result {
-            Ok(written) => {
-                ctx.caches.write_through(&pass.name, written);
-                continue;
+        match result {
+            Ok(written) => ctx.caches.write_through(&pass.name, written),
+            Err(error) => {
+                if !note_failed_write(&pass.desired, &mut pass.drift, &write, &error) {
+                    failure.get_or_insert(error);
+                }
             }
-            Err(error) => error,
-        };
-        let forbidden = refused_by_rbac(&error, &write);
-        warn!(%error, forbidden, "write failed");
-        for d in pass
-            .drift
-            .iter_mut()
-            .filter(|d| write.repairs(d) && repairable(&pass.desired, d))
-        {
-            let was = Box::new(std::mem::replace(&mut d.reason, DriftReason::Missing));
-            d.reason = if forbidden {
-                DriftReason::Forbidden(was)
-            } else {
-                DriftReason::WriteFailed(was)
-            };
-        }
-        if !forbidden {
-            failure.get_or_insert(error);
         }
     }
     failure
+}
+
+/// Marks the drift `write` was to repair as unrepaired: refused by RBAC, or failed. Returns true
+/// when RBAC refused it (retried on its own schedule, not as a failed pass).
+fn note_failed_write(
+    desired: &DesiredState,
+    drift: &mut [Drift],
+    write: &Write,
+    error: &Error,
+) -> bool {
+    let forbidden = refused_by_rbac(error, write);
+    warn!(%error, forbidden, "write failed");
+    for d in drift
+        .iter_mut()
+        .filter(|d| write.repairs(d) && repairable(desired, d))
+    {
+        let was = Box::new(std::mem::replace(&mut d.reason, DriftReason::Missing));
+        d.reason = if forbidden {
+            DriftReason::Forbidden(was)
+        } else {
+            DriftReason::WriteFailed(was)
+        };
+    }
+    forbidden
 }
 
 /// RBAC refused the write. (Binding a Role we may not create fails as NotFound: the authorizer
@@ -314,8 +332,9 @@ async fn remove_leaving_objects(ctx: &Context, pass: &Pass) -> Option<Error> {
 
 /// Step 4b: once an Enforce baseline's controls are all in place, the namespace gets its
 /// onboarding marker, which opens the admission gate for its pods. The marker comes last, after
-/// every other write of the pass, and only the operator may set it.
-async fn mark_onboarded(ctx: &Context, pass: &Pass) -> Option<Error> {
+/// every other write of the pass, and only the operator may set it. Pod Security labels held back
+/// for it (step 3) come with it, and without it when it is not due (another write failed).
+async fn mark_onboarded(ctx: &Context, pass: &mut Pass) -> Option<Error> {
     let remaining: Vec<&Drift> = pass
         .drift
         .iter()
@@ -323,7 +342,7 @@ async fn mark_onboarded(ctx: &Context, pass: &Pass) -> Option<Error> {
         .collect();
     let fresh = ctx.caches.newest_namespace(pass.namespace.clone());
     let due = markers_due(&pass.desired, &remaining, fresh.labels());
-    if due.is_empty() {
+    if due.is_empty() && !pass.labels_held_back {
         return None;
     }
     let live = LiveState {
@@ -340,7 +359,12 @@ async fn mark_onboarded(ctx: &Context, pass: &Pass) -> Option<Error> {
             ctx.caches.write_through(&pass.name, written);
             None
         }
-        Err(error) => Some(error),
+        Err(error) => {
+            if pass.labels_held_back {
+                note_failed_write(&pass.desired, &mut pass.drift, &write, &error);
+            }
+            Some(error)
+        }
     }
 }
 

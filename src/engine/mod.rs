@@ -26,8 +26,8 @@ pub use object::{
     Object, Ownership, applied_by_us, owned_label_keys, owner_labels, ownership,
 };
 pub use plan::{
-    Write, blocks_onboarding, markers_due, namespace_labels, plan, plan_admission, released_labels,
-    repairable,
+    Write, blocks_onboarding, labels_wait_for_markers, markers_due, namespace_labels, plan,
+    plan_admission, released_labels, repairable,
 };
 pub use policy_report::{
     CONTENT_HASH_ANNOTATION, REPORT_NAME, REPORT_SOURCE, ReportApi, policy_report,

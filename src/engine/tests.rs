@@ -1481,3 +1481,43 @@ fn a_subject_namespace_template_is_exactly_namespace_or_nothing() {
         "spec.rbac.roles[0].subjects[0].namespace"
     );
 }
+
+#[test]
+fn labels_wait_for_the_marker_only_at_onboarding() {
+    let desired = render(
+        &[baseline("tenants", restricted_spec())],
+        "team-a",
+        &tenant_labels(),
+        &env(),
+    );
+    let mut live = LiveState::default();
+    let marker = onboarded_label("tenants");
+    // Onboarding: the marker is missing, so the label write waits for it.
+    assert!(labels_wait_for_markers(&desired, &live));
+    let drift = diff(&desired, &live);
+    let remaining: Vec<&Drift> = drift.iter().collect();
+    // Left unrepaired, a missing default-deny keeps the marker back; a missing Role does not.
+    assert!(markers_due(&desired, &remaining, &live.namespace_labels).is_empty());
+    let roles_only: Vec<&Drift> = drift.iter().filter(|d| d.kind == Kind::Role).collect();
+    assert!(!roles_only.is_empty());
+    assert_eq!(
+        markers_due(&desired, &roles_only, &live.namespace_labels),
+        BTreeMap::from([(marker.clone(), "true".to_string())])
+    );
+    // Onboarded: a repair writes its labels at once.
+    live.namespace_labels.insert(marker.clone(), "true".into());
+    assert!(!labels_wait_for_markers(&desired, &live));
+    // A marker with another value is not the operator's "true": still onboarding.
+    live.namespace_labels.insert(marker, "false".into());
+    assert!(labels_wait_for_markers(&desired, &live));
+    // Audit baselines set no marker and write nothing: nothing waits.
+    let mut spec = restricted_spec();
+    spec.mode = Mode::Audit;
+    let audit = render(
+        &[baseline("audit", spec)],
+        "team-a",
+        &tenant_labels(),
+        &env(),
+    );
+    assert!(!labels_wait_for_markers(&audit, &LiveState::default()));
+}
