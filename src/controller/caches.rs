@@ -165,6 +165,10 @@ impl Caches {
     }
 
     /// The newest Namespace we know: the watched one, or the one our last label apply returned.
+    /// `watched` must come from the watch's store: once the store holds our write, the copy of
+    /// it is let go. (Given our own copy back, it would be let go while the store still held an
+    /// older version, and the next pass would read that: a namespace just onboarded would look
+    /// unlabelled, and be "repaired".)
     pub fn newest_namespace(&self, watched: Arc<HeldNamespace>) -> Arc<HeldNamespace> {
         let mut fresh = self.fresh_namespaces.lock();
         let name = watched.name_any();
@@ -174,6 +178,15 @@ impl Caches {
                 fresh.remove(&name);
                 watched
             }
+        }
+    }
+
+    /// The newest Namespace we know, `known` or the one our last label apply returned, keeping
+    /// the latter either way: for a pass that reads the namespace again after its own writes.
+    pub fn latest_namespace(&self, known: Arc<HeldNamespace>) -> Arc<HeldNamespace> {
+        match self.fresh_namespaces.lock().get(&known.name_any()) {
+            Some(ours) if is_newer(&ours.metadata, &known.metadata) => ours.clone(),
+            _ => known,
         }
     }
 }
@@ -231,4 +244,50 @@ pub fn foreign_event(
         watcher::Event::Init => watcher::Event::Init,
         watcher::Event::InitDone => watcher::Event::InitDone,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::Namespace;
+    use serde_json::json;
+
+    use super::*;
+
+    fn namespace(version: &str, labels: serde_json::Value) -> Namespace {
+        serde_json::from_value(json!({
+            "metadata": {"name": "team-a", "uid": "u-1", "resourceVersion": version, "labels": labels}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn our_label_write_is_read_until_the_store_holds_it() {
+        let caches = Caches::new(&Metrics::new(), &[]);
+        let stale = Arc::new(HeldNamespace::from(namespace("5", json!({}))));
+        caches.write_through(
+            "team-a",
+            Written::Namespace(namespace("7", json!({"onboarded.zerotrust.dev/b": "true"}))),
+        );
+        let ours = caches.newest_namespace(stale.clone());
+        assert_eq!(ours.resource_version().as_deref(), Some("7"));
+        // The pass reads its namespace again after its writes: our copy stays...
+        let again = caches.latest_namespace(ours.clone());
+        assert_eq!(again.resource_version().as_deref(), Some("7"));
+        // ...so the next pass, handed the store's older version, still reads our write.
+        let next = caches.newest_namespace(stale.clone());
+        assert_eq!(next.resource_version().as_deref(), Some("7"));
+        // Once the store holds it, the copy goes; a stale version is then all there is.
+        let caught_up = Arc::new(HeldNamespace::from(namespace("7", json!({}))));
+        assert_eq!(
+            caches
+                .newest_namespace(caught_up)
+                .resource_version()
+                .as_deref(),
+            Some("7")
+        );
+        assert_eq!(
+            caches.newest_namespace(stale).resource_version().as_deref(),
+            Some("5")
+        );
+    }
 }

@@ -340,7 +340,7 @@ async fn mark_onboarded(ctx: &Context, pass: &mut Pass) -> Option<Error> {
         .iter()
         .filter(|d| !repairable(&pass.desired, d))
         .collect();
-    let fresh = ctx.caches.newest_namespace(pass.namespace.clone());
+    let fresh = ctx.caches.latest_namespace(pass.namespace.clone());
     let due = markers_due(&pass.desired, &remaining, fresh.labels());
     if due.is_empty() && !pass.labels_held_back {
         return None;
