@@ -14,14 +14,19 @@ use crate::engine::FIELD_MANAGER;
 pub const CLEANUP_FINALIZER: &str = "zerotrust.dev/cleanup";
 
 /// Whether `baseline` should hold our finalizer from now on, or `None` to leave it as it is.
-/// `owned` counts the objects of the baseline still in the cluster.
-pub fn finalizer_wanted(baseline: &SecurityBaseline, owned: usize) -> Option<bool> {
+/// `owned` counts the objects of the baseline still in the cluster; it is called only for a
+/// baseline being deleted (the count reads every cached object: at 10,000 namespaces 100,000 of
+/// them, on every status tick of every baseline, if it were counted always).
+pub fn finalizer_wanted(
+    baseline: &SecurityBaseline,
+    owned: impl FnOnce() -> usize,
+) -> Option<bool> {
     let wants = baseline.spec.deletion_policy == DeletionPolicy::Delete;
     let has = baseline.finalizers().iter().any(|f| f == CLEANUP_FINALIZER);
     match (baseline.metadata.deletion_timestamp.is_some(), wants, has) {
         (false, true, false) => Some(true),
         (false, false, true) => Some(false),
-        (true, _, true) if owned == 0 => Some(false),
+        (true, _, true) if owned() == 0 => Some(false),
         _ => None,
     }
 }
@@ -30,7 +35,7 @@ pub fn finalizer_wanted(baseline: &SecurityBaseline, owned: usize) -> Option<boo
 /// deletion, once no object of the baseline is left.
 pub async fn manage_finalizer(ctx: &Context, baseline: &SecurityBaseline) -> Result<(), Error> {
     let name = baseline.name_any();
-    let Some(keep) = finalizer_wanted(baseline, ctx.caches.owned_by(&name)) else {
+    let Some(keep) = finalizer_wanted(baseline, || ctx.caches.owned_by(&name)) else {
         return Ok(());
     };
     // Server-side apply of our one list entry: other controllers' finalizers are untouched.
@@ -83,20 +88,38 @@ mod tests {
     fn held_while_objects_remain() {
         use DeletionPolicy::*;
         assert_eq!(
-            finalizer_wanted(&baseline(Delete, false, false), 0),
+            finalizer_wanted(&baseline(Delete, false, false), || 0),
             Some(true)
         );
-        assert_eq!(finalizer_wanted(&baseline(Delete, true, false), 3), None);
+        assert_eq!(finalizer_wanted(&baseline(Delete, true, false), || 3), None);
         assert_eq!(
-            finalizer_wanted(&baseline(Orphan, true, false), 3),
+            finalizer_wanted(&baseline(Orphan, true, false), || 3),
             Some(false)
         );
-        assert_eq!(finalizer_wanted(&baseline(Orphan, false, false), 3), None);
-        assert_eq!(finalizer_wanted(&baseline(Delete, true, true), 3), None);
         assert_eq!(
-            finalizer_wanted(&baseline(Delete, true, true), 0),
+            finalizer_wanted(&baseline(Orphan, false, false), || 3),
+            None
+        );
+        assert_eq!(finalizer_wanted(&baseline(Delete, true, true), || 3), None);
+        assert_eq!(
+            finalizer_wanted(&baseline(Delete, true, true), || 0),
             Some(false)
         );
-        assert_eq!(finalizer_wanted(&baseline(Delete, false, true), 0), None);
+        assert_eq!(finalizer_wanted(&baseline(Delete, false, true), || 0), None);
+    }
+
+    #[test]
+    fn objects_are_counted_only_for_a_baseline_being_deleted_with_the_finalizer() {
+        use DeletionPolicy::*;
+        let counted = || -> usize { panic!("counted") };
+        for (policy, has) in [
+            (Delete, true),
+            (Delete, false),
+            (Orphan, true),
+            (Orphan, false),
+        ] {
+            finalizer_wanted(&baseline(policy, has, false), counted);
+        }
+        finalizer_wanted(&baseline(Delete, false, true), counted);
     }
 }
