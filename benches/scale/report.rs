@@ -49,6 +49,11 @@ pub struct Report {
     /// The operator's requests while converging the bulk set, by verb.
     pub bulk_requests: Requests,
     pub onboarding: Latency,
+    /// Of each onboarding sample, creation to the controller-manager's default ServiceAccount
+    /// as the tracker sees it (the operator's last write waits for it).
+    pub onboarding_service_account: Latency,
+    /// Of each onboarding sample, the default ServiceAccount's arrival to compliant.
+    pub onboarding_after_service_account: Latency,
     /// Namespace creation to the first pod the API server admits (the onboarding gate open).
     pub gate_open: Latency,
     pub repair: Latency,
@@ -194,6 +199,18 @@ impl Report {
                 lat(&self.onboarding),
                 "p99 <= 250 ms".into(),
                 verdict(self.onboarding.p99_ms <= 250.0),
+            ),
+            (
+                "onboarding: creation to the default ServiceAccount (controller-manager)".into(),
+                lat(&self.onboarding_service_account),
+                String::new(),
+                "",
+            ),
+            (
+                "onboarding: the default ServiceAccount to compliant".into(),
+                lat(&self.onboarding_after_service_account),
+                String::new(),
+                "",
             ),
             (
                 "gate-open latency (creation to first pod admitted)".into(),
