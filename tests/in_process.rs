@@ -61,7 +61,6 @@ async fn one_pass_writes_what_the_baseline_asks_and_requeues_for_the_resync() {
     ));
     let operator = in_process(client.clone(), &ns.name, &tag).await;
     let namespaces = Api::<Namespace>::all(client.clone());
-    let before = namespaces.get(&ns.name).await.unwrap().resource_version();
 
     // The writes are made by the time reconcile returns: no polling for them.
     assert_eq!(
@@ -75,9 +74,6 @@ async fn one_pass_writes_what_the_baseline_asks_and_requeues_for_the_resync() {
     let labels = namespace.labels();
     assert_eq!(labels["pod-security.kubernetes.io/enforce"], "restricted");
     assert_eq!(labels[&format!("onboarded.zerotrust.dev/{tag}")], "true");
-    // Onboarding writes the namespace once: the Pod Security labels wait for the marker.
-    let writes = namespace_writes(&namespaces, &ns.name, before.as_deref(), &namespace).await;
-    assert_eq!(writes, 1, "one namespace write for labels and marker");
     assert_eq!(operator.drift_count(&tag, &ns.name), Some(0));
 
     // Deleted behind its back: once the watch has told the caches, one pass repairs it.
@@ -91,14 +87,14 @@ async fn one_pass_writes_what_the_baseline_asks_and_requeues_for_the_resync() {
     delete_baseline(&tag);
 }
 
-/// How many times `name` was written from resource version `from` up to `now`, as its watch
+/// The versions `name` was written as, after resource version `from` up to `now`, as its watch
 /// tells.
 async fn namespace_writes(
     namespaces: &Api<Namespace>,
     name: &str,
     from: Option<&str>,
     now: &Namespace,
-) -> usize {
+) -> Vec<Namespace> {
     use futures::{StreamExt, TryStreamExt};
     use kube::api::{WatchEvent, WatchParams};
     let params = WatchParams::default()
@@ -109,15 +105,16 @@ async fn namespace_writes(
         .await
         .expect("a watch")
         .boxed();
-    let mut writes = 0;
+    let mut writes = Vec::new();
     while let Some(event) = tokio::time::timeout(WAIT, events.try_next())
         .await
         .expect("the watch reaches the namespace as it is now")
         .expect("a watch event")
     {
         if let WatchEvent::Modified(seen) = event {
-            writes += 1;
-            if seen.resource_version() == now.resource_version() {
+            let done = seen.resource_version() == now.resource_version();
+            writes.push(seen);
+            if done {
                 return writes;
             }
         }
@@ -126,6 +123,70 @@ async fn namespace_writes(
         "the watch ended before resource version {:?}",
         now.resource_version()
     );
+}
+
+/// One pass over `namespace`; the namespace's writes it made, as its watch tells.
+async fn writes_of_a_pass(
+    operator: &InProcess,
+    namespaces: &Api<Namespace>,
+    namespace: &str,
+) -> Vec<Namespace> {
+    let before = namespaces.get(namespace).await.unwrap().resource_version();
+    reconcile(operator, namespace).await;
+    let now = namespaces.get(namespace).await.unwrap();
+    namespace_writes(namespaces, namespace, before.as_deref(), &now).await
+}
+
+#[tokio::test]
+async fn onboarding_writes_the_namespace_once_unless_the_gate_holds_it() {
+    let client = client().await;
+    let tag = unique("inproc-once");
+    let namespaces = Api::<Namespace>::all(client.clone());
+    let old = namespace(&client, &format!("{tag}-old"), &[("zt-test", &tag)]).await;
+    // Creation times have whole seconds: the baseline comes a second later, so the gate (which
+    // holds namespaces created with or after it) leaves the older namespace alone.
+    let created = namespaces
+        .get(&old.name)
+        .await
+        .unwrap()
+        .creation_timestamp();
+    let created = created.expect("a creation time").0.as_second();
+    eventually(WAIT, "the next second", || async {
+        (k8s_openapi::jiff::Timestamp::now().as_second() > created).then_some(())
+    })
+    .await;
+    apply(&baseline(
+        &tag,
+        &tag,
+        "networkPolicy: {defaultDeny: [Ingress]}\npodSecurity: {enforce: restricted}",
+    ));
+    let new = namespace(&client, &format!("{tag}-new"), &[("zt-test", &tag)]).await;
+    let operator = in_process(client.clone(), &old.name, &tag).await;
+    eventually(WAIT, "the caches to know the new namespace", || async {
+        operator.knows_namespace(&new.name).then_some(())
+    })
+    .await;
+    let enforce = "pod-security.kubernetes.io/enforce";
+    let marker = format!("onboarded.zerotrust.dev/{tag}");
+
+    // Older than the baseline: no gate to open early, so labels and marker go in one write.
+    let writes = writes_of_a_pass(&operator, &namespaces, &old.name).await;
+    assert_eq!(writes.len(), 1, "one namespace write for labels and marker");
+    assert_eq!(writes[0].labels()[enforce], "restricted");
+    assert_eq!(writes[0].labels()[&marker], "true");
+
+    // Held by the gate, without the mutating policy's labels (this in-process operator installs
+    // no admission policy): a pod checked by PodSecurity before one write and by the gate after
+    // it must not pass both, so Pod Security is raised first, and the marker comes after.
+    let writes = writes_of_a_pass(&operator, &namespaces, &new.name).await;
+    assert_eq!(writes.len(), 2, "labels first, then the marker");
+    assert_eq!(writes[0].labels()[enforce], "restricted");
+    assert!(
+        !writes[0].labels().contains_key(&marker),
+        "not yet onboarded"
+    );
+    assert_eq!(writes[1].labels()[&marker], "true");
+    delete_baseline(&tag);
 }
 
 /// A client that acts as `user`.

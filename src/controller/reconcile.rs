@@ -3,10 +3,12 @@
 //! objects of leaving baselines -> record (outcomes, metrics, Events). A compliant namespace costs
 //! no API request at all.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::held_namespace::HeldNamespace;
+use super::index::is_newer;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
@@ -20,8 +22,8 @@ use super::verdict::verdict;
 use crate::api::{DeletionPolicy, SecurityBaseline};
 use crate::engine::{
     DesiredState, Drift, DriftReason, ExemptControl, Kind, LiveState, Object, Ownership,
-    ValidBaseline, Write, applied_by_us, diff, labels_wait_for_markers, markers_due,
-    namespace_labels, ownership, plan, released_labels, render, repairable, results,
+    ValidBaseline, Write, applied_by_us, diff, gates_namespace, labels_wait_for_markers,
+    markers_due, namespace_labels, ownership, plan, released_labels, render, repairable, results,
 };
 
 /// The safety-net resync; repair is driven by watch events, not by this.
@@ -198,11 +200,12 @@ fn found_reason(ctx: &Context, namespace: &str, found: &Object) -> DriftReason {
 /// once; any other failed write is reported too, and the rest go on. Returns the first failure.
 async fn repair(ctx: &Context, pass: &mut Pass) -> Option<Error> {
     let released = released_labels(&pass.desired, &pass.leaving, &pass.live);
-    let hold_labels =
-        ctx.admission.validating && labels_wait_for_markers(&pass.desired, &pass.live);
     let mut failure = None;
     for write in plan(&pass.desired, &pass.live, &pass.drift, &released) {
-        if hold_labels && matches!(write, Write::ApplyNamespaceLabels(_)) {
+        if let Write::ApplyNamespaceLabels(labels) = &write
+            && ctx.admission.validating
+            && labels_wait(pass, labels)
+        {
             pass.labels_held_back = true;
             continue;
         }
@@ -219,6 +222,25 @@ async fn repair(ctx: &Context, pass: &mut Pass) -> Option<Error> {
         }
     }
     failure
+}
+
+/// The pass's Pod Security labels may wait for its onboarding marker
+/// ([`labels_wait_for_markers`]), given which baselines gate this namespace.
+fn labels_wait(pass: &Pass, labels: &BTreeMap<String, String>) -> bool {
+    let remaining: Vec<&Drift> = pass
+        .drift
+        .iter()
+        .filter(|d| !repairable(&pass.desired, d))
+        .collect();
+    let created = pass.namespace.metadata.creation_timestamp.as_ref();
+    let gated = |name: &str| {
+        let baseline = pass.baselines.iter().find(|b| b.name_any() == name);
+        gates_namespace(
+            baseline.and_then(|b| b.metadata.creation_timestamp.as_ref()),
+            created,
+        )
+    };
+    labels_wait_for_markers(&pass.desired, &pass.live, &remaining, labels, gated)
 }
 
 /// Marks the drift `write` was to repair as unrepaired: refused by RBAC, or failed. Returns true
@@ -340,7 +362,13 @@ async fn mark_onboarded(ctx: &Context, pass: &mut Pass) -> Option<Error> {
         .iter()
         .filter(|d| !repairable(&pass.desired, d))
         .collect();
-    let fresh = ctx.caches.latest_namespace(pass.namespace.clone());
+    // The newest read there is: a label someone raised during the pass stays raised.
+    let stored = ctx
+        .namespaces
+        .get(&ObjectRef::new(&pass.name))
+        .filter(|s| is_newer(&s.metadata, &pass.namespace.metadata))
+        .unwrap_or_else(|| pass.namespace.clone());
+    let fresh = ctx.caches.latest_namespace(stored);
     let due = markers_due(&pass.desired, &remaining, fresh.labels());
     if due.is_empty() && !pass.labels_held_back {
         return None;

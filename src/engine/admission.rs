@@ -18,7 +18,9 @@ use k8s_openapi::api::admissionregistration::v1::{
     ValidatingAdmissionPolicyBinding,
 };
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPort};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, ObjectMeta, OwnerReference, Time,
+};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{Value, json};
 
@@ -501,6 +503,16 @@ fn pod_security_at_creation(
         Object::MutatingAdmissionPolicy(policy),
         Object::MutatingAdmissionPolicyBinding(binding),
     ]
+}
+
+/// Whether a baseline created at `baseline_created` gates a namespace created at
+/// `namespace_created`: the rule of the gate's CEL below (a namespace older than the baseline is
+/// not gated); gated when either time is unknown, as the CEL is without the baseline's.
+pub fn gates_namespace(baseline_created: Option<&Time>, namespace_created: Option<&Time>) -> bool {
+    match (baseline_created, namespace_created) {
+        (Some(baseline), Some(namespace)) => namespace.0 >= baseline.0,
+        _ => true,
+    }
 }
 
 /// Pods are refused in a namespace created after the baseline until the operator has put every

@@ -17,7 +17,8 @@ mod validate;
 mod widening;
 
 pub use admission::{
-    AdmissionSettings, ONBOARDED_LABEL_PREFIX, onboarded_label, render_admission, unavailable, vet,
+    AdmissionSettings, ONBOARDED_LABEL_PREFIX, gates_namespace, onboarded_label, render_admission,
+    unavailable, vet,
 };
 pub use diff::{Drift, DriftReason, LiveState, compare, diff, diff_admission};
 pub use exemption::{ExemptControl, Exempted, exempted, next_expiry};

@@ -89,17 +89,43 @@ pub fn markers_due(
         .collect()
 }
 
-/// True when a pass holds back its Pod Security label write, to make it with the onboarding
-/// markers in one apply at the end of the pass: some Enforce baseline's marker is still missing
-/// here, so this is the namespace's onboarding, not a repair of it (a repair writes labels first).
-/// One Namespace write instead of two per onboarded namespace, and one event fewer for every
-/// namespace watcher in the cluster. Nothing opens early: a namespace created after the baseline
-/// got its labels from the mutating policy at creation and admits no pod until the marker, which
-/// now comes with the labels; one that existed before ran pods unchecked until this pass anyway,
-/// and waits only for the pass's own object writes. The held-back labels are written even when
+/// True when a pass may hold back `labels`, its Pod Security label write, to make it with the
+/// onboarding markers in one apply at the end of the pass: one Namespace write instead of two
+/// per onboarded namespace, and one event fewer for every namespace watcher in the cluster.
+///
+/// Only where that opens nothing early. The API server's PodSecurity check and the onboarding
+/// gate read the namespace at different moments of one pod's admission, so a single write that
+/// both raised Pod Security and set a marker could let a pod pass PodSecurity on the old labels
+/// and the gate on the new marker. So the labels wait only when
+/// - a marker can be due after this pass (an Enforce baseline's marker is missing, and no drift
+///   the pass cannot repair, `remaining`, already keeps it back), and
+/// - every baseline whose marker would come with them does not gate this namespace (`gated`: the
+///   namespace is not older than the baseline), or the write raises no Pod Security label (the
+///   mutating policy set them at creation, and the write only takes them over).
+///
+/// A namespace that existed before the baseline ran pods unchecked until this pass anyway; its
+/// labels wait only for the pass's own object writes. The held-back labels are written even when
 /// every other write of the pass fails (`reconcile::mark_onboarded`).
-pub fn labels_wait_for_markers(desired: &DesiredState, live: &LiveState) -> bool {
-    !markers_due(desired, &[], &live.namespace_labels).is_empty()
+pub fn labels_wait_for_markers(
+    desired: &DesiredState,
+    live: &LiveState,
+    remaining: &[&Drift],
+    labels: &BTreeMap<String, String>,
+    gated: impl Fn(&str) -> bool,
+) -> bool {
+    let due = markers_due(desired, remaining, &live.namespace_labels);
+    if due.is_empty() {
+        return false;
+    }
+    let raises_pod_security = labels
+        .iter()
+        .any(|(k, v)| k.starts_with(PSA_LABEL_PREFIX) && live.namespace_labels.get(k) != Some(v));
+    !raises_pod_security
+        || desired
+            .baselines
+            .iter()
+            .filter(|b| due.contains_key(&onboarded_label(&b.name)))
+            .all(|b| !gated(&b.name))
 }
 
 /// PSA labels (and onboarding markers) to give up: those a leaving baseline (`deletionPolicy: Delete`, and no longer

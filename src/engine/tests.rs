@@ -1483,7 +1483,7 @@ fn a_subject_namespace_template_is_exactly_namespace_or_nothing() {
 }
 
 #[test]
-fn labels_wait_for_the_marker_only_at_onboarding() {
+fn labels_wait_for_the_marker_only_where_that_opens_nothing_early() {
     let desired = render(
         &[baseline("tenants", restricted_spec())],
         "team-a",
@@ -1492,24 +1492,78 @@ fn labels_wait_for_the_marker_only_at_onboarding() {
     );
     let mut live = LiveState::default();
     let marker = onboarded_label("tenants");
-    // Onboarding: the marker is missing, so the label write waits for it.
-    assert!(labels_wait_for_markers(&desired, &live));
+    let labels = namespace_labels(&desired, &live, &none());
+    assert!(labels.keys().any(|k| k.starts_with(PSA_LABEL_PREFIX)));
+    let older = |_: &str| false;
+    let gated = |_: &str| true;
+    // Onboarding a namespace older than the baseline (no gate): the label write waits.
+    assert!(labels_wait_for_markers(
+        &desired,
+        &live,
+        &[],
+        &labels,
+        older
+    ));
+    // One the gate holds: raising Pod Security in the write that opens the gate could let a pod
+    // pass PodSecurity on the old labels and the gate on the new marker. Labels first.
+    assert!(!labels_wait_for_markers(
+        &desired,
+        &live,
+        &[],
+        &labels,
+        gated
+    ));
+    // Unless the mutating policy already set them at creation: the write then raises nothing.
+    let mut created_labelled = live.clone();
+    created_labelled.namespace_labels = labels.clone();
+    assert!(labels_wait_for_markers(
+        &desired,
+        &created_labelled,
+        &[],
+        &labels,
+        gated
+    ));
+    // A finding the pass cannot repair keeps the marker back, so nothing waits for it.
     let drift = diff(&desired, &live);
-    let remaining: Vec<&Drift> = drift.iter().collect();
-    // Left unrepaired, a missing default-deny keeps the marker back; a missing Role does not.
-    assert!(markers_due(&desired, &remaining, &live.namespace_labels).is_empty());
-    let roles_only: Vec<&Drift> = drift.iter().filter(|d| d.kind == Kind::Role).collect();
-    assert!(!roles_only.is_empty());
-    assert_eq!(
-        markers_due(&desired, &roles_only, &live.namespace_labels),
-        BTreeMap::from([(marker.clone(), "true".to_string())])
-    );
+    let conflict = Drift {
+        reason: DriftReason::Conflict,
+        ..drift
+            .iter()
+            .find(|d| d.kind == Kind::NetworkPolicy)
+            .unwrap()
+            .clone()
+    };
+    assert!(!labels_wait_for_markers(
+        &desired,
+        &live,
+        &[&conflict],
+        &labels,
+        older
+    ));
+    // A missing Role does not keep the marker back.
+    let roles: Vec<&Drift> = drift.iter().filter(|d| d.kind == Kind::Role).collect();
+    assert!(!roles.is_empty());
+    assert!(labels_wait_for_markers(
+        &desired, &live, &roles, &labels, older
+    ));
     // Onboarded: a repair writes its labels at once.
     live.namespace_labels.insert(marker.clone(), "true".into());
-    assert!(!labels_wait_for_markers(&desired, &live));
+    assert!(!labels_wait_for_markers(
+        &desired,
+        &live,
+        &[],
+        &labels,
+        older
+    ));
     // A marker with another value is not the operator's "true": still onboarding.
     live.namespace_labels.insert(marker, "false".into());
-    assert!(labels_wait_for_markers(&desired, &live));
+    assert!(labels_wait_for_markers(
+        &desired,
+        &live,
+        &[],
+        &labels,
+        older
+    ));
     // Audit baselines set no marker and write nothing: nothing waits.
     let mut spec = restricted_spec();
     spec.mode = Mode::Audit;
@@ -1519,5 +1573,31 @@ fn labels_wait_for_the_marker_only_at_onboarding() {
         &tenant_labels(),
         &env(),
     );
-    assert!(!labels_wait_for_markers(&audit, &LiveState::default()));
+    let none_live = LiveState::default();
+    assert!(!labels_wait_for_markers(
+        &audit,
+        &none_live,
+        &[],
+        &labels,
+        older
+    ));
+}
+
+#[test]
+fn the_gate_holds_namespaces_created_with_or_after_the_baseline() {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    let at = |s: &str| Time(s.parse().unwrap());
+    let baseline = at("2026-12-07T10:00:00Z");
+    assert!(!gates_namespace(
+        Some(&baseline),
+        Some(&at("2026-12-07T09:59:59Z"))
+    ));
+    assert!(gates_namespace(Some(&baseline), Some(&baseline)));
+    assert!(gates_namespace(
+        Some(&baseline),
+        Some(&at("2026-12-07T10:00:01Z"))
+    ));
+    // Unknown times: gated, as the gate's CEL is without the baseline's time.
+    assert!(gates_namespace(None, Some(&baseline)));
+    assert!(gates_namespace(Some(&baseline), None));
 }
