@@ -83,6 +83,13 @@ struct Pass {
     labels_held_back: bool,
 }
 
+impl Pass {
+    /// The drift this pass leaves: what it may not repair, and what its writes failed to.
+    fn unrepaired(&self) -> impl Iterator<Item = &Drift> {
+        self.drift.iter().filter(|d| !repairable(&self.desired, d))
+    }
+}
+
 /// One pass over `namespace`. The caller makes sure the caches are synced (`Context::synced`).
 #[instrument(skip_all, fields(namespace = %namespace.name_any()))]
 pub(super) async fn reconcile(
@@ -227,11 +234,7 @@ async fn repair(ctx: &Context, pass: &mut Pass) -> Option<Error> {
 /// The pass's Pod Security labels may wait for its onboarding marker
 /// ([`labels_wait_for_markers`]), given which baselines gate this namespace.
 fn labels_wait(pass: &Pass, labels: &BTreeMap<String, String>) -> bool {
-    let remaining: Vec<&Drift> = pass
-        .drift
-        .iter()
-        .filter(|d| !repairable(&pass.desired, d))
-        .collect();
+    let remaining: Vec<&Drift> = pass.unrepaired().collect();
     let created = pass.namespace.metadata.creation_timestamp.as_ref();
     let gated = |name: &str| {
         let baseline = pass.baselines.iter().find(|b| b.name_any() == name);
@@ -357,11 +360,7 @@ async fn remove_leaving_objects(ctx: &Context, pass: &Pass) -> Option<Error> {
 /// every other write of the pass, and only the operator may set it. Pod Security labels held back
 /// for it (step 3) come with it, and without it when it is not due (another write failed).
 async fn mark_onboarded(ctx: &Context, pass: &mut Pass) -> Option<Error> {
-    let remaining: Vec<&Drift> = pass
-        .drift
-        .iter()
-        .filter(|d| !repairable(&pass.desired, d))
-        .collect();
+    let remaining: Vec<&Drift> = pass.unrepaired().collect();
     // The newest read there is: a label someone raised during the pass stays raised.
     let stored = ctx
         .namespaces
@@ -466,9 +465,12 @@ async fn report(ctx: &Context, pass: &Pass) {
     let Some(reports) = &ctx.reports else {
         return;
     };
-    let left = pass.drift.iter().filter(|d| !repairable(&pass.desired, d));
     reports
-        .record(&ctx.client, &pass.name, &results(&pass.desired, left))
+        .record(
+            &ctx.client,
+            &pass.name,
+            &results(&pass.desired, pass.unrepaired()),
+        )
         .await;
     reports.prune(ctx.namespaces.len(), |name| {
         ctx.namespaces.get(&ObjectRef::new(name)).is_some()

@@ -1496,33 +1496,18 @@ fn labels_wait_for_the_marker_only_where_that_opens_nothing_early() {
     assert!(labels.keys().any(|k| k.starts_with(PSA_LABEL_PREFIX)));
     let older = |_: &str| false;
     let gated = |_: &str| true;
+    let waits = |live: &LiveState, remaining: &[&Drift], gated: &dyn Fn(&str) -> bool| {
+        labels_wait_for_markers(&desired, live, remaining, &labels, gated)
+    };
     // Onboarding a namespace older than the baseline (no gate): the label write waits.
-    assert!(labels_wait_for_markers(
-        &desired,
-        &live,
-        &[],
-        &labels,
-        older
-    ));
+    assert!(waits(&live, &[], &older));
     // One the gate holds: raising Pod Security in the write that opens the gate could let a pod
     // pass PodSecurity on the old labels and the gate on the new marker. Labels first.
-    assert!(!labels_wait_for_markers(
-        &desired,
-        &live,
-        &[],
-        &labels,
-        gated
-    ));
+    assert!(!waits(&live, &[], &gated));
     // Unless the mutating policy already set them at creation: the write then raises nothing.
     let mut created_labelled = live.clone();
     created_labelled.namespace_labels = labels.clone();
-    assert!(labels_wait_for_markers(
-        &desired,
-        &created_labelled,
-        &[],
-        &labels,
-        gated
-    ));
+    assert!(waits(&created_labelled, &[], &gated));
     // A finding the pass cannot repair keeps the marker back, so nothing waits for it.
     let drift = diff(&desired, &live);
     let conflict = Drift {
@@ -1533,37 +1518,17 @@ fn labels_wait_for_the_marker_only_where_that_opens_nothing_early() {
             .unwrap()
             .clone()
     };
-    assert!(!labels_wait_for_markers(
-        &desired,
-        &live,
-        &[&conflict],
-        &labels,
-        older
-    ));
+    assert!(!waits(&live, &[&conflict], &older));
     // A missing Role does not keep the marker back.
     let roles: Vec<&Drift> = drift.iter().filter(|d| d.kind == Kind::Role).collect();
     assert!(!roles.is_empty());
-    assert!(labels_wait_for_markers(
-        &desired, &live, &roles, &labels, older
-    ));
+    assert!(waits(&live, &roles, &older));
     // Onboarded: a repair writes its labels at once.
     live.namespace_labels.insert(marker.clone(), "true".into());
-    assert!(!labels_wait_for_markers(
-        &desired,
-        &live,
-        &[],
-        &labels,
-        older
-    ));
+    assert!(!waits(&live, &[], &older));
     // A marker with another value is not the operator's "true": still onboarding.
     live.namespace_labels.insert(marker, "false".into());
-    assert!(labels_wait_for_markers(
-        &desired,
-        &live,
-        &[],
-        &labels,
-        older
-    ));
+    assert!(waits(&live, &[], &older));
     // Audit baselines set no marker and write nothing: nothing waits.
     let mut spec = restricted_spec();
     spec.mode = Mode::Audit;
