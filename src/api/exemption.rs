@@ -25,7 +25,7 @@ pub struct Exemption {
     pub namespace_selector: Option<LabelSelector>,
     /// What is not enforced there.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 6))]
+    #[schemars(length(max = Control::ALL.len()))]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub controls: Vec<Control>,
     /// Roles of `rbac.roles` not enforced there, by name (`controls: [Roles]` exempts them all).
@@ -61,6 +61,16 @@ pub enum Control {
 }
 
 impl Control {
+    /// Every control, in the order of the enum.
+    pub const ALL: [Control; 6] = [
+        Control::NetworkPolicy,
+        Control::PodSecurity,
+        Control::Roles,
+        Control::ResourceQuota,
+        Control::LimitRange,
+        Control::ServiceAccount,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Control::NetworkPolicy => "NetworkPolicy",
@@ -69,6 +79,38 @@ impl Control {
             Control::ResourceQuota => "ResourceQuota",
             Control::LimitRange => "LimitRange",
             Control::ServiceAccount => "ServiceAccount",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Control;
+
+    /// `ALL` is the enum: every variant its schema names, once, in order, named in JSON as
+    /// `as_str` names it.
+    #[test]
+    fn all_lists_every_control_of_the_schema_once() {
+        let schema = serde_json::to_value(schemars::schema_for!(Control)).unwrap();
+        let variants: Vec<String> = schema["enum"]
+            .as_array()
+            .or_else(|| schema["oneOf"].as_array())
+            .expect("an enum schema")
+            .iter()
+            .flat_map(|v| match v.as_str() {
+                Some(name) => vec![name.to_string()],
+                None => v["enum"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|n| n.as_str().map(String::from))
+                    .collect(),
+            })
+            .collect();
+        let listed: Vec<&str> = Control::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(variants, listed);
+        for control in Control::ALL {
+            assert_eq!(serde_json::to_value(control).unwrap(), control.as_str());
         }
     }
 }

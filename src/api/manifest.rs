@@ -1,12 +1,10 @@
 //! Reads SecurityBaselines from (multi-document) YAML, with errors that name the offending field.
 
+use kube::Resource;
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::SecurityBaseline;
-
-const API_VERSION: &str = "zerotrust.dev/v1alpha1";
-const KIND: &str = "SecurityBaseline";
 
 /// Why a manifest could not be read. `path` is a dotted field path such as `spec.rbac.roles[0].name`.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -47,17 +45,19 @@ fn parse_document(document: usize, mut doc: Value) -> Result<SecurityBaseline, M
         message,
     };
     let api_version = doc.get("apiVersion").and_then(Value::as_str).unwrap_or("");
-    if api_version != API_VERSION {
+    let expected = SecurityBaseline::api_version(&());
+    if api_version != expected {
         return Err(field_error(
             "apiVersion",
-            format!("must be {API_VERSION}, found {api_version:?}"),
+            format!("must be {expected}, found {api_version:?}"),
         ));
     }
     let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
-    if kind != KIND {
+    let expected = SecurityBaseline::kind(&());
+    if kind != expected {
         return Err(field_error(
             "kind",
-            format!("must be {KIND}, found {kind:?}"),
+            format!("must be {expected}, found {kind:?}"),
         ));
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 use tracing::{info, warn};
 
-use super::apply;
+use super::apply::{self, Created};
 use super::context::{Context, until};
 use super::error::Error;
 use super::index::strip_metadata;
@@ -152,13 +152,13 @@ async fn carry_out(ctx: &Context, write: &Write, drift: &mut [Drift]) -> Result<
                 .iter()
                 .any(|d| write.repairs(d) && d.reason == DriftReason::Missing);
             let mut written = if missing {
-                match apply::create(&ctx.client, "", object).await {
-                    Err(error) if error.status_code() == Some(409) => {
+                match apply::create_unless_taken(&ctx.client, "", object).await? {
+                    Created::Object(created) => created,
+                    Created::Taken => {
                         // A same-named policy we did not write: reported, never overwritten.
                         mark(drift, write, |_| DriftReason::Conflict);
                         return Ok(());
                     }
-                    result => result?,
                 }
             } else {
                 apply::apply(&ctx.client, "", object).await?

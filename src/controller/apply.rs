@@ -65,6 +65,30 @@ pub async fn create(client: &Client, namespace: &str, object: &Object) -> Result
         .failed(Operation::Create, kind.as_str(), namespace, name)
 }
 
+/// What creating one of our objects found.
+#[derive(Debug)]
+pub enum Created {
+    /// Created: the object as the API server stored it.
+    Object(Object),
+    /// A same-named object was there already. It is never written over here: the caller
+    /// reports a conflict, or finds out whether it is ours.
+    Taken,
+}
+
+/// Creates `object` unless its name is taken: the one step every missing object is put in
+/// place with, so nothing of someone else's is written over, not even an object made a moment
+/// ago.
+pub async fn create_unless_taken(
+    client: &Client,
+    namespace: &str,
+    object: &Object,
+) -> Result<Created, Error> {
+    match create(client, namespace, object).await {
+        Err(error) if error.status_code() == Some(409) => Ok(Created::Taken),
+        created => created.map(Created::Object),
+    }
+}
+
 /// Applies one of our objects. Under server-side apply, fields someone else added (an extra allow
 /// rule, an extra quota key) belong to them and an apply cannot remove them; the object is ours,
 /// so the part of it the baseline defines is then replaced, guarded by the resource version just

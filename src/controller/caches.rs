@@ -18,7 +18,8 @@ use super::held_namespace::HeldNamespace;
 use super::index::{Cacheable, Held, NamespacedIndex, is_newer, strip_metadata};
 use super::metrics::Metrics;
 use crate::engine::{
-    ForeignPolicy, Kind, LiveState, Object, Ownership, applied_by_us, ownership, summarize,
+    DriftReason, ForeignPolicy, Kind, LiveState, Object, Ownership, applied_by_us, ownership,
+    summarize,
 };
 
 /// The caches a reconcile reads.
@@ -99,6 +100,16 @@ impl Caches {
             .generated(found.kind())
             .departed_uid(namespace, found.name());
         (departed.is_some() && departed == found.meta().uid) || applied_by_us(found.meta())
+    }
+
+    /// What a same-named object our watch does not show is: ours relabelled ([`Self::recognise`]),
+    /// or someone else's, a conflict. The one place that decides it, for the operator and `check`.
+    pub fn found_reason(&self, namespace: &str, found: &Object) -> DriftReason {
+        if self.recognise(namespace, found) {
+            DriftReason::Relabelled
+        } else {
+            DriftReason::Conflict
+        }
     }
 
     /// How many cached objects belong to `baseline`.

@@ -2,7 +2,7 @@
 //! baseline created is gone, so deleting the baseline removes them first.
 
 use kube::api::{Patch, PatchParams};
-use kube::{Api, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 use tracing::info;
 
 use super::context::Context;
@@ -45,8 +45,8 @@ pub async fn manage_finalizer(ctx: &Context, baseline: &SecurityBaseline) -> Res
         vec![]
     };
     let patch = serde_json::json!({
-        "apiVersion": "zerotrust.dev/v1alpha1",
-        "kind": "SecurityBaseline",
+        "apiVersion": SecurityBaseline::api_version(&()),
+        "kind": SecurityBaseline::kind(&()),
         "metadata": {"name": name, "finalizers": finalizers},
     });
     Api::<SecurityBaseline>::all(ctx.client.clone())

@@ -11,7 +11,6 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use tokio::task::JoinHandle;
 
-use super::admission;
 use super::context::Context;
 use super::discovery::{AdmissionIdentity, admission_settings};
 use super::error::Error;
@@ -81,11 +80,6 @@ impl InProcess {
     pub async fn reconcile(&self, namespace: &str) -> Option<Result<Action, Error>> {
         let found: Arc<HeldNamespace> = self.ctx.namespaces.get(&ObjectRef::new(namespace))?;
         Some(reconcile::reconcile(found, &self.ctx).await)
-    }
-
-    /// One pass of the admission keeper over every baseline's admission policies.
-    pub async fn reconcile_admission(&self) -> Result<(), Error> {
-        admission::reconcile(&self.ctx).await
     }
 
     /// The drift left for `baseline` in `namespace` by the last reconcile, counted.

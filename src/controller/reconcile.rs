@@ -14,7 +14,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use tracing::{info, instrument, warn};
 
-use super::apply::{self, Written};
+use super::apply::{self, Created, Written};
 use super::context::{Context, until};
 use super::error::Error;
 use super::events;
@@ -23,7 +23,7 @@ use crate::api::{DeletionPolicy, SecurityBaseline};
 use crate::engine::{
     DesiredState, Drift, DriftReason, ExemptControl, Kind, LiveState, Object, Ownership,
     ValidBaseline, Write, applied_by_us, diff, gates_namespace, labels_wait_for_markers,
-    markers_due, namespace_labels, ownership, plan, released_labels, render, repairable, results,
+    onboarding_write, ownership, plan, released_labels, render, repairable, results,
 };
 
 /// The safety-net resync; repair is driven by watch events, not by this.
@@ -184,22 +184,13 @@ async fn classify_missing(ctx: &Context, pass: &mut Pass) -> Option<Error> {
     {
         match apply::get(&ctx.client, &pass.name, d.kind, &d.name).await {
             Ok(None) => {}
-            Ok(Some(found)) => d.reason = found_reason(ctx, &pass.name, &found),
+            Ok(Some(found)) => d.reason = ctx.caches.found_reason(&pass.name, &found),
             Err(error) => {
                 failure.get_or_insert(error);
             }
         }
     }
     failure
-}
-
-/// A same-named object that our watch does not show: ours relabelled, or someone else's.
-fn found_reason(ctx: &Context, namespace: &str, found: &Object) -> DriftReason {
-    if ctx.caches.recognise(namespace, found) {
-        DriftReason::Relabelled
-    } else {
-        DriftReason::Conflict
-    }
 }
 
 /// Step 3: carries out the plan, Pod Security labels first (at onboarding they wait for the
@@ -300,8 +291,8 @@ async fn carry_out(
     let Some(object) = missing else {
         return Some(apply::execute(&ctx.client, desired, write).await);
     };
-    match apply::create(&ctx.client, &desired.namespace, object).await {
-        Err(error) if error.status_code() == Some(409) => {
+    match apply::create_unless_taken(&ctx.client, &desired.namespace, object).await {
+        Ok(Created::Taken) => {
             // Ours with our labels taken off, or someone else's.
             let reason = match apply::get(
                 &ctx.client,
@@ -311,7 +302,7 @@ async fn carry_out(
             )
             .await
             {
-                Ok(Some(found)) => found_reason(ctx, &desired.namespace, &found),
+                Ok(Some(found)) => ctx.caches.found_reason(&desired.namespace, &found),
                 Ok(None) => DriftReason::Conflict,
                 Err(error) => return Some(Err(error)),
             };
@@ -327,7 +318,8 @@ async fn carry_out(
                 None
             }
         }
-        created => Some(created.map(|o| Written::Object(Box::new(o)))),
+        Ok(Created::Object(created)) => Some(Ok(Written::Object(Box::new(created)))),
+        Err(error) => Some(Err(error)),
     }
 }
 
@@ -368,19 +360,18 @@ async fn mark_onboarded(ctx: &Context, pass: &mut Pass) -> Option<Error> {
         .filter(|s| is_newer(&s.metadata, &pass.namespace.metadata))
         .unwrap_or_else(|| pass.namespace.clone());
     let fresh = ctx.caches.latest_namespace(stored);
-    let due = markers_due(&pass.desired, &remaining, fresh.labels());
-    if due.is_empty() && !pass.labels_held_back {
-        return None;
-    }
     let live = LiveState {
         namespace_labels: fresh.labels().clone(),
         owned_namespace_labels: fresh.owned_label_keys(),
         ..LiveState::default()
     };
-    let released = released_labels(&pass.desired, &pass.leaving, &live);
-    let mut labels = namespace_labels(&pass.desired, &live, &released);
-    labels.extend(due);
-    let write = Write::ApplyNamespaceLabels(labels);
+    let write = onboarding_write(
+        &pass.desired,
+        &pass.leaving,
+        &live,
+        &remaining,
+        pass.labels_held_back,
+    )?;
     match apply::execute(&ctx.client, &pass.desired, &write).await {
         Ok(written) => {
             ctx.caches.write_through(&pass.name, written);

@@ -14,11 +14,10 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
 use serde::Serialize;
 
 use super::object::{Kind, Object, Ownership, ownership};
+use super::pod_security::{PSA_MODES, PodSecurityPolicy, Shortfall, shortfall};
 use super::quantity::{Quantity, same_quantity};
-use super::render::{DesiredObject, DesiredState, PSA_LABEL_PREFIX, PodSecurityPolicy};
-use super::validate::PSA_VERSION_FLOOR;
+use super::render::{DesiredObject, DesiredState};
 use super::widening::{ForeignPolicy, summarize, widening};
-use crate::api::PodSecurityLevel;
 
 /// What a namespace holds now, as far as our baselines are concerned.
 #[derive(Clone, Debug, Default)]
@@ -60,14 +59,14 @@ impl LiveState {
             })
             .collect();
         let mut namespace_labels = labels.clone();
-        for mode in super::render::PSA_MODES {
+        for mode in PSA_MODES {
             let strictest = desired
                 .requirements
                 .iter()
                 .filter_map(|r| r.pod_security.get(mode))
                 .max_by_key(|p| p.strictness());
             if let Some(policy) = strictest {
-                namespace_labels.extend(super::render::policy_labels(mode, policy));
+                namespace_labels.extend(policy.labels(mode));
             }
         }
         let token_off = desired
@@ -333,100 +332,17 @@ fn widened(desired: &DesiredState, live: &LiveState) -> Vec<Drift> {
     found
 }
 
-/// A version label's rank: `latest` above every `v1.NN`; None when it is not a version.
-fn version_rank(version: &str) -> Option<u32> {
-    if version == "latest" {
-        return Some(u32::MAX);
-    }
-    let minor = version.strip_prefix("v1.")?;
-    minor
-        .bytes()
-        .all(|b| b.is_ascii_digit())
-        .then(|| minor.parse().ok())
-        .flatten()
-}
-
 /// Whether the namespace's labels for `mode` hold at least `wanted`: the drift on the level or the
-/// version label if not. A level is compared first; for the same level a version at least as
-/// new; a version label that is malformed or older than the floor is drift whatever the level
-/// (Pod Security admission falls back to the cluster default for a malformed one).
+/// version label if not ([`shortfall`]).
 fn compare_pod_security(
     mode: &str,
     wanted: &PodSecurityPolicy,
     labels: &BTreeMap<String, String>,
 ) -> Option<(String, DriftReason)> {
-    let level_key = format!("{PSA_LABEL_PREFIX}{mode}");
-    let version_key = format!("{level_key}-version");
-    let Some(raw_level) = labels.get(&level_key) else {
-        return Some((level_key, DriftReason::Missing));
-    };
-    let Some(level) = PodSecurityLevel::parse(raw_level) else {
-        let detail = format!("{raw_level:?} is not a Pod Security level");
-        return Some((level_key, DriftReason::Weakened(detail)));
-    };
-    let version = labels
-        .get(&version_key)
-        .map(String::as_str)
-        .unwrap_or("latest");
-    match version_rank(version) {
-        None => {
-            let detail = format!("{version:?} is not a Pod Security version");
-            return Some((version_key, DriftReason::Weakened(detail)));
-        }
-        Some(rank) if rank < PSA_VERSION_FLOOR => {
-            let detail = format!("{version} is older than v1.{PSA_VERSION_FLOOR}");
-            return Some((version_key, DriftReason::Weakened(detail)));
-        }
-        Some(_) => {}
-    }
-    let have = PodSecurityPolicy {
-        level,
-        version: version.to_string(),
-    };
-    if have.strictness() >= wanted.strictness() {
-        return None;
-    }
-    if have.level < wanted.level {
-        let detail = format!(
-            "{} instead of {}",
-            have.level.as_str(),
-            wanted.level.as_str()
-        );
-        Some((level_key, DriftReason::Weakened(detail)))
-    } else {
-        let detail = format!("{} instead of {}", have.version, wanted.version);
-        Some((version_key, DriftReason::Weakened(detail)))
-    }
-}
-
-/// The policy to write for `mode`: `composed`, or the namespace's own where that is stricter (we
-/// never weaken a namespace). A stricter level is kept with its version when that version is
-/// valid and not older than the floor, else with the composed version.
-pub fn policy_to_apply(
-    mode: &str,
-    composed: &PodSecurityPolicy,
-    labels: &BTreeMap<String, String>,
-) -> PodSecurityPolicy {
-    let live_level = labels
-        .get(&format!("{PSA_LABEL_PREFIX}{mode}"))
-        .and_then(|l| PodSecurityLevel::parse(l));
-    let Some(level) = live_level.filter(|l| *l >= composed.level) else {
-        return composed.clone();
-    };
-    let live_version = labels
-        .get(&format!("{PSA_LABEL_PREFIX}{mode}-version"))
-        .map(String::as_str)
-        .unwrap_or("latest");
-    let rank = |v: &str| version_rank(v).filter(|r| *r >= PSA_VERSION_FLOOR);
-    let version = match rank(live_version) {
-        Some(_) if level > composed.level => live_version,
-        Some(r) if rank(&composed.version).is_none_or(|c| r > c) => live_version,
-        _ => composed.version.as_str(),
-    };
-    PodSecurityPolicy {
-        level,
-        version: version.to_string(),
-    }
+    Some(match shortfall(mode, wanted, labels)? {
+        Shortfall::Missing(key) => (key, DriftReason::Missing),
+        Shortfall::Weakened(key, detail) => (key, DriftReason::Weakened(detail)),
+    })
 }
 
 /// Compares one of our objects with what the baseline wants; `None` when it complies.

@@ -7,6 +7,7 @@ mod diff;
 mod exemption;
 mod object;
 mod plan;
+mod pod_security;
 mod policy_report;
 mod quantity;
 mod render;
@@ -16,37 +17,28 @@ mod template;
 mod validate;
 mod widening;
 
-pub use admission::{
-    AdmissionSettings, ONBOARDED_LABEL_PREFIX, gates_namespace, onboarded_label, render_admission,
-    unavailable, vet,
-};
+pub use admission::{AdmissionSettings, gates_namespace, render_admission, unavailable, vet};
 pub use diff::{Drift, DriftReason, LiveState, compare, diff, diff_admission};
-pub use exemption::{ExemptControl, Exempted, exempted, next_expiry};
+pub use exemption::{ExemptControl, next_expiry};
 pub use object::{
     BASELINE_LABEL, FIELD_MANAGER, Kind, MANAGED_BY_LABEL, MANAGED_BY_VALUE, MANAGED_SELECTOR,
-    Object, Ownership, applied_by_us, owned_label_keys, owner_labels, ownership,
+    Object, Ownership, applied_by_us, object_name, owned_label_keys, ownership,
 };
 pub use plan::{
-    Write, blocks_onboarding, labels_wait_for_markers, markers_due, namespace_labels, plan,
+    Write, labels_wait_for_markers, markers_due, namespace_labels, onboarding_write, plan,
     plan_admission, released_labels, repairable,
 };
-pub use policy_report::{
-    CONTENT_HASH_ANNOTATION, REPORT_NAME, REPORT_SOURCE, ReportApi, policy_report,
-};
-pub use quantity::{Quantity, QuantityError};
-pub use render::{
-    DesiredObject, DesiredState, DesiredValue, Endpoint, Environment, PSA_LABEL_PREFIX, PSA_MODES,
-    PodSecurityPolicy, Requirement, SelectedBaseline, object_name, pod_security_labels,
-    policy_labels, render,
-};
+pub use pod_security::PSA_LABEL_PREFIX;
+pub use policy_report::{CONTENT_HASH_ANNOTATION, REPORT_NAME, ReportApi, policy_report};
+pub use quantity::Quantity;
+pub use render::{DesiredObject, DesiredState, Endpoint, Environment, render};
 pub use results::{
-    ADMISSION_CONTROL, Compliance, ControlResult, MAX_MESSAGE, Tally, admission_results, control,
-    results, until,
+    Compliance, ControlResult, MAX_MESSAGE, Tally, admission_results, control, results, until,
 };
-pub use select::{ALWAYS_EXCLUDED, DEFAULT_OPERATOR_NAMESPACE, selects};
-pub use template::TemplateError;
-pub use validate::{FieldError, InvalidSpec, PSA_VERSION_FLOOR, ValidBaseline, validate};
-pub use widening::{ForeignPolicy, MAX_PEERS, Opening, Peer, summarize, widening};
+pub use select::{DEFAULT_OPERATOR_NAMESPACE, selects};
+
+pub use validate::{FieldError, InvalidSpec, ValidBaseline, validate};
+pub use widening::{ForeignPolicy, summarize, widening};
 
 #[cfg(test)]
 mod network_tests;

@@ -23,8 +23,15 @@ pub const MANAGED_BY_VALUE: &str = "zerotrust-operator";
 pub const BASELINE_LABEL: &str = "zerotrust.dev/baseline";
 /// The one server-side-apply field manager the operator writes with.
 pub const FIELD_MANAGER: &str = "zerotrust-operator";
+/// The start of every generated object's name: `zt-<baseline>-<suffix>`.
+pub const NAME_PREFIX: &str = "zt-";
 /// The label selector that finds every object we generated.
 pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=zerotrust-operator";
+
+/// The name of a generated object: `zt-<baseline>-<suffix>`.
+pub fn object_name(baseline: &str, suffix: &str) -> String {
+    format!("{NAME_PREFIX}{baseline}-{suffix}")
+}
 
 /// Kinds the operator writes. Namespace and ServiceAccount are shared objects: we own only a few
 /// fields of them (PSA labels, automountServiceAccountToken), never the object. Every other kind

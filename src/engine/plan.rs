@@ -3,12 +3,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::admission::onboarded_label;
-use super::diff::{Drift, DriftReason, LiveState, policy_to_apply};
+use super::diff::{Drift, DriftReason, LiveState};
 use super::object::{Kind, Object};
-use super::render::{
-    DesiredObject, DesiredState, PSA_LABEL_PREFIX, PSA_MODES, PodSecurityPolicy,
-    pod_security_labels, policy_labels,
+use super::pod_security::{
+    PSA_LABEL_PREFIX, PSA_MODES, PodSecurityPolicy, level_label, policy_to_apply, version_label,
 };
+use super::render::{DesiredObject, DesiredState, pod_security_labels};
 use super::validate::ValidBaseline;
 use crate::api::{ConflictPolicy, Mode};
 
@@ -87,6 +87,27 @@ pub fn markers_due(
         .filter(|key| labels.get(key).map(String::as_str) != Some("true"))
         .map(|key| (key, "true".to_string()))
         .collect()
+}
+
+/// The namespace write that ends a pass: the onboarding markers due (`remaining`: the drift the
+/// pass left), with the Pod Security labels as they must be now, read from `fresh`, the newest
+/// namespace there is (a label someone raised during the pass stays raised). None when no marker
+/// is due and no label write was held back for one ([`labels_wait_for_markers`]).
+pub fn onboarding_write(
+    desired: &DesiredState,
+    leaving: &[ValidBaseline],
+    fresh: &LiveState,
+    remaining: &[&Drift],
+    labels_held_back: bool,
+) -> Option<Write> {
+    let due = markers_due(desired, remaining, &fresh.namespace_labels);
+    if due.is_empty() && !labels_held_back {
+        return None;
+    }
+    let released = released_labels(desired, leaving, fresh);
+    let mut labels = namespace_labels(desired, fresh, &released);
+    labels.extend(due);
+    Some(Write::ApplyNamespaceLabels(labels))
 }
 
 /// True when a pass may hold back `labels`, its Pod Security label write, to make it with the
@@ -229,12 +250,10 @@ pub fn namespace_labels(
 ) -> BTreeMap<String, String> {
     let mut labels = BTreeMap::new();
     for mode in PSA_MODES {
-        let composed = |suffix: &str| {
-            desired
-                .namespace_labels
-                .get(&format!("{PSA_LABEL_PREFIX}{mode}{suffix}"))
-        };
-        let (Some(level), Some(version)) = (composed(""), composed("-version")) else {
+        let composed = |key: String| desired.namespace_labels.get(&key);
+        let (Some(level), Some(version)) =
+            (composed(level_label(mode)), composed(version_label(mode)))
+        else {
             continue;
         };
         let Some(level) = crate::api::PodSecurityLevel::parse(&level.value) else {
@@ -245,7 +264,7 @@ pub fn namespace_labels(
             version: version.value.clone(),
         };
         let policy = policy_to_apply(mode, &composed, &live.namespace_labels);
-        labels.extend(policy_labels(mode, &policy));
+        labels.extend(policy.labels(mode));
     }
     let kept: Vec<(String, String)> = live
         .owned_namespace_labels

@@ -24,19 +24,16 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
 
 use super::exemption::{ExemptControl, Exempted, exempted};
-use super::object::{Kind, Object, owner_labels};
+use super::object::{Kind, Object, object_name, owner_labels};
+use super::pod_security::{PSA_MODES, PodSecurityPolicy, strictest};
 use super::select::selects;
 use super::template;
 use super::validate::ValidBaseline;
 use crate::api::{
     AllowPeer, AllowPort, ConflictPolicy, Control, DnsProvider, LimitSpec, LimitType, Mode,
-    NetworkPolicySpec, PodSecurityLevel, PolicyType, RoleSpec, SecurityBaselineSpec, SubjectKind,
+    NetworkPolicySpec, PolicyType, RoleSpec, SecurityBaselineSpec, SubjectKind,
 };
 
-/// Prefix of the Pod Security Admission labels.
-pub const PSA_LABEL_PREFIX: &str = "pod-security.kubernetes.io/";
-/// The three PSA modes, each a label `pod-security.kubernetes.io/<mode>` plus `<mode>-version`.
-pub const PSA_MODES: [&str; 3] = ["enforce", "audit", "warn"];
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 
 /// What a rendering depends on besides the baselines and the namespace: where the operator runs,
@@ -77,33 +74,6 @@ pub struct SelectedBaseline {
     pub conflict_policy: ConflictPolicy,
     /// The generation rendered (the last valid one, while a newer edit is invalid).
     pub generation: i64,
-}
-
-/// One Pod Security mode's policy: a level, checked at a version.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub struct PodSecurityPolicy {
-    pub level: PodSecurityLevel,
-    /// `latest` or `v1.NN`.
-    pub version: String,
-}
-
-impl PodSecurityPolicy {
-    /// How strict the policy is: the level first, then the version (`latest` above every
-    /// `v1.NN`, a newer minor above an older one), so a pin cannot beat a stricter level.
-    pub fn strictness(&self) -> (PodSecurityLevel, u32) {
-        (self.level, version_rank(&self.version))
-    }
-
-    /// The policy a namespace's labels give `mode`: None without a valid level label. An absent
-    /// version label means `latest`, as Pod Security admission reads it.
-    pub fn from_labels(labels: &BTreeMap<String, String>, mode: &str) -> Option<Self> {
-        let level = PodSecurityLevel::parse(labels.get(&format!("{PSA_LABEL_PREFIX}{mode}"))?)?;
-        let version = labels
-            .get(&format!("{PSA_LABEL_PREFIX}{mode}-version"))
-            .cloned()
-            .unwrap_or_else(|| "latest".to_string());
-        Some(PodSecurityPolicy { level, version })
-    }
 }
 
 /// What one baseline asks of the namespace's shared objects, checked on its own in both modes:
@@ -308,11 +278,6 @@ fn requirement(baseline: &ValidBaseline, exempted: &Exempted) -> Requirement {
                 .and_then(|s| s.automount_default_token)
                 == Some(false),
     }
-}
-
-/// The name of a generated object: `zt-<baseline>-<suffix>`.
-pub fn object_name(baseline: &str, suffix: &str) -> String {
-    format!("zt-{baseline}-{suffix}")
 }
 
 fn metadata(baseline: &str, namespace: &str, suffix: &str) -> ObjectMeta {
@@ -766,43 +731,18 @@ pub fn pod_security_labels(baseline: &ValidBaseline) -> BTreeMap<String, String>
         .collect()
 }
 
-/// Orders PSA policy versions: `latest` above every `v1.NN`.
-fn version_rank(version: &str) -> u32 {
-    version
-        .strip_prefix("v1.")
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(u32::MAX)
-}
-
-/// The labels of one mode's policy: `pod-security.kubernetes.io/<mode>` and `<mode>-version`.
-pub fn policy_labels(mode: &str, policy: &PodSecurityPolicy) -> [(String, String); 2] {
-    [
-        (
-            format!("{PSA_LABEL_PREFIX}{mode}"),
-            policy.level.as_str().to_string(),
-        ),
-        (
-            format!("{PSA_LABEL_PREFIX}{mode}-version"),
-            policy.version.clone(),
-        ),
-    ]
-}
-
 /// For each PSA mode, the strictest policy any of `requirements` asks for (level first, then
 /// version); ties go to the first baseline by name.
 fn compose_pod_security(requirements: &[&Requirement]) -> BTreeMap<String, DesiredValue> {
     let mut labels = BTreeMap::new();
     for mode in PSA_MODES {
-        let winner = requirements
-            .iter()
-            .filter_map(|r| Some((r.pod_security.get(mode)?, r.baseline.as_str())))
-            .max_by(|a, b| {
-                a.0.strictness()
-                    .cmp(&b.0.strictness())
-                    .then_with(|| b.1.cmp(a.1))
-            });
+        let winner = strictest(
+            requirements
+                .iter()
+                .filter_map(|r| Some((r.pod_security.get(mode)?, r.baseline.as_str()))),
+        );
         if let Some((policy, baseline)) = winner {
-            for (key, value) in policy_labels(mode, policy) {
+            for (key, value) in policy.labels(mode) {
                 let baseline = baseline.to_string();
                 labels.insert(key, DesiredValue { value, baseline });
             }

@@ -8,7 +8,8 @@ use serde::Serialize;
 use super::diff::Drift;
 use super::exemption::ExemptControl;
 use super::object::Kind;
-use super::render::{DesiredObject, DesiredState, object_name};
+use super::object::object_name;
+use super::render::{DesiredObject, DesiredState};
 use crate::api::Control;
 
 /// The control named for the cluster-scoped admission policies of a baseline.

@@ -1,0 +1,159 @@
+//! Tamper protection: nobody but the operator (or break-glass) may change what a baseline owns.
+
+use serde_json::{Value, json};
+
+use super::AdmissionSettings;
+use super::onboarding_gate::onboarded_label;
+use super::policy::{match_constraints, privileged, rule, validating_policy};
+use crate::api::Control;
+use crate::engine::exemption::{cel, exempt_cel};
+use crate::engine::object::{BASELINE_LABEL, Kind, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Object};
+use crate::engine::pod_security::{
+    PSA_VERSION_FLOOR, cel_level_ranks, cel_rank_of_version, level_rank, mode_variable,
+    mode_variables, policies,
+};
+use crate::engine::validate::ValidBaseline;
+
+/// Nobody but the operator (or the break-glass group, or the namespace controller in a namespace
+/// being deleted) may create, change or delete what the baseline owns: its objects, their
+/// ownership labels, the Pod Security labels it set (lowered or removed), the onboarding marker,
+/// the default ServiceAccount's automount setting.
+pub(super) fn tamper_protection(
+    baseline: &ValidBaseline,
+    settings: &AdmissionSettings,
+    now: i64,
+) -> [Object; 2] {
+    let name = baseline.name();
+    let spec = &baseline.baseline.spec;
+    let ours = |labels: &str| {
+        format!(
+            "({m} in {labels} && {labels}[{m}] == {mv} && {b} in {labels} && {labels}[{b}] == {bv})",
+            m = cel(MANAGED_BY_LABEL),
+            mv = cel(MANAGED_BY_VALUE),
+            b = cel(BASELINE_LABEL),
+            bv = cel(name),
+        )
+    };
+    let marker = cel(&onboarded_label(name));
+    let mut variables = vec![
+        privileged(settings),
+        json!({"name": "oldLabels", "expression": "oldObject != null && has(oldObject.metadata.labels) ? oldObject.metadata.labels : {}"}),
+        json!({"name": "newLabels", "expression": "object != null && has(object.metadata.labels) ? object.metadata.labels : {}"}),
+        cel_level_ranks(),
+    ];
+    // A mode's policy is met by labels holding at least the baseline's level and version, at a
+    // version no older than the floor: the same rule as the operator's diff.
+    let mut kept = Vec::new();
+    for (mode, policy) in policies(baseline) {
+        variables.extend(mode_variables("old", "variables.oldLabels", mode));
+        variables.extend(mode_variables("new", "variables.newLabels", mode));
+        let (l, v) = (
+            level_rank(policy.level),
+            cel_rank_of_version(&policy.version),
+        );
+        let floor = i64::from(PSA_VERSION_FLOOR);
+        let met = |side: &str| {
+            let n = mode_variable(side, mode);
+            format!(
+                "(variables.{n}VersionRank >= {floor} && (variables.{n}Rank > {l} || (variables.{n}Rank == {l} && variables.{n}VersionRank >= {v})))"
+            )
+        };
+        kept.push(format!("(!{} || {})", met("old"), met("new")));
+    }
+    // Exempt namespaces keep whatever labels they are given.
+    let psa_exempt = exempt_cel(
+        baseline,
+        Control::PodSecurity,
+        now,
+        "object.metadata.name",
+        "variables.newLabels",
+    );
+    let psa_kept = match (kept.is_empty(), psa_exempt) {
+        (true, _) => "true".to_string(),
+        (false, None) => kept.join(" && "),
+        (false, Some(exempt)) => format!("{exempt} || ({})", kept.join(" && ")),
+    };
+    let plurals: Vec<String> = Kind::GENERATED
+        .iter()
+        .map(|k| cel(&k.api_resource().plural))
+        .collect();
+    let owned_kinds = format!("[{}]", plurals.join(", "));
+    let mut validations = vec![
+        json!({
+            "expression": format!(
+                "variables.privileged || !(request.resource.resource in {owned_kinds}) || !({} || {})",
+                ours("variables.oldLabels"),
+                ours("variables.newLabels"),
+            ),
+            "messageExpression": format!(
+                "request.resource.resource + ' ' + request.name + ' belongs to SecurityBaseline {name}: only zerotrust-operator may create, change or delete it, or give or take its ownership labels'"
+            ),
+            "reason": "Forbidden",
+        }),
+        json!({
+            "expression": format!(
+                "variables.privileged || request.resource.resource != 'namespaces' || (({marker} in variables.oldLabels) == ({marker} in variables.newLabels) && (!({marker} in variables.newLabels) || variables.oldLabels[{marker}] == variables.newLabels[{marker}]))"
+            ),
+            "message": format!("the label {} is set only by zerotrust-operator", onboarded_label(name)),
+            "reason": "Forbidden",
+        }),
+        json!({
+            "expression": format!(
+                "variables.privileged || request.resource.resource != 'namespaces' || request.operation != 'UPDATE' || ({psa_kept})"
+            ),
+            "message": format!("SecurityBaseline {name} requires these Pod Security labels: they may not be removed or weakened"),
+            "reason": "Forbidden",
+        }),
+    ];
+    if spec
+        .service_accounts
+        .as_ref()
+        .and_then(|s| s.automount_default_token)
+        == Some(false)
+    {
+        let exempt = exempt_cel(
+            baseline,
+            Control::ServiceAccount,
+            now,
+            "namespaceObject.metadata.name",
+            "(has(namespaceObject.metadata.labels) ? namespaceObject.metadata.labels : {})",
+        )
+        .map(|e| format!("{e} || "))
+        .unwrap_or_default();
+        validations.push(json!({
+            "expression": format!("variables.privileged || request.resource.resource != 'serviceaccounts' || object == null || object.metadata.name != 'default' || {exempt}!(has(oldObject.automountServiceAccountToken) && oldObject.automountServiceAccountToken == false) || (has(object.automountServiceAccountToken) && object.automountServiceAccountToken == false)"),
+            "message": format!("SecurityBaseline {name} keeps the default ServiceAccount from automounting its token"),
+            "reason": "Forbidden",
+        }));
+    }
+    let write = ["CREATE", "UPDATE", "DELETE"];
+    let policy_spec = json!({
+        "failurePolicy": "Fail",
+        "matchConstraints": match_constraints(generated_kind_rules(&write).into_iter().chain([
+            rule("", &["namespaces"], &["CREATE", "UPDATE"]),
+            rule("", &["serviceaccounts"], &["UPDATE"]),
+        ]).collect()),
+        "variables": variables,
+        "validations": validations,
+    });
+    validating_policy(baseline, settings, "tamper", policy_spec)
+}
+
+/// One match rule per API group of the generated kinds ([`Kind::GENERATED`], in its order).
+fn generated_kind_rules(operations: &[&str]) -> Vec<Value> {
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for kind in Kind::GENERATED {
+        let resource = kind.api_resource();
+        match groups.last_mut() {
+            Some((group, plurals)) if *group == resource.group => plurals.push(resource.plural),
+            _ => groups.push((resource.group, vec![resource.plural])),
+        }
+    }
+    groups
+        .iter()
+        .map(|(group, plurals)| {
+            let plurals: Vec<&str> = plurals.iter().map(String::as_str).collect();
+            rule(group, &plurals, operations)
+        })
+        .collect()
+}
