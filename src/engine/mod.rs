@@ -49,8 +49,14 @@ pub use validate::{FieldError, InvalidSpec, PSA_VERSION_FLOOR, ValidBaseline, va
 pub use widening::{ForeignPolicy, MAX_PEERS, Opening, Peer, summarize, widening};
 
 #[cfg(test)]
+mod diff_tests;
+#[cfg(test)]
 mod network_tests;
 #[cfg(test)]
-mod test_support;
+mod plan_tests;
 #[cfg(test)]
-mod tests;
+mod property_tests;
+#[cfg(test)]
+mod render_tests;
+#[cfg(test)]
+mod test_support;
