@@ -5,9 +5,9 @@ config/ (kustomize) is the single source. This script builds config/default, con
 and config/prometheus with `kubectl kustomize`, and writes each object as a chart template (one
 template file per config/ file, under templates/ at the same relative path), with the fields that
 values control replaced by template expressions; the values' defaults are read from the same
-objects, so rendering the chart with its default values gives config/default back (tests/helm.rs
-checks it object by object). It also writes values.yaml, with a comment per value saying which
-field it sets, and copies dashboards/zerotrust-operator.json into the chart.
+objects, so rendering the chart with its default values gives config/default back
+(tests/helm/chart.rs checks it object by object). It also writes values.yaml, with a comment per
+value saying which field it sets, and copies dashboards/zerotrust-operator.json into the chart.
 
   hack/chart.py generate   rewrite the generated files (every file starting with GENERATED below)
   hack/chart.py check      exit 1, naming the files, when the committed chart differs from `generate`

@@ -26,12 +26,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# hack/chart.py (the Helm chart's generator, run by tests/helm.rs) reads YAML with PyYAML.
+# hack/chart.py (the Helm chart's generator, run by tests/helm/chart.rs) reads YAML with PyYAML.
 python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet pyyaml
 hack/controlplane.sh build >/dev/null
 hack/controlplane.sh up >/dev/null
 hack/dataplane.sh build >/dev/null # built here, not inside a test, on a cold machine
-hack/helm.sh build >/dev/null      # helm and the monitoring CRDs, for tests/helm.rs
+hack/helm.sh build >/dev/null      # helm and the monitoring CRDs, for tests/helm/
 hack/report-crds.sh build >/dev/null # the PolicyReport CRDs, for tests/reports.rs
 cargo fmt --all --check
 cargo clippy --locked --workspace --all-targets -- -D warnings

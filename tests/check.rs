@@ -1,7 +1,7 @@
 //! `zerotrust-operator check` as a CI gate must not pass by mistake: each way it can fail has its
 //! exit code and a message that says what is wrong (an unreadable cluster, a cluster without the
 //! CRD, a baseline name that does not exist, an invalid baseline). Its passing and drift cases run
-//! beside a live operator in tests/operator.rs.
+//! beside a live operator in tests/operator/audit.rs.
 
 use std::process::{Command, Output};
 use std::time::Duration;

@@ -41,8 +41,14 @@ pub use validate::{FieldError, InvalidSpec, ValidBaseline, validate};
 pub use widening::{ForeignPolicy, summarize, widening};
 
 #[cfg(test)]
+mod diff_tests;
+#[cfg(test)]
 mod network_tests;
 #[cfg(test)]
-mod test_support;
+mod plan_tests;
 #[cfg(test)]
-mod tests;
+mod property_tests;
+#[cfg(test)]
+mod render_tests;
+#[cfg(test)]
+mod test_support;

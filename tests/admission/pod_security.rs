@@ -1,0 +1,167 @@
+//! Pod Security against a namespace's creator and its labellers: a privileged pod sent right
+//! behind its namespace is refused every time, and a labeller can neither weaken Pod Security nor
+//! fake onboarding.
+
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+use zerotrust_testkit::*;
+
+use super::{ENFORCE_LABEL, WAIT, labelled_namespace, pod, refused, wait_in_force};
+
+#[tokio::test]
+async fn a_privileged_pod_sent_right_behind_its_namespace_is_refused_every_time() {
+    operator();
+    let client = client().await;
+    let tag = unique("behind");
+    let _cleanup = Cleanup(vec![tag.clone()]);
+    let applied = std::time::Instant::now();
+    apply(&baseline(
+        &tag,
+        &tag,
+        "podSecurity: {enforce: restricted}\nnetworkPolicy: {defaultDeny: [Ingress]}",
+    ));
+    let written = eventually(WAIT, "the mutating policy written", || async {
+        let policies: Api<
+            k8s_openapi::api::admissionregistration::v1::MutatingAdmissionPolicyBinding,
+        > = Api::all(client.clone());
+        policies
+            .get_opt(&format!("zt-{tag}-pod-security"))
+            .await
+            .ok()?
+            .map(|_| applied.elapsed())
+    })
+    .await;
+    wait_mutation_in_force(&client, &tag).await;
+    eprintln!(
+        "admission: mutating policy written {written:?} after the baseline, in force {:?} after it",
+        applied.elapsed()
+    );
+    wait_in_force(&client, &tag, 0).await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+
+    // The operator's own label applies are left as it composed them, so that a label it releases
+    // stays released: the same namespace created as the operator (the shared test operator runs as
+    // this client's identity) with its field manager gets no label from the policy.
+    let as_operator = PostParams {
+        dry_run: true,
+        field_manager: Some("zerotrust-operator".to_string()),
+    };
+    let created = namespaces
+        .create(
+            &as_operator,
+            &labelled_namespace(&format!("{tag}-op"), &tag),
+        )
+        .await
+        .unwrap();
+    assert!(
+        !created.labels().contains_key(ENFORCE_LABEL),
+        "{:?}",
+        created.labels()
+    );
+
+    // One client, one connection: the namespace, then at once the pod, 20 times.
+    let guard = LabelledNamespaces {
+        selector: format!("zt-test={tag}"),
+        names: Vec::new(),
+    };
+    let mut refusals = Vec::new();
+    for i in 0..20 {
+        let name = format!("{tag}-{i}");
+        namespaces
+            .create(&PostParams::default(), &labelled_namespace(&name, &tag))
+            .await
+            .unwrap();
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &name);
+        let result = pods.create(&PostParams::default(), &pod("p", true)).await;
+        refusals.push(refused(
+            &result,
+            "violates PodSecurity \"restricted:latest\"",
+        ));
+    }
+    assert_eq!(
+        refusals.iter().filter(|r| **r).count(),
+        20,
+        "every privileged pod refused by Pod Security: {refusals:?}"
+    );
+    drop(guard);
+}
+
+#[tokio::test]
+async fn a_namespace_labeller_can_neither_weaken_pod_security_nor_fake_onboarding() {
+    operator();
+    let client = client().await;
+    let tag = unique("labeller");
+    let ns = namespace(&client, &tag, &[("zt-test", &tag)]).await;
+    let _cleanup = Cleanup(vec![tag.clone()]);
+    apply(&baseline(&tag, &tag, "podSecurity: {enforce: restricted}"));
+    wait_in_force(&client, &tag, 1).await;
+    wait_mutation_in_force(&client, &tag).await;
+    let labeller = namespace_labeller(&format!("{tag}-labeller")).await;
+    let namespaces: Api<Namespace> = Api::all(labeller.clone());
+    let marker = format!("onboarded.zerotrust.dev/{tag}");
+    eventually(
+        WAIT,
+        "the labeller's role and the marker's protection in force",
+        || async {
+            let removed = json!({"metadata": {"labels": {marker.clone(): null}}});
+            let dry_run = PatchParams {
+                dry_run: true,
+                ..Default::default()
+            };
+            let refused = namespaces
+                .patch(&ns.name, &dry_run, &Patch::Merge(removed))
+                .await;
+            matches!(refused, Err(kube::Error::Api(e)) if e.message.contains("is set only by"))
+                .then_some(())
+        },
+    )
+    .await;
+
+    // Lowering or removing the level is undone in the same request.
+    for labels in [
+        json!({ENFORCE_LABEL: "privileged"}),
+        json!({ENFORCE_LABEL: null}),
+    ] {
+        let patch = json!({"metadata": {"labels": labels}});
+        namespaces
+            .patch(&ns.name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .expect("the request itself is admitted");
+        let now = Api::<Namespace>::all(client.clone())
+            .get(&ns.name)
+            .await
+            .unwrap();
+        assert_eq!(now.labels()[ENFORCE_LABEL], "restricted");
+    }
+    // The onboarding marker is the operator's alone: it cannot be removed or forged.
+    let removed = json!({"metadata": {"labels": {marker.clone(): null}}});
+    let removed = namespaces
+        .patch(&ns.name, &PatchParams::default(), &Patch::Merge(removed))
+        .await;
+    assert!(
+        refused(&removed, "is set only by zerotrust-operator"),
+        "{removed:?}"
+    );
+    let mut early = labelled_namespace(&format!("{tag}-early"), &tag);
+    early
+        .metadata
+        .labels
+        .as_mut()
+        .unwrap()
+        .insert(marker.clone(), "true".into());
+    let early = namespaces.create(&PostParams::default(), &early).await;
+    assert!(
+        refused(&early, "is set only by zerotrust-operator"),
+        "{early:?}"
+    );
+    control_plane().kubectl(
+        &[
+            "delete",
+            "clusterrole,clusterrolebinding",
+            &format!("{tag}-labeller"),
+        ],
+        None,
+    );
+}
