@@ -97,14 +97,13 @@ mod tests {
             .or_else(|| schema["oneOf"].as_array())
             .expect("an enum schema")
             .iter()
-            .flat_map(|v| match v.as_str() {
-                Some(name) => vec![name.to_string()],
-                None => v["enum"]
-                    .as_array()
+            .flat_map(|v| {
+                // A plain name, or a variant with its doc comment: `const` or `enum` beside it.
+                [v.clone(), v["const"].clone()]
                     .into_iter()
-                    .flatten()
+                    .chain(v["enum"].as_array().cloned().unwrap_or_default())
                     .filter_map(|n| n.as_str().map(String::from))
-                    .collect(),
+                    .collect::<Vec<_>>()
             })
             .collect();
         let listed: Vec<&str> = Control::ALL.iter().map(|c| c.as_str()).collect();

@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use proptest::prelude::*;
 use serde_json::json;
 
-use super::exemption::exempt_cel;
+use super::exemption::{exempt_cel, exempted};
 use super::*;
 use crate::api::Control;
 

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ManagedFieldsEntry};
 
+use super::admission::onboarded_label;
 use super::test_support::{
     ENFORCE_LABEL, as_live, baseline_of as baseline, env, no_labels, none, psa_spec,
     restricted_spec, tenant_labels,

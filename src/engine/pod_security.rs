@@ -15,9 +15,11 @@ use crate::api::PodSecurityLevel;
 pub const PSA_LABEL_PREFIX: &str = "pod-security.kubernetes.io/";
 /// The three PSA modes, each a label `pod-security.kubernetes.io/<mode>` plus `<mode>-version`.
 pub const PSA_MODES: [&str; 3] = ["enforce", "audit", "warn"];
-/// The oldest Pod Security version a baseline may pin, and the oldest a namespace's version
-/// label may hold without counting as weakened: older versions lack checks that the restricted
-/// level has since gained.
+/// The oldest Pod Security version a baseline may pin (and a namespace's version label may hold
+/// without counting as weakened): v1.30. Older pins leave out checks the restricted level has
+/// since gained (at v1.0 it did not check privilege escalation, capabilities or runAsUser), so a
+/// pin is a way to weaken a namespace; v1.30 is the oldest minor still under a major provider's
+/// extended support in 2026, and the first with GA admission policies.
 pub const PSA_VERSION_FLOOR: u32 = 30;
 
 /// The label holding `mode`'s level: `pod-security.kubernetes.io/<mode>`.
@@ -85,12 +87,14 @@ pub fn version_rank(version: &str) -> Option<u32> {
         .flatten()
 }
 
-/// Whether a baseline may pin `version`: `latest`, or `v1.NN` written without leading zeros and
-/// no older than the floor.
+/// Whether a baseline may pin `version`: `latest`, or `v1.NN` with at most three digits (what the
+/// admission policies' CEL reads), without leading zeros, and no older than the floor.
 pub fn is_valid_version(version: &str) -> bool {
     version == "latest"
         || version.strip_prefix("v1.").is_some_and(|minor| {
-            !minor.starts_with('0') && version_rank(version).is_some_and(|m| m >= PSA_VERSION_FLOOR)
+            minor.len() <= 3
+                && !minor.starts_with('0')
+                && version_rank(version).is_some_and(|m| m >= PSA_VERSION_FLOOR)
         })
 }
 
@@ -287,4 +291,35 @@ pub fn mode_variables(prefix: &str, labels: &str, mode: &str) -> Vec<Value> {
 /// The stem of [`mode_variables`]' names: `<prefix><Mode>`.
 pub fn mode_variable(prefix: &str, mode: &str) -> String {
     format!("{prefix}{}{}", &mode[..1].to_uppercase(), &mode[1..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pinnable_version_is_latest_or_a_canonical_minor_from_the_floor() {
+        assert!(
+            is_valid_version("v1.33") && is_valid_version("latest") && !is_valid_version("v1.")
+        );
+        assert!(is_valid_version("v1.30") && is_valid_version("v1.100"));
+        assert!(
+            !is_valid_version("v1.29") && !is_valid_version("v1.0") && !is_valid_version("v1.030")
+        );
+        assert!(!is_valid_version("v1.1000") && !is_valid_version("v1.+33"));
+    }
+
+    /// The Rust ranks and the CEL's agree on every version the CEL reads.
+    #[test]
+    fn rust_and_cel_rank_versions_alike() {
+        assert_eq!(cel_rank_of_version("latest"), CEL_LATEST_RANK);
+        assert_eq!(cel_rank_of_version("v1.33"), 33);
+        assert_eq!(cel_rank_of_version("v1.x"), -1);
+        assert!(CEL_LATEST_RANK > 999, "above every three-digit minor");
+        let ranks = cel_level_ranks();
+        assert_eq!(
+            ranks["expression"],
+            "{'privileged': 0, 'baseline': 1, 'restricted': 2}"
+        );
+    }
 }

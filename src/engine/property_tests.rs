@@ -10,6 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use proptest::prelude::*;
 
+use super::select::ALWAYS_EXCLUDED;
 use super::test_support::{OPERATOR_NS, as_live, baseline_of as baseline, env, no_labels, none};
 use super::*;
 use crate::api::*;

@@ -15,6 +15,7 @@ use std::fmt;
 
 use kube::core::Selector;
 
+use super::pod_security::{PSA_VERSION_FLOOR, is_valid_version};
 use crate::api::{SecurityBaseline, SecurityBaselineSpec};
 use syntax::validate_selector;
 pub use syntax::{is_dns_label, is_dns_subdomain};
@@ -66,12 +67,6 @@ impl ValidBaseline {
     }
 }
 
-/// The oldest Pod Security version a baseline may pin: v1.30. Older pins leave out checks the
-/// restricted level has since gained (at v1.0 it did not check privilege escalation, capabilities
-/// or runAsUser), so a pin is a way to weaken a namespace; v1.30 is the oldest minor still under
-/// a major provider's extended support in 2026, and the first with GA admission policies.
-pub const PSA_VERSION_FLOOR: u32 = 30;
-
 pub fn validate(baseline: &SecurityBaseline) -> Result<ValidBaseline, InvalidSpec> {
     let mut errors = Errors::default();
     let name = baseline.metadata.name.clone().unwrap_or_default();
@@ -93,7 +88,7 @@ pub fn validate(baseline: &SecurityBaseline) -> Result<ValidBaseline, InvalidSpe
         .pod_security
         .as_ref()
         .and_then(|p| p.version.as_deref())
-        && !is_psa_version(version)
+        && !is_valid_version(version)
     {
         errors.add(
             "spec.podSecurity.version",
@@ -159,15 +154,4 @@ impl Errors {
             message: message.into(),
         });
     }
-}
-
-fn is_psa_version(v: &str) -> bool {
-    v == "latest"
-        || v.strip_prefix("v1.").is_some_and(|minor| {
-            !minor.is_empty()
-                && minor.len() <= 3
-                && minor.bytes().all(|b| b.is_ascii_digit())
-                && !minor.starts_with('0')
-                && minor.parse::<u32>().is_ok_and(|m| m >= PSA_VERSION_FLOOR)
-        })
 }
