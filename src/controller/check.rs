@@ -13,7 +13,7 @@ use super::decode::decode;
 use super::discovery::{AdmissionIdentity, admission_settings};
 use super::error::{Error, Failed, Operation};
 use super::held_namespace::HeldNamespace;
-use super::index::strip_metadata;
+use super::held_object::strip_metadata;
 use super::metrics::Metrics;
 use crate::api::SecurityBaseline;
 use crate::engine::{
