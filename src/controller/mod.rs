@@ -3,7 +3,7 @@
 //! Watches (`watches`) fill the caches (`index`, objects held as `held_object`; `caches`) and
 //! feed kube's per-namespace work queue (`operate`); each namespace is reconciled (`reconcile`)
 //! in five steps: gather, classify missing objects, repair (`apply`), remove leaving objects,
-//! record; an invalid edit keeps
+//! record (`reconcile/record`); an invalid edit keeps
 //! the last valid generation enforced (`enforced`). What a pass means for each
 //! baseline is decided by a pure function (`verdict`); outcomes are aggregated into each
 //! baseline's status (`status`) by a writer loop, which also keeps the cleanup finalizer
