@@ -347,6 +347,94 @@ fn compliant(report: &Report) -> bool {
 impl CheckReport {
     /// The document for `report`, from the same per-control results the PolicyReports hold.
     pub fn of(report: &Report) -> CheckReport {
+        CheckReport {
+            api_version: CHECK_API_VERSION,
+            kind: "CheckReport",
+            compliant: compliant(report),
+            summary: Summary::of(report),
+            baselines: BaselineEntry::all(report),
+            admission: report
+                .admission_results
+                .iter()
+                .map(ResultEntry::of)
+                .collect(),
+            namespaces: NamespaceEntry::all(report),
+        }
+    }
+}
+
+impl Summary {
+    fn of(report: &Report) -> Summary {
+        let findings = report
+            .admission
+            .iter()
+            .chain(report.drift.iter().map(|(_, d)| d));
+        let conflicts = findings
+            .clone()
+            .filter(|d| d.reason == DriftReason::Conflict)
+            .count();
+        let counts = NamespaceCounts::of(report);
+        Summary {
+            baselines: report.baselines,
+            invalid_baselines: report.invalid.len(),
+            namespaces: report.namespaces,
+            compliant_namespaces: counts.compliant,
+            exempt_namespaces: counts.exempt,
+            drifted_namespaces: counts.drifted,
+            drift: findings.count() - conflicts,
+            conflicts,
+            exempt: report.exempt.len(),
+            results: Tally::of(
+                report
+                    .admission_results
+                    .iter()
+                    .chain(report.controls.iter().map(|(_, r)| r)),
+            ),
+        }
+    }
+}
+
+impl BaselineEntry {
+    /// One entry per baseline checked, in the order listed.
+    fn all(report: &Report) -> Vec<BaselineEntry> {
+        report
+            .baseline_names
+            .iter()
+            .map(|name| BaselineEntry::of(report, name))
+            .collect()
+    }
+
+    fn of(report: &Report, name: &str) -> BaselineEntry {
+        let invalid = report.invalid.iter().find(|i| i.baseline == name);
+        BaselineEntry {
+            name: name.to_string(),
+            valid: invalid.is_none(),
+            errors: invalid
+                .into_iter()
+                .flat_map(|i| &i.errors)
+                .map(|e| FieldError {
+                    path: e.path.clone(),
+                    message: e.message.clone(),
+                })
+                .collect(),
+            notices: report
+                .unavailable
+                .iter()
+                .filter(|(baseline, _)| baseline == name)
+                .map(|(_, protection)| {
+                    format!(
+                        "protection off, this API server does not serve what it needs: \
+                         {protection}"
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+impl NamespaceEntry {
+    /// One entry per namespace with results, in the order `report` holds them (namespace order).
+    fn all(report: &Report) -> Vec<NamespaceEntry> {
         let mut namespaces: Vec<NamespaceEntry> = Vec::new();
         for (namespace, r) in &report.controls {
             if namespaces.last().is_none_or(|n| &n.namespace != namespace) {
@@ -368,254 +456,9 @@ impl CheckReport {
                 "compliant"
             };
         }
-        let findings = report
-            .admission
-            .iter()
-            .chain(report.drift.iter().map(|(_, d)| d));
-        let conflicts = findings
-            .clone()
-            .filter(|d| d.reason == DriftReason::Conflict)
-            .count();
-        let counts = NamespaceCounts::of(report);
-        let summary = Summary {
-            baselines: report.baselines,
-            invalid_baselines: report.invalid.len(),
-            namespaces: report.namespaces,
-            compliant_namespaces: counts.compliant,
-            exempt_namespaces: counts.exempt,
-            drifted_namespaces: counts.drifted,
-            drift: findings.count() - conflicts,
-            conflicts,
-            exempt: report.exempt.len(),
-            results: Tally::of(
-                report
-                    .admission_results
-                    .iter()
-                    .chain(report.controls.iter().map(|(_, r)| r)),
-            ),
-        };
-        let baselines = report
-            .baseline_names
-            .iter()
-            .map(|name| {
-                let invalid = report.invalid.iter().find(|i| &i.baseline == name);
-                BaselineEntry {
-                    name: name.clone(),
-                    valid: invalid.is_none(),
-                    errors: invalid
-                        .into_iter()
-                        .flat_map(|i| &i.errors)
-                        .map(|e| FieldError {
-                            path: e.path.clone(),
-                            message: e.message.clone(),
-                        })
-                        .collect(),
-                    notices: report
-                        .unavailable
-                        .iter()
-                        .filter(|(baseline, _)| baseline == name)
-                        .map(|(_, protection)| {
-                            format!(
-                                "protection off, this API server does not serve what it needs: \
-                                 {protection}"
-                            )
-                        })
-                        .collect(),
-                }
-            })
-            .collect();
-        CheckReport {
-            api_version: CHECK_API_VERSION,
-            kind: "CheckReport",
-            compliant: compliant(report),
-            summary,
-            baselines,
-            admission: report
-                .admission_results
-                .iter()
-                .map(ResultEntry::of)
-                .collect(),
-            namespaces,
-        }
+        namespaces
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::api::parse_baselines;
-    use crate::engine::{
-        Environment, Kind, LiveState, admission_results, diff, render, results, validate,
-    };
-
-    /// A check of two namespaces under baseline `b`: `team-a` with nothing in place, `legacy`
-    /// compliant but for its exempt LimitRange; a conflict on the admission policies; and an
-    /// invalid baseline `bad`.
-    fn sample() -> Report {
-        let text = "apiVersion: zerotrust.dev/v1alpha1\nkind: SecurityBaseline\nmetadata: {name: b}\nspec:\n  networkPolicy: {defaultDeny: [Ingress]}\n  limitRange: {limits: [{type: Container, default: {cpu: 500m}}]}\n  exemptions:\n    - {namespaces: [legacy], controls: [LimitRange], reason: migrating, expiresAt: '2027-01-01T12:00:00Z'}\n";
-        let valid = validate(&parse_baselines(text).unwrap()[0]).unwrap();
-        let env = Environment {
-            now: 1_798_804_000,
-            ..Environment::new("zerotrust-system")
-        };
-        let mut report = Report {
-            baselines: 2,
-            baseline_names: vec!["b".into(), "bad".into()],
-            invalid: vec![crate::engine::InvalidSpec {
-                baseline: "bad".into(),
-                errors: vec![crate::engine::FieldError {
-                    path: "spec.namespaceSelector".into(),
-                    message: "unknown operator".into(),
-                }],
-            }],
-            unavailable: vec![("b".into(), "mutating admission policies")],
-            ..Report::default()
-        };
-        for namespace in ["legacy", "team-a"] {
-            let desired = render(
-                std::slice::from_ref(&valid),
-                namespace,
-                &Default::default(),
-                &env,
-            );
-            let live = if namespace == "legacy" {
-                LiveState::complying(&desired, &Default::default())
-            } else {
-                LiveState::default()
-            };
-            let drift = diff(&desired, &live);
-            report.namespaces += 1;
-            report.exempt.extend(
-                desired
-                    .exempt
-                    .iter()
-                    .map(|e| (namespace.to_string(), e.clone())),
-            );
-            report.controls.extend(
-                results(&desired, &drift)
-                    .into_iter()
-                    .map(|r| (namespace.to_string(), r)),
-            );
-            report
-                .drift
-                .extend(drift.into_iter().map(|d| (namespace.to_string(), d)));
-        }
-        report.admission = vec![Drift {
-            baseline: "b".into(),
-            kind: Kind::ValidatingAdmissionPolicy,
-            name: "zt-b-tamper".into(),
-            reason: DriftReason::Conflict,
-        }];
-        report.admission_results = admission_results([], &report.admission);
-        report
-    }
-
-    #[test]
-    fn the_json_document_carries_the_version_and_the_documented_fields() {
-        let report = sample();
-        let json = serde_json::to_value(CheckReport::of(&report)).unwrap();
-        assert_eq!(json["apiVersion"], "zerotrust.dev/check/v1");
-        assert_eq!(json["kind"], "CheckReport");
-        assert_eq!(json["compliant"], false);
-        let summary = &json["summary"];
-        assert_eq!(summary["baselines"], 2);
-        assert_eq!(summary["invalidBaselines"], 1);
-        assert_eq!(summary["namespaces"], 2);
-        assert_eq!(summary["compliantNamespaces"], 0);
-        assert_eq!(summary["exemptNamespaces"], 1);
-        assert_eq!(summary["driftedNamespaces"], 1);
-        assert_eq!(summary["conflicts"], 1);
-        assert_eq!(summary["drift"], report.drift.len());
-        assert_eq!(summary["exempt"], 1);
-        assert_eq!(
-            summary["results"],
-            serde_json::json!({"pass": 1, "fail": 3, "skip": 1})
-        );
-
-        let baselines = json["baselines"].as_array().unwrap();
-        assert_eq!(baselines[0]["name"], "b");
-        assert_eq!(baselines[0]["valid"], true);
-        assert_eq!(baselines[0]["errors"], serde_json::json!([]));
-        assert!(
-            baselines[0]["notices"][0]
-                .as_str()
-                .unwrap()
-                .ends_with("mutating admission policies")
-        );
-        assert_eq!(baselines[1]["valid"], false);
-        assert_eq!(
-            baselines[1]["errors"][0],
-            serde_json::json!({"path": "spec.namespaceSelector", "message": "unknown operator"})
-        );
-
-        let admission = &json["admission"][0];
-        assert_eq!(admission["control"], "AdmissionPolicies");
-        assert_eq!(admission["result"], "fail");
-        assert_eq!(admission["findings"][0]["reason"], "Conflict");
-
-        let namespaces = json["namespaces"].as_array().unwrap();
-        let names: Vec<&str> = namespaces
-            .iter()
-            .map(|n| n["namespace"].as_str().unwrap())
-            .collect();
-        assert_eq!(names, ["legacy", "team-a"]);
-        let legacy = &namespaces[0];
-        assert_eq!(legacy["status"], "exempt");
-        let limit_range = &legacy["results"][0];
-        assert_eq!(
-            limit_range,
-            &serde_json::json!({
-                "baseline": "b",
-                "control": "LimitRange",
-                "result": "skip",
-                "message": "exempt until 2027-01-01T12:00:00Z: migrating",
-                "exemption": {"reason": "migrating", "expiresAt": "2027-01-01T12:00:00Z"},
-                "findings": [],
-            })
-        );
-        assert_eq!(legacy["results"][1]["result"], "pass");
-        assert_eq!(legacy["results"][1]["exemption"], serde_json::Value::Null);
-
-        let team_a = &namespaces[1];
-        assert_eq!(team_a["status"], "drifted");
-        let network = team_a["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["control"] == "NetworkPolicy")
-            .unwrap();
-        assert_eq!(network["result"], "fail");
-        assert_eq!(
-            network["findings"][0],
-            serde_json::json!({
-                "kind": "NetworkPolicy",
-                "name": "zt-b-default-deny",
-                "reason": "Missing",
-                "message": "Missing",
-            })
-        );
-    }
-
-    #[test]
-    fn the_yaml_document_is_the_json_document() {
-        let report = sample();
-        let document = CheckReport::of(&report);
-        let yaml = serde_saphyr::to_string(&document).unwrap();
-        let from_yaml: serde_json::Value = serde_saphyr::from_str(&yaml).unwrap();
-        assert_eq!(from_yaml, serde_json::to_value(&document).unwrap());
-        assert!(
-            yaml.starts_with("apiVersion: zerotrust.dev/check/v1\n"),
-            "{yaml}"
-        );
-    }
-
-    #[test]
-    fn compliant_is_what_exit_code_0_means() {
-        let mut report = sample();
-        assert!(!CheckReport::of(&report).compliant);
-        report.invalid.clear();
-        report.admission.clear();
-        report.drift.clear();
-        assert!(CheckReport::of(&report).compliant);
-    }
-}
+mod tests;

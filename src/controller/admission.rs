@@ -12,7 +12,7 @@ use tracing::{info, warn};
 use super::apply::{self, Created};
 use super::context::{Context, until};
 use super::error::Error;
-use super::index::strip_metadata;
+use super::held_object::strip_metadata;
 use super::status::Outcome;
 use crate::engine::{
     DesiredObject, Drift, DriftReason, ValidBaseline, Write, diff_admission, next_expiry,

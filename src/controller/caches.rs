@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use super::apply::Written;
 use super::held_namespace::HeldNamespace;
-use super::index::{Cacheable, Held, NamespacedIndex, is_newer, strip_metadata};
+use super::held_object::{Cacheable, Held, strip_metadata};
+use super::index::{NamespacedIndex, is_newer};
 use super::metrics::Metrics;
 use crate::engine::{
     DriftReason, ForeignPolicy, Kind, LiveState, Object, Ownership, applied_by_us, ownership,

@@ -13,7 +13,7 @@ use super::decode::decode;
 use super::discovery::{AdmissionIdentity, admission_settings};
 use super::error::{Error, Failed, Operation};
 use super::held_namespace::HeldNamespace;
-use super::index::strip_metadata;
+use super::held_object::strip_metadata;
 use super::metrics::Metrics;
 use crate::api::SecurityBaseline;
 use crate::engine::{
@@ -73,6 +73,31 @@ pub async fn check(
 ) -> Result<Report, Error> {
     let caches = Caches::new(&Metrics::new(), &[]);
     let admission = admission_settings(client, identity, operator_namespace).await?;
+    load_caches(client, &caches).await?;
+    let mut report = Report::default();
+    let valid = read_baselines(client, only, &mut report).await?;
+    // One moment for the whole check, so every exemption is in force or over throughout.
+    let env = Environment {
+        api_server: super::api_server::read(client).await?,
+        ..Environment::new(operator_namespace)
+    };
+    (report.admission, report.admission_results) =
+        check_admission(client, &valid, &admission, env.now).await?;
+    report.unavailable = valid
+        .iter()
+        .flat_map(|b| {
+            unavailable(b, &admission)
+                .into_iter()
+                .map(|p| (b.name().to_string(), p))
+        })
+        .collect();
+    check_namespaces(client, &caches, &valid, &env, &mut report).await?;
+    Ok(report)
+}
+
+/// Fills `caches` as the operator's watches would: our labelled objects, the foreign
+/// NetworkPolicies (summarised), and the `default` ServiceAccounts.
+async fn load_caches(client: &Client, caches: &Caches) -> Result<(), Error> {
     let managed = ListParams::default().labels(MANAGED_SELECTOR);
     for kind in Kind::GENERATED {
         let api = Api::<DynamicObject>::all_with(client.clone(), &kind.api_resource());
@@ -98,8 +123,16 @@ pub async fn check(
         "ServiceAccount",
     );
     caches.service_accounts().load(accounts.await?);
+    Ok(())
+}
 
-    let mut report = Report::default();
+/// The baselines that pass validation (only `only`, if given); each one listed is counted in
+/// `report`, and each one refused is reported there as invalid.
+async fn read_baselines(
+    client: &Client,
+    only: Option<&str>,
+    report: &mut Report,
+) -> Result<Vec<ValidBaseline>, Error> {
     let mut valid = Vec::new();
     // One by one, as the operator reads them: a baseline that does not decode is reported as
     // invalid rather than failing the whole check.
@@ -119,30 +152,27 @@ pub async fn check(
             Err(invalid) => report.invalid.push(invalid),
         }
     }
-    // One moment for the whole check, so every exemption is in force or over throughout.
-    let env = Environment {
-        api_server: super::api_server::read(client).await?,
-        ..Environment::new(operator_namespace)
-    };
-    (report.admission, report.admission_results) =
-        check_admission(client, &valid, &admission, env.now).await?;
-    report.unavailable = valid
-        .iter()
-        .flat_map(|b| {
-            unavailable(b, &admission)
-                .into_iter()
-                .map(|p| (b.name().to_string(), p))
-        })
-        .collect();
+    Ok(valid)
+}
+
+/// Compares each namespace the `valid` baselines select with what they render for it, in
+/// namespace order, into `report`.
+async fn check_namespaces(
+    client: &Client,
+    caches: &Caches,
+    valid: &[ValidBaseline],
+    env: &Environment,
+    report: &mut Report,
+) -> Result<(), Error> {
     let namespaces = Api::<HeldNamespace>::all(client.clone());
-    let mut namespaces = list(namespaces, &every, "Namespace").await?;
+    let mut namespaces = list(namespaces, &ListParams::default(), "Namespace").await?;
     namespaces.sort_by_key(|ns| ns.name_any());
     for namespace in namespaces
         .iter()
         .filter(|ns| ns.metadata.deletion_timestamp.is_none())
     {
         let name = namespace.name_any();
-        let desired = render(&valid, &name, namespace.labels(), &env);
+        let desired = render(valid, &name, namespace.labels(), env);
         if desired.is_empty() {
             continue;
         }
@@ -150,21 +180,8 @@ pub async fn check(
         report
             .exempt
             .extend(desired.exempt.iter().map(|e| (name.clone(), e.clone())));
-        let mut found = Vec::new();
-        for mut d in diff(&desired, &caches.live_state(namespace)) {
-            if d.reason == DriftReason::Missing
-                && !matches!(d.kind, Kind::Namespace | Kind::ServiceAccount)
-                && let Some(found) = apply::get(client, &name, d.kind, &d.name).await?
-            {
-                // One read has no memory of uids: ours is what still has our field manager.
-                d.reason = if caches.recognise(&name, &found) {
-                    DriftReason::Relabelled
-                } else {
-                    DriftReason::Conflict
-                };
-            }
-            found.push(d);
-        }
+        let drift = diff(&desired, &caches.live_state(namespace));
+        let found = classify_missing(client, caches, &name, drift).await?;
         let controls = results(&desired, &found);
         report
             .controls
@@ -173,7 +190,33 @@ pub async fn check(
             .drift
             .extend(found.into_iter().map(|d| (name.clone(), d)));
     }
-    Ok(report)
+    Ok(())
+}
+
+/// Our caches see only labelled objects, so a "missing" object may be someone else's, or ours
+/// with its labels taken off: each is looked up, and its reason says which.
+async fn classify_missing(
+    client: &Client,
+    caches: &Caches,
+    namespace: &str,
+    drift: Vec<Drift>,
+) -> Result<Vec<Drift>, Error> {
+    let mut found = Vec::new();
+    for mut d in drift {
+        if d.reason == DriftReason::Missing
+            && !matches!(d.kind, Kind::Namespace | Kind::ServiceAccount)
+            && let Some(found) = apply::get(client, namespace, d.kind, &d.name).await?
+        {
+            // One read has no memory of uids: ours is what still has our field manager.
+            d.reason = if caches.recognise(namespace, &found) {
+                DriftReason::Relabelled
+            } else {
+                DriftReason::Conflict
+            };
+        }
+        found.push(d);
+    }
+    Ok(found)
 }
 
 /// The drift of the admission policies of `baselines` (only theirs: a check of one baseline does

@@ -5,7 +5,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 use super::index::IndexMetrics;
 use crate::engine::Kind;
@@ -40,8 +40,7 @@ pub struct Metrics {
     pub status_writes: Counter,
     cache_dropped: Family<KindLabels, Counter>,
     cache_bytes: Family<CacheLabels, Gauge>,
-    memory_allocated: Gauge,
-    memory_resident: Gauge,
+    allocator: AllocatorMetrics,
     registry: Registry,
 }
 
@@ -65,83 +64,81 @@ impl Drop for ReconcileTimer {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("zerotrust");
-        let reconciles = Family::<ResultLabels, Counter>::default();
-        registry.register(
-            "reconciles",
-            "Namespace reconciles by result",
-            reconciles.clone(),
-        );
-        // 1 ms .. ~16 s
-        let reconcile_duration = Histogram::new(exponential_buckets(0.001, 2.0, 15));
-        registry.register(
-            "reconcile_duration_seconds",
-            "Time to reconcile one namespace",
-            reconcile_duration.clone(),
-        );
-        let namespaces = Family::<NamespaceStateLabels, Gauge>::default();
-        registry.register(
-            "namespaces",
-            "Selected namespaces per baseline by state",
-            namespaces.clone(),
-        );
-        let drift_detected = Family::<KindLabels, Counter>::default();
-        registry.register(
-            "drift_detected",
-            "Drift items found, by kind",
-            drift_detected.clone(),
-        );
-        let drift_repaired = Family::<KindLabels, Counter>::default();
-        registry.register(
-            "drift_repaired",
-            "Drift items repaired, by kind",
-            drift_repaired.clone(),
-        );
-        // 10 ms .. ~160 s
-        let onboarding_latency = Histogram::new(exponential_buckets(0.01, 2.0, 15));
-        registry.register(
-            "onboarding_latency_seconds",
-            "From namespace creation to its first compliant reconcile",
-            onboarding_latency.clone(),
-        );
-        let leader = Gauge::default();
-        registry.register(
-            "leader",
-            "1 while this process holds the leader lease",
-            leader.clone(),
-        );
-        let status_writes = Counter::default();
-        registry.register(
-            "status_writes",
-            "SecurityBaseline status writes",
-            status_writes.clone(),
-        );
-        let cache_dropped = Family::<KindLabels, Counter>::default();
-        registry.register(
-            "cache_dropped_objects",
-            "Watched objects the caches could not hold or read back (each is also logged)",
-            cache_dropped.clone(),
-        );
-        let cache_bytes = Family::<CacheLabels, Gauge>::default();
-        registry.register(
-            "cache_bytes",
-            "Bytes of object JSON the caches hold, by cache",
-            cache_bytes.clone(),
-        );
-        let memory_allocated = Gauge::default();
-        registry.register(
-            "memory_allocated_bytes",
-            "Bytes the process has allocated and not freed (jemalloc stats.allocated)",
-            memory_allocated.clone(),
-        );
-        let memory_resident = Gauge::default();
-        registry.register(
-            "memory_resident_bytes",
-            "Bytes of the allocator's pages resident in memory (jemalloc stats.resident)",
-            memory_resident.clone(),
-        );
-        // Every counter family has its series from the first scrape, at zero, so `rate()` and
-        // `absent()` in dashboards and alerts work before the first reconcile or drift.
-        reconciles.get_or_create_owned(&ResultLabels {
+        let r = &mut registry;
+        let metrics = Metrics {
+            reconciles: registered(
+                r,
+                "reconciles",
+                "Namespace reconciles by result",
+                Family::<ResultLabels, Counter>::default(),
+            ),
+            // 1 ms .. ~16 s
+            reconcile_duration: registered(
+                r,
+                "reconcile_duration_seconds",
+                "Time to reconcile one namespace",
+                Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+            ),
+            namespaces: registered(
+                r,
+                "namespaces",
+                "Selected namespaces per baseline by state",
+                Family::<NamespaceStateLabels, Gauge>::default(),
+            ),
+            drift_detected: registered(
+                r,
+                "drift_detected",
+                "Drift items found, by kind",
+                Family::<KindLabels, Counter>::default(),
+            ),
+            drift_repaired: registered(
+                r,
+                "drift_repaired",
+                "Drift items repaired, by kind",
+                Family::<KindLabels, Counter>::default(),
+            ),
+            // 10 ms .. ~160 s
+            onboarding_latency: registered(
+                r,
+                "onboarding_latency_seconds",
+                "From namespace creation to its first compliant reconcile",
+                Histogram::new(exponential_buckets(0.01, 2.0, 15)),
+            ),
+            leader: registered(
+                r,
+                "leader",
+                "1 while this process holds the leader lease",
+                Gauge::default(),
+            ),
+            status_writes: registered(
+                r,
+                "status_writes",
+                "SecurityBaseline status writes",
+                Counter::default(),
+            ),
+            cache_dropped: registered(
+                r,
+                "cache_dropped_objects",
+                "Watched objects the caches could not hold or read back (each is also logged)",
+                Family::<KindLabels, Counter>::default(),
+            ),
+            cache_bytes: registered(
+                r,
+                "cache_bytes",
+                "Bytes of object JSON the caches hold, by cache",
+                Family::<CacheLabels, Gauge>::default(),
+            ),
+            allocator: AllocatorMetrics::registered(r),
+            registry,
+        };
+        metrics.start_counters_at_zero();
+        metrics
+    }
+
+    /// Gives every counter family its series from the first scrape, at zero, so `rate()` and
+    /// `absent()` in dashboards and alerts work before the first reconcile or drift.
+    fn start_counters_at_zero(&self) {
+        self.reconciles.get_or_create_owned(&ResultLabels {
             result: "ok".to_string(),
         });
         let drift_kinds = Kind::GENERATED
@@ -151,23 +148,8 @@ impl Metrics {
             let labels = KindLabels {
                 kind: kind.to_string(),
             };
-            drift_detected.get_or_create_owned(&labels);
-            drift_repaired.get_or_create_owned(&labels);
-        }
-        Metrics {
-            reconciles,
-            reconcile_duration,
-            namespaces,
-            drift_detected,
-            drift_repaired,
-            onboarding_latency,
-            leader,
-            status_writes,
-            cache_dropped,
-            cache_bytes,
-            memory_allocated,
-            memory_resident,
-            registry,
+            self.drift_detected.get_or_create_owned(&labels);
+            self.drift_repaired.get_or_create_owned(&labels);
         }
     }
 
@@ -229,7 +211,7 @@ impl Metrics {
 
     /// The text exposition format.
     pub fn encode(&self) -> String {
-        self.read_allocator();
+        self.allocator.read();
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String");
@@ -237,21 +219,50 @@ impl Metrics {
     }
 }
 
-impl Metrics {
+/// What the allocator says of the process's memory, read at each scrape.
+struct AllocatorMetrics {
+    allocated: Gauge,
+    resident: Gauge,
+}
+
+impl AllocatorMetrics {
+    fn registered(r: &mut Registry) -> Self {
+        AllocatorMetrics {
+            allocated: registered(
+                r,
+                "memory_allocated_bytes",
+                "Bytes the process has allocated and not freed (jemalloc stats.allocated)",
+                Gauge::default(),
+            ),
+            resident: registered(
+                r,
+                "memory_resident_bytes",
+                "Bytes of the allocator's pages resident in memory (jemalloc stats.resident)",
+                Gauge::default(),
+            ),
+        }
+    }
+
     /// Reads the allocator's counters (refreshed by advancing its statistics epoch). Without
     /// jemalloc as the global allocator (in-process tests) they read what jemalloc itself holds.
-    fn read_allocator(&self) {
+    fn read(&self) {
         use tikv_jemalloc_ctl::{epoch, stats};
         if epoch::advance().is_err() {
             return;
         }
         if let Ok(allocated) = stats::allocated::read() {
-            self.memory_allocated.set(allocated as i64);
+            self.allocated.set(allocated as i64);
         }
         if let Ok(resident) = stats::resident::read() {
-            self.memory_resident.set(resident as i64);
+            self.resident.set(resident as i64);
         }
     }
+}
+
+/// `metric`, registered in `registry` as `name`.
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 impl Default for Metrics {

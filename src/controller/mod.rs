@@ -1,8 +1,9 @@
 //! The operator: the I/O shell around the engine.
 //!
-//! Watches (`watches`) fill the caches (`index`, `caches`) and feed kube's per-namespace work
-//! queue (`operate`); each namespace is reconciled (`reconcile`) in five steps: gather, classify
-//! missing objects, repair (`apply`), remove leaving objects, record; an invalid edit keeps
+//! Watches (`watches`) fill the caches (`index`, objects held as `held_object`; `caches`) and
+//! feed kube's per-namespace work queue (`operate`); each namespace is reconciled (`reconcile`)
+//! in five steps: gather, classify missing objects, repair (`apply`), remove leaving objects,
+//! record (`reconcile/record`); an invalid edit keeps
 //! the last valid generation enforced (`enforced`). What a pass means for each
 //! baseline is decided by a pure function (`verdict`); outcomes are aggregated into each
 //! baseline's status (`status`) by a writer loop, which also keeps the cleanup finalizer
@@ -27,6 +28,7 @@ mod events;
 mod fence;
 mod finalizer;
 mod held_namespace;
+mod held_object;
 mod http;
 mod in_process;
 mod index;

@@ -22,8 +22,9 @@ use tracing::warn;
 use super::caches::{Caches, foreign_event};
 use super::decode::UndecodableBaselines;
 use super::held_namespace::HeldNamespace;
+use super::held_object::strip_metadata;
 use super::http::Health;
-use super::index::{NamespacedIndex, strip_metadata};
+use super::index::NamespacedIndex;
 use crate::api::SecurityBaseline;
 use crate::engine::{Kind, MANAGED_SELECTOR};
 

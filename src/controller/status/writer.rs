@@ -16,8 +16,9 @@ use crate::api::{SecurityBaseline, SecurityBaselineStatus};
 use crate::controller::context::Context;
 use crate::controller::error::{Error, Failed, Operation};
 use crate::controller::finalizer::manage_finalizer;
+use crate::controller::held_namespace::HeldNamespace;
 use crate::controller::http::Health;
-use crate::engine::{FIELD_MANAGER, selects, unavailable};
+use crate::engine::{FIELD_MANAGER, ValidBaseline, selects, unavailable};
 
 /// How long the first full lists may take before the wait is logged as a warning.
 const UNSYNCED_WARNING: Duration = Duration::from_secs(30);
@@ -41,76 +42,113 @@ pub async fn write_statuses(ctx: Arc<Context>, interval: Duration, health: Arc<H
     loop {
         ticker.tick().await;
         // Until the baselines and every cache are full, outcomes would undercount: write
-        // nothing, and `/readyz` says so. A wait that does not end is logged once.
+        // nothing, and `/readyz` says so.
         if !ctx.synced() {
-            if !warned && started.elapsed() > UNSYNCED_WARNING {
-                warn!(
-                    waited = ?started.elapsed(),
-                    "the caches have not had their first full list yet: no namespace is reconciled until they have (is a watch refused?)"
-                );
-                warned = true;
-            }
+            warn_once_unsynced(started, &mut warned);
             continue;
         }
         health.set_caches_synced(true);
         let baselines = ctx.baselines.state();
         let namespaces = ctx.namespaces.state();
-        let current: BTreeMap<String, Option<String>> =
-            baselines.iter().map(|b| (b.name_any(), b.uid())).collect();
-        for (gone, uid) in known.iter().filter(|(k, uid)| current.get(*k) != Some(uid)) {
-            ctx.outcomes.forget_baseline(gone, uid.as_deref());
-        }
-        known = current;
-        let uids: Vec<String> = baselines.iter().filter_map(|b| b.uid()).collect();
-        ctx.last_valid.retain(&uids);
+        forget_gone(&ctx, &baselines, &mut known);
         for baseline in baselines {
-            if let Err(e) = manage_finalizer(&ctx, &baseline).await {
-                warn!(baseline = baseline.name_any(), error = %e, "finalizer update failed");
-            }
-            if baseline.metadata.deletion_timestamp.is_some() {
-                continue;
-            }
-            let enforced = ctx.last_valid.enforced(&baseline);
-            let selected: Vec<String> = enforced
-                .valid
-                .iter()
-                .flat_map(|valid| {
-                    namespaces
-                        .iter()
-                        .filter(|ns| ns.metadata.deletion_timestamp.is_none())
-                        .filter(|ns| {
-                            selects(valid, &ns.name_any(), ns.labels(), &ctx.operator_namespace)
-                        })
-                        .map(|ns| ns.name_any())
-                })
-                .collect();
-            let admission = ctx.outcomes.cluster(&baseline.name_any());
-            let unavailable = enforced
-                .valid
-                .as_ref()
-                .map(|v| unavailable(v, &ctx.admission))
-                .unwrap_or_default();
-            let spec = Spec {
-                invalid: enforced.invalid.as_ref(),
-                enforcing: enforced.generation(),
-                admission: admission.as_ref(),
-                unavailable: &unavailable,
-            };
-            if let Err(e) = write_status(&ctx, &raw, &baseline, spec, &selected).await {
-                warn!(baseline = baseline.name_any(), error = %e, "status write failed");
-            }
+            keep_baseline(&ctx, &raw, &baseline, &namespaces).await;
         }
-        for set_aside in ctx.undecodable.list() {
-            let baseline = &set_aside.placeholder;
-            let spec = Spec {
-                invalid: Some(&set_aside.error),
-                enforcing: None,
-                admission: None,
-                unavailable: &[],
-            };
-            if let Err(e) = write_status(&ctx, &raw, baseline, spec, &[]).await {
-                warn!(baseline = baseline.name_any(), error = %e, "status write failed");
-            }
+        write_set_aside(&ctx, &raw).await;
+    }
+}
+
+/// Logs, once, a wait for the first full lists that does not end.
+fn warn_once_unsynced(started: std::time::Instant, warned: &mut bool) {
+    if !*warned && started.elapsed() > UNSYNCED_WARNING {
+        warn!(
+            waited = ?started.elapsed(),
+            "the caches have not had their first full list yet: no namespace is reconciled until they have (is a watch refused?)"
+        );
+        *warned = true;
+    }
+}
+
+/// Forgets what the baselines no longer stored (deleted, or recreated under a new uid) left:
+/// their outcomes and last valid generations. `known` is the baselines of the last tick.
+fn forget_gone(
+    ctx: &Context,
+    baselines: &[Arc<SecurityBaseline>],
+    known: &mut BTreeMap<String, Option<String>>,
+) {
+    let current: BTreeMap<String, Option<String>> =
+        baselines.iter().map(|b| (b.name_any(), b.uid())).collect();
+    for (gone, uid) in known.iter().filter(|(k, uid)| current.get(*k) != Some(uid)) {
+        ctx.outcomes.forget_baseline(gone, uid.as_deref());
+    }
+    *known = current;
+    let uids: Vec<String> = baselines.iter().filter_map(|b| b.uid()).collect();
+    ctx.last_valid.retain(&uids);
+}
+
+/// Keeps `baseline`'s finalizer and, unless it is being deleted, writes its status.
+async fn keep_baseline(
+    ctx: &Context,
+    raw: &Api<DynamicObject>,
+    baseline: &SecurityBaseline,
+    namespaces: &[Arc<HeldNamespace>],
+) {
+    if let Err(e) = manage_finalizer(ctx, baseline).await {
+        warn!(baseline = baseline.name_any(), error = %e, "finalizer update failed");
+    }
+    if baseline.metadata.deletion_timestamp.is_some() {
+        return;
+    }
+    let enforced = ctx.last_valid.enforced(baseline);
+    let selected = selected_namespaces(ctx, enforced.valid.as_ref(), namespaces);
+    let admission = ctx.outcomes.cluster(&baseline.name_any());
+    let unavailable = enforced
+        .valid
+        .as_ref()
+        .map(|v| unavailable(v, &ctx.admission))
+        .unwrap_or_default();
+    let spec = Spec {
+        invalid: enforced.invalid.as_ref(),
+        enforcing: enforced.generation(),
+        admission: admission.as_ref(),
+        unavailable: &unavailable,
+    };
+    if let Err(e) = write_status(ctx, raw, baseline, spec, &selected).await {
+        warn!(baseline = baseline.name_any(), error = %e, "status write failed");
+    }
+}
+
+/// The namespaces, not being deleted, that the enforced generation `valid` selects.
+fn selected_namespaces(
+    ctx: &Context,
+    valid: Option<&ValidBaseline>,
+    namespaces: &[Arc<HeldNamespace>],
+) -> Vec<String> {
+    valid
+        .iter()
+        .flat_map(|valid| {
+            namespaces
+                .iter()
+                .filter(|ns| ns.metadata.deletion_timestamp.is_none())
+                .filter(|ns| selects(valid, &ns.name_any(), ns.labels(), &ctx.operator_namespace))
+                .map(|ns| ns.name_any())
+        })
+        .collect()
+}
+
+/// Writes the status of each baseline set aside as undecodable: why it is invalid, and nothing
+/// counted.
+async fn write_set_aside(ctx: &Context, raw: &Api<DynamicObject>) {
+    for set_aside in ctx.undecodable.list() {
+        let baseline = &set_aside.placeholder;
+        let spec = Spec {
+            invalid: Some(&set_aside.error),
+            enforcing: None,
+            admission: None,
+            unavailable: &[],
+        };
+        if let Err(e) = write_status(ctx, raw, baseline, spec, &[]).await {
+            warn!(baseline = baseline.name_any(), error = %e, "status write failed");
         }
     }
 }
