@@ -43,6 +43,8 @@ mod verdict;
 mod watches;
 
 #[cfg(test)]
+mod admission_api_tests;
+#[cfg(test)]
 mod mock_api;
 #[cfg(test)]
 mod reconcile_api_tests;
