@@ -1,6 +1,8 @@
 //! One pass of the admission keeper against a mocked API server that refuses its writes (403,
 //! 404, 409, 500, a lost connection): what it writes anyway, records and returns for each.
 
+use std::sync::Arc;
+
 use http::Method;
 use serde_json::json;
 
@@ -8,7 +10,7 @@ use super::admission;
 use super::context::Context;
 use super::error::Error;
 use super::mock_api::{
-    Answer, ApiServer, Expect, Served, baseline, context, expect, ours, settings,
+    Answer, ApiServer, Expect, Served, baseline, context, expect, left, ours, record, settings,
 };
 use crate::api::SecurityBaseline;
 use crate::engine::{Object, render_admission, validate};
@@ -40,35 +42,23 @@ async fn keep(
     baselines: Vec<SecurityBaseline>,
     live: Vec<Object>,
     script: Vec<Expect>,
-) -> (Served<Result<(), Error>>, std::sync::Arc<Context>) {
+) -> (Served<Result<(), Error>>, Arc<Context>) {
     let (ctx, mut api): (_, ApiServer) = context(settings(true), baselines, vec![], live);
     let pass = admission::reconcile(&ctx);
     let served = api.serve(pass, script).await;
-    assert!(served.events.is_empty(), "the keeper publishes no Events");
+    assert!(served.events().is_empty(), "the keeper publishes no Events");
     (served, ctx)
 }
 
 /// What the pass left for `b`: (kind, name, reason's first word), and how many conflicts.
-fn left(ctx: &Context) -> (Vec<(String, String, String)>, usize) {
+fn drift(ctx: &Context) -> (Vec<(String, String, String)>, usize) {
     let outcome = ctx.outcomes.cluster("b").expect("an outcome for b");
-    assert_eq!(outcome.drift_count, outcome.drift.len());
-    let drift = outcome
-        .drift
-        .into_iter()
-        .map(|(_, d)| {
-            let word = d.reason.split(':').next().unwrap_or_default().to_string();
-            (d.kind, d.name, word)
-        })
-        .collect();
-    (drift, outcome.conflicts)
+    let conflicts = outcome.conflicts;
+    (left(outcome), conflicts)
 }
 
 fn policy(reason: &str) -> (String, String, String) {
-    (
-        "ValidatingAdmissionPolicy".to_string(),
-        "zt-b-tamper".to_string(),
-        reason.to_string(),
-    )
+    record("ValidatingAdmissionPolicy", "zt-b-tamper", reason)
 }
 
 /// The names of the admission objects the caches hold.
@@ -98,7 +88,7 @@ async fn a_create_the_api_server_refuses_fails_the_pass_and_the_other_writes_go_
     assert_eq!(error.status_code(), Some(403));
     assert_eq!(error.metric_label(), "create_failed");
     // Refused by RBAC or not, the keeper retries with back-off: WriteFailed, never Forbidden.
-    assert_eq!(left(&ctx), (vec![policy("WriteFailed")], 0));
+    assert_eq!(drift(&ctx), (vec![policy("WriteFailed")], 0));
     assert_eq!(
         cached(&ctx),
         ["ValidatingAdmissionPolicyBinding/zt-b-tamper"]
@@ -125,7 +115,7 @@ async fn an_apply_the_api_server_refuses_fails_the_pass() {
     let error = served.result.expect_err("the pass fails");
     assert_eq!(error.status_code(), Some(403));
     assert_eq!(error.metric_label(), "apply_failed");
-    assert_eq!(left(&ctx), (vec![policy("WriteFailed")], 0));
+    assert_eq!(drift(&ctx), (vec![policy("WriteFailed")], 0));
 }
 
 #[tokio::test]
@@ -137,7 +127,7 @@ async fn a_same_named_policy_someone_else_made_is_a_conflict_never_written_over(
     ];
     let (served, ctx) = keep(vec![audit()], vec![], script).await;
     served.result.expect("a conflict is no failed pass");
-    assert_eq!(left(&ctx), (vec![policy("Conflict")], 1));
+    assert_eq!(drift(&ctx), (vec![policy("Conflict")], 1));
     assert_eq!(
         cached(&ctx),
         ["ValidatingAdmissionPolicyBinding/zt-b-tamper"]
@@ -205,11 +195,11 @@ async fn a_lost_connection_fails_the_pass() {
     let (served, ctx) = keep(vec![audit()], vec![], script).await;
     let error = served.result.expect_err("the pass fails");
     assert_eq!(error.status_code(), None, "{error}");
-    let binding = (
-        "ValidatingAdmissionPolicyBinding".to_string(),
-        "zt-b-tamper".to_string(),
-        "WriteFailed".to_string(),
+    let binding = record(
+        "ValidatingAdmissionPolicyBinding",
+        "zt-b-tamper",
+        "WriteFailed",
     );
-    assert_eq!(left(&ctx), (vec![policy("WriteFailed"), binding], 0));
+    assert_eq!(drift(&ctx), (vec![policy("WriteFailed"), binding], 0));
     assert!(cached(&ctx).is_empty());
 }

@@ -19,6 +19,7 @@ use tower_test::mock::{self, Handle, SendResponse};
 use super::caches::ForeignSummary;
 use super::context::Context;
 use super::held_namespace::HeldNamespace;
+use super::status::Outcome;
 use crate::api::SecurityBaseline;
 use crate::engine::{AdmissionSettings, FIELD_MANAGER, Kind, Object};
 
@@ -99,11 +100,39 @@ impl Seen {
 }
 
 /// What driving the code under test came to: its result, the requests it made (Events apart,
-/// in order), and the Events it published as (namespace, reason).
+/// in order), and the Events it published.
 pub struct Served<T> {
     pub result: T,
     pub requests: Vec<Seen>,
-    pub events: Vec<(String, String)>,
+    published: Vec<(String, String)>,
+}
+
+impl<T> Served<T> {
+    /// The Events published, in order, as (namespace, reason).
+    pub fn events(&self) -> Vec<(&str, &str)> {
+        self.published
+            .iter()
+            .map(|(namespace, reason)| (namespace.as_str(), reason.as_str()))
+            .collect()
+    }
+}
+
+/// A drift record as [`left`] gives it.
+pub fn record(kind: &str, name: &str, reason: &str) -> (String, String, String) {
+    (kind.to_string(), name.to_string(), reason.to_string())
+}
+
+/// The drift `outcome` records, as (kind, name, the reason's first word).
+pub fn left(outcome: Outcome) -> Vec<(String, String, String)> {
+    assert_eq!(outcome.drift_count, outcome.drift.len(), "none left out");
+    outcome
+        .drift
+        .into_iter()
+        .map(|(_, d)| {
+            let word = d.reason.split(':').next().unwrap_or_default().to_string();
+            (d.kind, d.name, word)
+        })
+        .collect()
 }
 
 /// The test's end of the mocked API server.
@@ -118,7 +147,7 @@ impl ApiServer {
         script: impl IntoIterator<Item = Expect>,
     ) -> Served<T> {
         let mut script: VecDeque<Expect> = script.into_iter().collect();
-        let (mut requests, mut events) = (Vec::new(), Vec::new());
+        let (mut requests, mut published) = (Vec::new(), Vec::new());
         let mut run = std::pin::pin!(run);
         let result = loop {
             let next = tokio::select! {
@@ -131,7 +160,7 @@ impl ApiServer {
             let seen = read(request).await;
             if let Some(namespace) = event_namespace(&seen.path) {
                 let reason = seen.body["reason"].as_str().unwrap_or_default();
-                events.push((namespace.to_string(), reason.to_string()));
+                published.push((namespace.to_string(), reason.to_string()));
                 respond(reply, 201, stored(seen.body.clone()));
                 continue;
             }
@@ -155,12 +184,12 @@ impl ApiServer {
         Served {
             result,
             requests,
-            events,
+            published,
         }
     }
 
     /// Fails if a request is waiting for an answer.
-    pub fn assert_idle(&mut self) {
+    fn assert_idle(&mut self) {
         if let Some(Some((request, _))) = self.0.next_request().now_or_never() {
             panic!("unexpected request: {} {}", request.method(), request.uri());
         }

@@ -1,6 +1,8 @@
 //! One reconcile pass against a mocked API server that refuses its requests (403, 404, 409,
 //! 500, a lost connection): what the pass records, asks for and reports for each.
 
+use std::sync::Arc;
+
 use http::Method;
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
@@ -8,8 +10,8 @@ use serde_json::{Value, json};
 use super::context::Context;
 use super::error::Error;
 use super::mock_api::{
-    Answer, ApiServer, Expect, NAMESPACE, Served, baseline, context, counter, expect, held,
-    namespace, ours, settings,
+    Answer, ApiServer, Expect, NAMESPACE, Served, baseline, context, counter, expect, held, left,
+    namespace, ours, record, settings,
 };
 use super::reconcile::{self, FORBIDDEN_RETRY, RESYNC};
 use crate::engine::{Kind, Object, owner_labels};
@@ -26,7 +28,7 @@ async fn pass(
     spec: Value,
     objects: Vec<Object>,
     script: Vec<Expect>,
-) -> (Served<Result<Action, Error>>, std::sync::Arc<Context>) {
+) -> (Served<Result<Action, Error>>, Arc<Context>) {
     let (ctx, mut api): (_, ApiServer) = context(
         settings(false),
         vec![baseline("b", spec)],
@@ -38,33 +40,17 @@ async fn pass(
 }
 
 /// The drift the pass left for `b` in `team-a`: (kind, name, reason's first word).
-fn left(ctx: &Context) -> Vec<(String, String, String)> {
-    let outcome = ctx.outcomes.previous("b", NAMESPACE).expect("an outcome");
-    assert_eq!(outcome.drift_count, outcome.drift.len());
-    outcome
-        .drift
-        .into_iter()
-        .map(|(_, d)| {
-            let word = d.reason.split(':').next().unwrap_or_default().to_string();
-            (d.kind, d.name, word)
-        })
-        .collect()
-}
-
-fn events(served: &Served<Result<Action, Error>>) -> Vec<(&str, &str)> {
-    served
-        .events
-        .iter()
-        .map(|(namespace, reason)| (namespace.as_str(), reason.as_str()))
-        .collect()
-}
-
-fn refused(code: u16, reason: &'static str) -> Answer {
-    Answer::Refuse(code, reason)
+fn drift(ctx: &Context) -> Vec<(String, String, String)> {
+    left(ctx.outcomes.previous("b", NAMESPACE).expect("an outcome"))
 }
 
 fn deny() -> Value {
     json!({"networkPolicy": {"defaultDeny": ["Ingress"]}})
+}
+
+/// The drift record of the default-deny policy of `deny()`.
+fn denial(reason: &str) -> (String, String, String) {
+    record("NetworkPolicy", "zt-b-default-deny", reason)
 }
 
 /// The pass's error, which must be one the API server answered with `code` (or none at all).
@@ -80,7 +66,7 @@ async fn a_label_apply_rbac_refuses_is_forbidden_drift_retried_soon() {
     let script = vec![expect(
         Method::PATCH,
         NAMESPACE_PATH,
-        refused(403, "Forbidden"),
+        Answer::Refuse(403, "Forbidden"),
     )];
     let (served, ctx) = pass(spec, vec![], script).await;
     let apply = &served.requests[0];
@@ -89,14 +75,14 @@ async fn a_label_apply_rbac_refuses_is_forbidden_drift_retried_soon() {
     assert_eq!(labels["pod-security.kubernetes.io/enforce"], "restricted");
     // Reported on the namespace and on the baseline; not a failed pass, so no failure Event.
     assert_eq!(
-        events(&served),
+        served.events(),
         [("team-a", "Forbidden"), ("default", "Forbidden")]
     );
     assert_eq!(served.result.unwrap(), Action::requeue(FORBIDDEN_RETRY));
-    let drift = left(&ctx);
-    assert!(!drift.is_empty());
+    let labels = drift(&ctx);
+    assert!(!labels.is_empty());
     assert!(
-        drift
+        labels
             .iter()
             .all(|(kind, _, reason)| kind == "Namespace" && reason == "Forbidden")
     );
@@ -106,7 +92,7 @@ async fn a_label_apply_rbac_refuses_is_forbidden_drift_retried_soon() {
     );
     assert_eq!(
         counter(&ctx, r#"zerotrust_drift_detected_total{kind="Namespace"}"#),
-        drift.len() as u64
+        labels.len() as u64
     );
 }
 
@@ -118,9 +104,9 @@ async fn a_role_rbac_refuses_and_a_binding_of_a_role_not_found_are_forbidden() {
         "subjects": [{"kind": "Group", "name": "viewers"}],
     }]}});
     let script = vec![
-        expect(Method::POST, ROLES, refused(403, "Forbidden")),
+        expect(Method::POST, ROLES, Answer::Refuse(403, "Forbidden")),
         // The authorizer looks the Role up to check we hold its permissions: NotFound.
-        expect(Method::POST, BINDINGS, refused(404, "NotFound")),
+        expect(Method::POST, BINDINGS, Answer::Refuse(404, "NotFound")),
     ];
     let (served, ctx) = pass(spec, vec![], script).await;
     for create in &served.requests {
@@ -128,24 +114,16 @@ async fn a_role_rbac_refuses_and_a_binding_of_a_role_not_found_are_forbidden() {
         assert_eq!(create.body["metadata"]["name"], "zt-b-viewer");
     }
     assert_eq!(
-        events(&served),
+        served.events(),
         [("team-a", "Forbidden"), ("default", "Forbidden")]
     );
     assert_eq!(served.result.unwrap(), Action::requeue(FORBIDDEN_RETRY));
-    let forbidden = |kind: &str| {
-        (
-            kind.to_string(),
-            "zt-b-viewer".to_string(),
-            "Forbidden".to_string(),
-        )
-    };
-    assert_eq!(left(&ctx), [forbidden("Role"), forbidden("RoleBinding")]);
+    let forbidden = |kind: &str| record(kind, "zt-b-viewer", "Forbidden");
+    assert_eq!(drift(&ctx), [forbidden("Role"), forbidden("RoleBinding")]);
 }
 
 /// A create of the default-deny policy answered with `answer`: what the pass came to.
-async fn create_answered(
-    answer: Answer,
-) -> (Served<Result<Action, Error>>, std::sync::Arc<Context>) {
+async fn create_answered(answer: Answer) -> (Served<Result<Action, Error>>, Arc<Context>) {
     pass(deny(), vec![], vec![expect(Method::POST, POLICIES, answer)]).await
 }
 
@@ -153,10 +131,10 @@ async fn create_answered(
 async fn a_create_that_fails_otherwise_fails_the_pass_and_is_reported() {
     // A 404 is an RBAC refusal only for a RoleBinding; for anything else it is a failure.
     for (code, reason) in [(500, "InternalError"), (404, "NotFound")] {
-        let (served, ctx) = create_answered(refused(code, reason)).await;
+        let (served, ctx) = create_answered(Answer::Refuse(code, reason)).await;
         served.requests[0].assert_create();
         assert_eq!(
-            events(&served),
+            served.events(),
             [
                 ("team-a", "WriteFailed"),
                 ("default", "WriteFailed"),
@@ -166,12 +144,7 @@ async fn a_create_that_fails_otherwise_fails_the_pass_and_is_reported() {
         );
         let error = failed(served, Some(code));
         assert_eq!(error.metric_label(), "create_failed");
-        let drift = (
-            "NetworkPolicy".into(),
-            "zt-b-default-deny".into(),
-            "WriteFailed".into(),
-        );
-        assert_eq!(left(&ctx), [drift]);
+        assert_eq!(drift(&ctx), [denial("WriteFailed")]);
         assert_eq!(
             counter(
                 &ctx,
@@ -191,7 +164,7 @@ async fn a_lost_connection_fails_the_pass_without_a_failure_event() {
     let (served, ctx) = create_answered(Answer::Disconnect).await;
     // The drift is reported; the failure is everyone's, not this namespace's: no CreateFailed.
     assert_eq!(
-        events(&served),
+        served.events(),
         [("team-a", "WriteFailed"), ("default", "WriteFailed")]
     );
     failed(served, None);
@@ -217,23 +190,18 @@ fn theirs() -> Value {
 #[tokio::test]
 async fn a_create_that_finds_someone_elses_object_reports_a_conflict_and_writes_nothing() {
     let script = vec![
-        expect(Method::POST, POLICIES, refused(409, "AlreadyExists")),
+        expect(Method::POST, POLICIES, Answer::Refuse(409, "AlreadyExists")),
         expect(Method::GET, DENY, Answer::Json(theirs())),
     ];
     let (served, ctx) = pass(deny(), vec![], script).await;
     // The read is a quorum read: no resourceVersion.
     assert!(!served.requests[1].query.contains_key("resourceVersion"));
     assert_eq!(
-        events(&served),
+        served.events(),
         [("team-a", "Conflict"), ("default", "Conflict")]
     );
     assert_eq!(served.result.unwrap(), Action::requeue(RESYNC));
-    let conflict = (
-        "NetworkPolicy".into(),
-        "zt-b-default-deny".into(),
-        "Conflict".into(),
-    );
-    assert_eq!(left(&ctx), [conflict]);
+    assert_eq!(drift(&ctx), [denial("Conflict")]);
     let outcome = ctx.outcomes.previous("b", NAMESPACE).unwrap();
     assert_eq!(outcome.conflicts, 1);
 }
@@ -242,15 +210,15 @@ async fn a_create_that_finds_someone_elses_object_reports_a_conflict_and_writes_
 async fn a_conflict_the_baseline_adopts_is_applied_over() {
     let spec = json!({"networkPolicy": {"defaultDeny": ["Ingress"]}, "conflictPolicy": "Adopt"});
     let script = vec![
-        expect(Method::POST, POLICIES, refused(409, "AlreadyExists")),
+        expect(Method::POST, POLICIES, Answer::Refuse(409, "AlreadyExists")),
         expect(Method::GET, DENY, Answer::Json(theirs())),
         expect(Method::PATCH, DENY, Answer::Echo),
     ];
     let (served, ctx) = pass(spec, vec![], script).await;
     served.requests[2].assert_server_side_apply();
+    assert!(served.events().is_empty());
     assert_eq!(served.result.unwrap(), Action::requeue(RESYNC));
-    assert_eq!(left(&ctx), []);
-    assert!(served.events.is_empty());
+    assert_eq!(drift(&ctx), []);
     let live = ctx.caches.live_state(&held(&ctx, NAMESPACE));
     assert_eq!(live.objects.len(), 1, "the applied object is held");
 }
@@ -261,12 +229,12 @@ async fn a_conflict_on_an_apply_fails_the_pass() {
     let script = vec![expect(
         Method::PATCH,
         NAMESPACE_PATH,
-        refused(409, "Conflict"),
+        Answer::Refuse(409, "Conflict"),
     )];
     let (served, ctx) = pass(spec, vec![], script).await;
     served.requests[0].assert_server_side_apply();
     assert_eq!(
-        events(&served),
+        served.events(),
         [
             ("team-a", "WriteFailed"),
             ("default", "WriteFailed"),
@@ -276,7 +244,7 @@ async fn a_conflict_on_an_apply_fails_the_pass() {
     let error = failed(served, Some(409));
     assert_eq!(error.metric_label(), "apply_failed");
     assert!(
-        left(&ctx)
+        drift(&ctx)
             .iter()
             .all(|(_, _, reason)| reason == "WriteFailed")
     );
@@ -313,7 +281,11 @@ fn leaving() -> (Value, Vec<Object>) {
 #[tokio::test]
 async fn a_delete_of_an_object_already_gone_is_done() {
     let (spec, objects) = leaving();
-    let script = vec![expect(Method::DELETE, DENY, refused(404, "NotFound"))];
+    let script = vec![expect(
+        Method::DELETE,
+        DENY,
+        Answer::Refuse(404, "NotFound"),
+    )];
     let (served, ctx) = pass(spec, objects, script).await;
     // Only the object we saw: guarded by its uid.
     assert_eq!(served.requests[0].body["preconditions"]["uid"], "uid-live");
@@ -329,9 +301,13 @@ async fn a_delete_of_an_object_already_gone_is_done() {
 #[tokio::test]
 async fn a_delete_that_fails_fails_the_pass_and_keeps_the_object() {
     let (spec, objects) = leaving();
-    let script = vec![expect(Method::DELETE, DENY, refused(500, "InternalError"))];
+    let script = vec![expect(
+        Method::DELETE,
+        DENY,
+        Answer::Refuse(500, "InternalError"),
+    )];
     let (served, ctx) = pass(spec, objects, script).await;
-    assert_eq!(events(&served), [("team-a", "DeleteFailed")]);
+    assert_eq!(served.events(), [("team-a", "DeleteFailed")]);
     let error = failed(served, Some(500));
     assert_eq!(error.metric_label(), "delete_failed");
     let live = ctx.caches.live_state(&held(&ctx, NAMESPACE));
@@ -344,19 +320,14 @@ fn audit() -> Value {
 
 #[tokio::test]
 async fn an_object_audit_reports_and_the_api_server_does_not_have_is_missing() {
-    let script = vec![expect(Method::GET, DENY, refused(404, "NotFound"))];
+    let script = vec![expect(Method::GET, DENY, Answer::Refuse(404, "NotFound"))];
     let (served, ctx) = pass(audit(), vec![], script).await;
     assert_eq!(
-        events(&served),
+        served.events(),
         [("team-a", "DriftDetected"), ("default", "DriftDetected")]
     );
     assert_eq!(served.result.unwrap(), Action::requeue(RESYNC));
-    let missing = (
-        "NetworkPolicy".into(),
-        "zt-b-default-deny".into(),
-        "Missing".into(),
-    );
-    assert_eq!(left(&ctx), [missing]);
+    assert_eq!(drift(&ctx), [denial("Missing")]);
     assert_eq!(
         counter(
             &ctx,
@@ -368,10 +339,10 @@ async fn an_object_audit_reports_and_the_api_server_does_not_have_is_missing() {
 
 #[tokio::test]
 async fn a_read_that_fails_fails_the_pass() {
-    let script = vec![expect(Method::GET, DENY, refused(403, "Forbidden"))];
+    let script = vec![expect(Method::GET, DENY, Answer::Refuse(403, "Forbidden"))];
     let (served, ctx) = pass(audit(), vec![], script).await;
     assert_eq!(
-        events(&served),
+        served.events(),
         [
             ("team-a", "DriftDetected"),
             ("default", "DriftDetected"),
