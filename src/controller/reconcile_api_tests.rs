@@ -14,7 +14,7 @@ use super::mock_api::{
     namespace, ours, record, settings,
 };
 use super::reconcile::{self, FORBIDDEN_RETRY, RESYNC};
-use crate::engine::{Kind, Object, owner_labels};
+use crate::engine::{BASELINE_LABEL, Kind, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Object};
 
 const NAMESPACE_PATH: &str = "/api/v1/namespaces/team-a";
 const POLICIES: &str = "/apis/networking.k8s.io/v1/namespaces/team-a/networkpolicies";
@@ -270,7 +270,7 @@ fn leaving() -> (Value, Vec<Object>) {
             "metadata": {
                 "name": "zt-b-default-deny",
                 "namespace": "team-a",
-                "labels": owner_labels("b"),
+                "labels": {(MANAGED_BY_LABEL): MANAGED_BY_VALUE, (BASELINE_LABEL): "b"},
             },
             "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
         }),
