@@ -177,6 +177,42 @@ pub(super) fn error_policy(
     Action::requeue(delay)
 }
 
+/// A context over `client` for unit tests against a mocked API server: the caller fills the
+/// stores (through their writers) and the caches (`NamespacedIndex::load`); no watch runs.
+#[cfg(test)]
+impl Context {
+    pub(super) fn over(
+        client: Client,
+        admission: AdmissionSettings,
+        namespaces: Store<HeldNamespace>,
+        baselines: Store<SecurityBaseline>,
+    ) -> Context {
+        let metrics = Arc::new(Metrics::new());
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.to_string(),
+            instance: None,
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            operator_namespace: admission.operator_namespace.clone(),
+            caches: Caches::new(&metrics, &Kind::ADMISSION),
+            admission,
+            admission_changed: Arc::new(Notify::new()),
+            api_server: Arc::new(ApiServerAddresses::default()),
+            namespaces,
+            baselines,
+            undecodable: Arc::new(UndecodableBaselines::default()),
+            outcomes: Outcomes::default(),
+            reports: None,
+            last_valid: LastValid::default(),
+            metrics,
+            started_second: k8s_openapi::jiff::Timestamp::now().as_second(),
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -44,6 +44,13 @@ mod status;
 mod verdict;
 mod watches;
 
+#[cfg(test)]
+mod admission_api_tests;
+#[cfg(test)]
+mod mock_api;
+#[cfg(test)]
+mod reconcile_api_tests;
+
 pub use check::{Report, check};
 pub use discovery::{AdmissionIdentity, DEFAULT_BREAK_GLASS_GROUP, DEFAULT_OPERATOR_USER, served};
 pub use error::{Error, Operation, RunError};
