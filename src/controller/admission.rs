@@ -153,7 +153,7 @@ async fn carry_out(ctx: &Context, write: &Write, drift: &mut [Drift]) -> Result<
                 .any(|d| write.repairs(d) && d.reason == DriftReason::Missing);
             let mut written = if missing {
                 match apply::create_unless_taken(&ctx.client, "", object).await? {
-                    Created::Object(created) => created,
+                    Created::Object(created) => *created,
                     Created::Taken => {
                         // A same-named policy we did not write: reported, never overwritten.
                         mark(drift, write, |_| DriftReason::Conflict);

@@ -69,7 +69,7 @@ pub async fn create(client: &Client, namespace: &str, object: &Object) -> Result
 #[derive(Debug)]
 pub enum Created {
     /// Created: the object as the API server stored it.
-    Object(Object),
+    Object(Box<Object>),
     /// A same-named object was there already. It is never written over here: the caller
     /// reports a conflict, or finds out whether it is ours.
     Taken,
@@ -85,7 +85,7 @@ pub async fn create_unless_taken(
 ) -> Result<Created, Error> {
     match create(client, namespace, object).await {
         Err(error) if error.status_code() == Some(409) => Ok(Created::Taken),
-        created => created.map(Created::Object),
+        created => created.map(|o| Created::Object(Box::new(o))),
     }
 }
 

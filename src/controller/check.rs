@@ -208,11 +208,7 @@ async fn classify_missing(
             && let Some(found) = apply::get(client, namespace, d.kind, &d.name).await?
         {
             // One read has no memory of uids: ours is what still has our field manager.
-            d.reason = if caches.recognise(namespace, &found) {
-                DriftReason::Relabelled
-            } else {
-                DriftReason::Conflict
-            };
+            d.reason = caches.found_reason(namespace, &found);
         }
         found.push(d);
     }

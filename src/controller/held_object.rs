@@ -10,7 +10,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use serde::Serialize;
 
-use crate::engine::{BASELINE_LABEL, FIELD_MANAGER, MANAGED_BY_LABEL, Ownership, ownership};
+use crate::engine::{
+    BASELINE_LABEL, FIELD_MANAGER, MANAGED_BY_LABEL, Ownership, object_name, ownership,
+};
 
 /// What an index holds of each object. Everything it holds is bounded whoever wrote the object:
 /// a tenant who copies our labels onto its own objects, or annotates them, cannot grow the cache
@@ -176,7 +178,7 @@ fn held_json<K: Cacheable>(object: &K, held: Held, ours: bool) -> serde_json::Re
     let named_as_ours = match (meta.name.as_deref(), meta.labels.as_ref()) {
         (Some(name), Some(labels)) => labels
             .get(BASELINE_LABEL)
-            .is_some_and(|b| name.starts_with(&format!("zt-{b}-"))),
+            .is_some_and(|b| name.starts_with(&object_name(b, ""))),
         _ => false,
     };
     let whole = match held {

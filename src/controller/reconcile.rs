@@ -320,7 +320,7 @@ async fn carry_out(
                 None
             }
         }
-        Ok(Created::Object(created)) => Some(Ok(Written::Object(Box::new(created)))),
+        Ok(Created::Object(created)) => Some(Ok(Written::Object(created))),
         Err(error) => Some(Err(error)),
     }
 }

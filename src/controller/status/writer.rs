@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
-use kube::{Api, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{debug, warn};
 
@@ -218,8 +218,8 @@ async fn write_status(
 /// The server-side-apply body for a status write.
 fn status_patch(status: &SecurityBaselineStatus) -> serde_json::Value {
     json!({
-        "apiVersion": "zerotrust.dev/v1alpha1",
-        "kind": "SecurityBaseline",
+        "apiVersion": SecurityBaseline::api_version(&()),
+        "kind": SecurityBaseline::kind(&()),
         "status": status,
     })
 }
