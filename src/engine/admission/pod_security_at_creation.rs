@@ -4,7 +4,7 @@
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingAdmissionPolicy, MutatingAdmissionPolicyBinding,
 };
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::AdmissionSettings;
 use super::policy::{match_constraints, metadata, rule, selection};
@@ -26,29 +26,12 @@ pub(super) fn pod_security_at_creation(
     now: i64,
 ) -> [Object; 2] {
     let suffix = "pod-security";
+    let (mode_variables, entries) = raised_labels(baseline);
     let mut variables = vec![
         json!({"name": "labels", "expression": "has(object.metadata.labels) ? object.metadata.labels : {}"}),
         cel_level_ranks(),
     ];
-    let mut entries = Vec::new();
-    for (mode, policy) in policies(baseline) {
-        let (level, version) = (policy.level, policy.version);
-        variables.extend(mode_variables("live", "variables.labels", mode));
-        let name = mode_variable("live", mode);
-        let (l, v) = (level_rank(level), cel_rank_of_version(&version));
-        let floor = i64::from(PSA_VERSION_FLOOR);
-        let key = cel(&level_label(mode));
-        let version_key = cel(&version_label(mode));
-        entries.push(format!(
-            "{key}: variables.{name}Rank >= {l} ? variables.labels[{key}] : {}",
-            cel(level.as_str())
-        ));
-        entries.push(format!(
-            "{version_key}: (variables.{name}Rank > {l} && variables.{name}VersionRank >= {floor}) || (variables.{name}Rank == {l} && variables.{name}VersionRank >= {}) ? variables.{name}Version : {}",
-            v.max(floor),
-            cel(&version)
-        ));
-    }
+    variables.extend(mode_variables);
     // A namespace exempt from Pod Security is left as it is.
     let exempt = exempt_cel(
         baseline,
@@ -72,10 +55,42 @@ pub(super) fn pod_security_at_creation(
             },
         }],
     });
-    // Not the operator's own label applies (its identity, its field manager): they carry the
-    // composition of every Enforce baseline already, and raising them here would undo a release,
-    // since a deleted Delete baseline's policy stays in force at the API server for a moment
-    // after the operator removes it.
+    spec["matchConditions"] = json!(match_conditions(settings, exempt));
+    mutating_policy(baseline, settings, suffix, spec)
+}
+
+/// The CEL variables reading each mode's labels, and the label entries of the apply
+/// configuration: each level and version raised to the baseline's where the namespace's fall
+/// short, kept where they are at least as strict.
+fn raised_labels(baseline: &ValidBaseline) -> (Vec<Value>, Vec<String>) {
+    let mut variables = Vec::new();
+    let mut entries = Vec::new();
+    for (mode, policy) in policies(baseline) {
+        let (level, version) = (policy.level, policy.version);
+        variables.extend(mode_variables("live", "variables.labels", mode));
+        let name = mode_variable("live", mode);
+        let (l, v) = (level_rank(level), cel_rank_of_version(&version));
+        let floor = i64::from(PSA_VERSION_FLOOR);
+        let key = cel(&level_label(mode));
+        let version_key = cel(&version_label(mode));
+        entries.push(format!(
+            "{key}: variables.{name}Rank >= {l} ? variables.labels[{key}] : {}",
+            cel(level.as_str())
+        ));
+        entries.push(format!(
+            "{version_key}: (variables.{name}Rank > {l} && variables.{name}VersionRank >= {floor}) || (variables.{name}Rank == {l} && variables.{name}VersionRank >= {}) ? variables.{name}Version : {}",
+            v.max(floor),
+            cel(&version)
+        ));
+    }
+    (variables, entries)
+}
+
+/// Who and what the policy leaves alone. Not the operator's own label applies (its identity, its
+/// field manager): they carry the composition of every Enforce baseline already, and raising them
+/// here would undo a release, since a deleted Delete baseline's policy stays in force at the API
+/// server for a moment after the operator removes it. Nor an exempt namespace (`exempt`).
+fn match_conditions(settings: &AdmissionSettings, exempt: Option<String>) -> Vec<Value> {
     let mut conditions = vec![json!({
         "name": "not-the-operators-apply",
         "expression": format!(
@@ -87,7 +102,16 @@ pub(super) fn pod_security_at_creation(
     if let Some(exempt) = exempt {
         conditions.push(json!({"name": "not-exempt", "expression": format!("!{exempt}")}));
     }
-    spec["matchConditions"] = json!(conditions);
+    conditions
+}
+
+/// The MutatingAdmissionPolicy of `spec` and its binding to the baseline's namespaces.
+fn mutating_policy(
+    baseline: &ValidBaseline,
+    settings: &AdmissionSettings,
+    suffix: &str,
+    spec: Value,
+) -> [Object; 2] {
     let mut policy: MutatingAdmissionPolicy =
         serde_json::from_value(json!({ "spec": spec })).expect("a MutatingAdmissionPolicy");
     policy.metadata = metadata(baseline, suffix);

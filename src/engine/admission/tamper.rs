@@ -24,7 +24,31 @@ pub(super) fn tamper_protection(
     now: i64,
 ) -> [Object; 2] {
     let name = baseline.name();
-    let spec = &baseline.baseline.spec;
+    let mut variables = vec![
+        privileged(settings),
+        json!({"name": "oldLabels", "expression": "oldObject != null && has(oldObject.metadata.labels) ? oldObject.metadata.labels : {}"}),
+        json!({"name": "newLabels", "expression": "object != null && has(object.metadata.labels) ? object.metadata.labels : {}"}),
+        cel_level_ranks(),
+    ];
+    let (mode_variables, pod_security) = pod_security_kept(baseline, now);
+    variables.extend(mode_variables);
+    let mut validations = vec![owned_objects_kept(name), marker_kept(name), pod_security];
+    validations.extend(token_setting_kept(baseline, now));
+    let write = ["CREATE", "UPDATE", "DELETE"];
+    let policy_spec = json!({
+        "failurePolicy": "Fail",
+        "matchConstraints": match_constraints(generated_kind_rules(&write).into_iter().chain([
+            rule("", &["namespaces"], &["CREATE", "UPDATE"]),
+            rule("", &["serviceaccounts"], &["UPDATE"]),
+        ]).collect()),
+        "variables": variables,
+        "validations": validations,
+    });
+    validating_policy(baseline, settings, "tamper", policy_spec)
+}
+
+/// The baseline's objects, and their ownership labels, are the operator's to write.
+fn owned_objects_kept(name: &str) -> Value {
     let ours = |labels: &str| {
         format!(
             "({m} in {labels} && {labels}[{m}] == {mv} && {b} in {labels} && {labels}[{b}] == {bv})",
@@ -34,15 +58,42 @@ pub(super) fn tamper_protection(
             bv = cel(name),
         )
     };
+    let plurals: Vec<String> = Kind::GENERATED
+        .iter()
+        .map(|k| cel(&k.api_resource().plural))
+        .collect();
+    let owned_kinds = format!("[{}]", plurals.join(", "));
+    json!({
+        "expression": format!(
+            "variables.privileged || !(request.resource.resource in {owned_kinds}) || !({} || {})",
+            ours("variables.oldLabels"),
+            ours("variables.newLabels"),
+        ),
+        "messageExpression": format!(
+            "request.resource.resource + ' ' + request.name + ' belongs to SecurityBaseline {name}: only zerotrust-operator may create, change or delete it, or give or take its ownership labels'"
+        ),
+        "reason": "Forbidden",
+    })
+}
+
+/// The onboarding marker is the operator's to set, change or remove.
+fn marker_kept(name: &str) -> Value {
     let marker = cel(&onboarded_label(name));
-    let mut variables = vec![
-        privileged(settings),
-        json!({"name": "oldLabels", "expression": "oldObject != null && has(oldObject.metadata.labels) ? oldObject.metadata.labels : {}"}),
-        json!({"name": "newLabels", "expression": "object != null && has(object.metadata.labels) ? object.metadata.labels : {}"}),
-        cel_level_ranks(),
-    ];
-    // A mode's policy is met by labels holding at least the baseline's level and version, at a
-    // version no older than the floor: the same rule as the operator's diff.
+    json!({
+        "expression": format!(
+            "variables.privileged || request.resource.resource != 'namespaces' || (({marker} in variables.oldLabels) == ({marker} in variables.newLabels) && (!({marker} in variables.newLabels) || variables.oldLabels[{marker}] == variables.newLabels[{marker}]))"
+        ),
+        "message": format!("the label {} is set only by zerotrust-operator", onboarded_label(name)),
+        "reason": "Forbidden",
+    })
+}
+
+/// Pod Security labels that met the baseline's policy keep meeting it: the CEL variables reading
+/// each mode's old and new labels, and the validation. A mode's policy is met by labels holding
+/// at least the baseline's level and version, at a version no older than the floor: the same
+/// rule as the operator's diff.
+fn pod_security_kept(baseline: &ValidBaseline, now: i64) -> (Vec<Value>, Value) {
+    let mut variables = Vec::new();
     let mut kept = Vec::new();
     for (mode, policy) in policies(baseline) {
         variables.extend(mode_variables("old", "variables.oldLabels", mode));
@@ -73,70 +124,43 @@ pub(super) fn tamper_protection(
         (false, None) => kept.join(" && "),
         (false, Some(exempt)) => format!("{exempt} || ({})", kept.join(" && ")),
     };
-    let plurals: Vec<String> = Kind::GENERATED
-        .iter()
-        .map(|k| cel(&k.api_resource().plural))
-        .collect();
-    let owned_kinds = format!("[{}]", plurals.join(", "));
-    let mut validations = vec![
-        json!({
-            "expression": format!(
-                "variables.privileged || !(request.resource.resource in {owned_kinds}) || !({} || {})",
-                ours("variables.oldLabels"),
-                ours("variables.newLabels"),
-            ),
-            "messageExpression": format!(
-                "request.resource.resource + ' ' + request.name + ' belongs to SecurityBaseline {name}: only zerotrust-operator may create, change or delete it, or give or take its ownership labels'"
-            ),
-            "reason": "Forbidden",
-        }),
-        json!({
-            "expression": format!(
-                "variables.privileged || request.resource.resource != 'namespaces' || (({marker} in variables.oldLabels) == ({marker} in variables.newLabels) && (!({marker} in variables.newLabels) || variables.oldLabels[{marker}] == variables.newLabels[{marker}]))"
-            ),
-            "message": format!("the label {} is set only by zerotrust-operator", onboarded_label(name)),
-            "reason": "Forbidden",
-        }),
-        json!({
-            "expression": format!(
-                "variables.privileged || request.resource.resource != 'namespaces' || request.operation != 'UPDATE' || ({psa_kept})"
-            ),
-            "message": format!("SecurityBaseline {name} requires these Pod Security labels: they may not be removed or weakened"),
-            "reason": "Forbidden",
-        }),
-    ];
-    if spec
+    let name = baseline.name();
+    let validation = json!({
+        "expression": format!(
+            "variables.privileged || request.resource.resource != 'namespaces' || request.operation != 'UPDATE' || ({psa_kept})"
+        ),
+        "message": format!("SecurityBaseline {name} requires these Pod Security labels: they may not be removed or weakened"),
+        "reason": "Forbidden",
+    });
+    (variables, validation)
+}
+
+/// The default ServiceAccount keeps its token unmounted, where the baseline asks for that.
+fn token_setting_kept(baseline: &ValidBaseline, now: i64) -> Option<Value> {
+    let automount = baseline
+        .baseline
+        .spec
         .service_accounts
         .as_ref()
-        .and_then(|s| s.automount_default_token)
-        == Some(false)
-    {
-        let exempt = exempt_cel(
-            baseline,
-            Control::ServiceAccount,
-            now,
-            "namespaceObject.metadata.name",
-            "(has(namespaceObject.metadata.labels) ? namespaceObject.metadata.labels : {})",
-        )
-        .map(|e| format!("{e} || "))
-        .unwrap_or_default();
-        validations.push(json!({
-            "expression": format!("variables.privileged || request.resource.resource != 'serviceaccounts' || object == null || object.metadata.name != 'default' || {exempt}!(has(oldObject.automountServiceAccountToken) && oldObject.automountServiceAccountToken == false) || (has(object.automountServiceAccountToken) && object.automountServiceAccountToken == false)"),
-            "message": format!("SecurityBaseline {name} keeps the default ServiceAccount from automounting its token"),
-            "reason": "Forbidden",
-        }));
+        .and_then(|s| s.automount_default_token);
+    if automount != Some(false) {
+        return None;
     }
-    let write = ["CREATE", "UPDATE", "DELETE"];
-    let policy_spec = json!({
-        "failurePolicy": "Fail",
-        "matchConstraints": match_constraints(generated_kind_rules(&write).into_iter().chain([
-            rule("", &["namespaces"], &["CREATE", "UPDATE"]),
-            rule("", &["serviceaccounts"], &["UPDATE"]),
-        ]).collect()),
-        "variables": variables,
-        "validations": validations,
-    });
-    validating_policy(baseline, settings, "tamper", policy_spec)
+    let exempt = exempt_cel(
+        baseline,
+        Control::ServiceAccount,
+        now,
+        "namespaceObject.metadata.name",
+        "(has(namespaceObject.metadata.labels) ? namespaceObject.metadata.labels : {})",
+    )
+    .map(|e| format!("{e} || "))
+    .unwrap_or_default();
+    let name = baseline.name();
+    Some(json!({
+        "expression": format!("variables.privileged || request.resource.resource != 'serviceaccounts' || object == null || object.metadata.name != 'default' || {exempt}!(has(oldObject.automountServiceAccountToken) && oldObject.automountServiceAccountToken == false) || (has(object.automountServiceAccountToken) && object.automountServiceAccountToken == false)"),
+        "message": format!("SecurityBaseline {name} keeps the default ServiceAccount from automounting its token"),
+        "reason": "Forbidden",
+    }))
 }
 
 /// One match rule per API group of the generated kinds ([`Kind::GENERATED`], in its order).

@@ -1,7 +1,6 @@
 //! The last check of an admission object before it is written, whatever rendered it.
 
-use k8s_openapi::api::admissionregistration::v1::NamedRuleWithOperations;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::api::admissionregistration::v1::MatchResources;
 
 use super::AdmissionSettings;
 use crate::engine::object::{
@@ -23,94 +22,97 @@ pub fn vet(object: &Object, settings: &AdmissionSettings) -> Result<(), String> 
     {
         return Err(format!("{name}: not named and labelled as ours"));
     }
-    let must_exclude: Vec<&str> = ALWAYS_EXCLUDED
-        .iter()
-        .copied()
-        .chain([settings.operator_namespace.as_str()])
-        .collect();
-    let excludes = |selector: Option<&LabelSelector>| {
-        selector
-            .and_then(|s| s.match_expressions.as_ref())
-            .is_some_and(|expressions| {
-                expressions.iter().any(|e| {
-                    e.key == "kubernetes.io/metadata.name"
-                        && e.operator == "NotIn"
-                        && must_exclude
-                            .iter()
-                            .all(|n| e.values.iter().flatten().any(|v| v == n))
-                })
-            })
-    };
-    let resources = |rules: Option<&Vec<NamedRuleWithOperations>>| -> Vec<String> {
-        rules
-            .into_iter()
-            .flatten()
-            .flat_map(|r| r.resources.clone().unwrap_or_default())
-            .collect()
-    };
     match object {
         Object::ValidatingAdmissionPolicyBinding(b) => {
             let spec = &b.spec;
-            let selector = spec
-                .match_resources
-                .as_ref()
-                .and_then(|m| m.namespace_selector.as_ref());
-            if !excludes(selector) || !spec.policy_name.starts_with(NAME_PREFIX) {
-                return Err(format!(
-                    "{name}: a binding must exclude {must_exclude:?} and bind one of ours"
-                ));
-            }
+            vet_binding(
+                name,
+                spec.match_resources.as_ref(),
+                Some(&spec.policy_name),
+                settings,
+            )
         }
         Object::MutatingAdmissionPolicyBinding(b) => {
             let spec = b.spec.as_ref().ok_or("no spec")?;
-            let selector = spec
-                .match_resources
-                .as_ref()
-                .and_then(|m| m.namespace_selector.as_ref());
-            let ours = spec
-                .policy_name
-                .as_deref()
-                .is_some_and(|p| p.starts_with(NAME_PREFIX));
-            if !excludes(selector) || !ours {
-                return Err(format!(
-                    "{name}: a binding must exclude {must_exclude:?} and bind one of ours"
-                ));
-            }
+            let policy = spec.policy_name.as_ref();
+            vet_binding(name, spec.match_resources.as_ref(), policy, settings)
         }
         Object::MutatingAdmissionPolicy(p) => {
             let spec = p.spec.as_ref().ok_or("no spec")?;
-            let touched = resources(
-                spec.match_constraints
-                    .as_ref()
-                    .and_then(|m| m.resource_rules.as_ref()),
-            );
+            let touched = resources(spec.match_constraints.as_ref());
             if touched != ["namespaces"] || spec.param_kind.is_some() {
                 return Err(format!(
                     "{name}: a mutating policy of ours only sets Namespace labels"
                 ));
             }
+            Ok(())
         }
         Object::ValidatingAdmissionPolicy(p) => {
             let spec = p.spec.as_ref().ok_or("no spec")?;
-            // The generated kinds, the shared objects, and pods (the onboarding gate).
-            let allowed: Vec<String> = Kind::GENERATED
-                .iter()
-                .chain(&[Kind::Namespace, Kind::ServiceAccount])
-                .map(|k| k.api_resource().plural)
-                .chain(["pods".to_string()])
-                .collect();
-            let touched = resources(
-                spec.match_constraints
-                    .as_ref()
-                    .and_then(|m| m.resource_rules.as_ref()),
-            );
+            let touched = resources(spec.match_constraints.as_ref());
+            let allowed = validated_resources();
             if touched.iter().any(|r| !allowed.contains(r)) || spec.param_kind.is_some() {
                 return Err(format!(
                     "{name}: validates something no baseline governs: {touched:?}"
                 ));
             }
+            Ok(())
         }
-        _ => {}
+        _ => Ok(()),
+    }
+}
+
+/// A binding excludes the cluster's own namespaces and the operator's (by their immutable name
+/// label), and binds one of our policies.
+fn vet_binding(
+    name: &str,
+    resources: Option<&MatchResources>,
+    policy: Option<&String>,
+    settings: &AdmissionSettings,
+) -> Result<(), String> {
+    let must_exclude: Vec<&str> = ALWAYS_EXCLUDED
+        .iter()
+        .copied()
+        .chain([settings.operator_namespace.as_str()])
+        .collect();
+    let excludes = resources
+        .and_then(|m| m.namespace_selector.as_ref())
+        .and_then(|s| s.match_expressions.as_ref())
+        .is_some_and(|expressions| {
+            expressions.iter().any(|e| {
+                e.key == "kubernetes.io/metadata.name"
+                    && e.operator == "NotIn"
+                    && must_exclude
+                        .iter()
+                        .all(|n| e.values.iter().flatten().any(|v| v == n))
+            })
+        });
+    let ours = policy.is_some_and(|p| p.starts_with(NAME_PREFIX));
+    if !excludes || !ours {
+        return Err(format!(
+            "{name}: a binding must exclude {must_exclude:?} and bind one of ours"
+        ));
     }
     Ok(())
+}
+
+/// What a validating policy of ours may match: the generated kinds, the shared objects, and pods
+/// (the onboarding gate).
+fn validated_resources() -> Vec<String> {
+    Kind::GENERATED
+        .iter()
+        .chain(&[Kind::Namespace, Kind::ServiceAccount])
+        .map(|k| k.api_resource().plural)
+        .chain(["pods".to_string()])
+        .collect()
+}
+
+/// The resources a policy's match constraints name.
+fn resources(constraints: Option<&MatchResources>) -> Vec<String> {
+    constraints
+        .and_then(|m| m.resource_rules.as_ref())
+        .into_iter()
+        .flatten()
+        .flat_map(|r| r.resources.clone().unwrap_or_default())
+        .collect()
 }

@@ -4,7 +4,7 @@
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPort};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::AdmissionSettings;
 use super::policy::{match_constraints, privileged, rule, validating_policy};
@@ -23,42 +23,7 @@ pub(super) fn network_policy_refusal(
     settings: &AdmissionSettings,
     now: i64,
 ) -> [Object; 2] {
-    let name = baseline.name();
-    // The baseline's own allows, as any namespace gets them (those to the API server aside: a
-    // tenant naming its addresses is refused, the stricter answer).
-    let ours: Vec<NetworkPolicy> = render_objects(
-        name,
-        &baseline.baseline.spec,
-        "_",
-        &Exempted::default(),
-        &[],
-    )
-    .into_iter()
-    .filter_map(|o| match o {
-        Object::NetworkPolicy(p) => Some(p),
-        _ => None,
-    })
-    .collect();
-    let denies = |direction: &str| {
-        ours.iter().any(|p| {
-            p.spec
-                .as_ref()
-                .and_then(|s| s.policy_types.as_ref())
-                .is_some_and(|t| t.iter().any(|x| x == direction))
-        })
-    };
-    let allowed = |ingress: bool| -> Vec<Opening> {
-        ours.iter()
-            .flat_map(|p| {
-                let summary = summarize(p);
-                if ingress {
-                    summary.ingress
-                } else {
-                    summary.egress
-                }
-            })
-            .collect()
-    };
+    let ours = own_policies(baseline);
     // In a namespace exempt from network policy, tenants write what policies they like.
     let exempt = exempt_cel(
         baseline,
@@ -69,42 +34,14 @@ pub(super) fn network_policy_refusal(
     )
     .map(|e| format!("{e} || "))
     .unwrap_or_default();
-    let mut validations = Vec::new();
-    for (direction, field, peers) in [("Ingress", "ingress", "from"), ("Egress", "egress", "to")] {
-        if !denies(direction) {
-            continue;
-        }
-        let allowed = allowed(direction == "Ingress");
-        let any = |covers: Vec<String>| {
-            if covers.is_empty() {
-                "false".to_string()
-            } else {
-                covers.join(" || ")
-            }
-        };
-        let peer_allowed = any(allowed.iter().map(|a| covers(a, Some("p"), "r")).collect());
-        let anywhere_allowed = any(allowed.iter().map(|a| covers(a, None, "r")).collect());
-        let isolates = if direction == "Ingress" {
-            "(!has(object.spec.policyTypes) || 'Ingress' in object.spec.policyTypes)"
-        } else {
-            "(has(object.spec.policyTypes) ? 'Egress' in object.spec.policyTypes : has(object.spec.egress))"
-        };
-        // Each rule: its peers all inside the namespace or allowed; a rule without peers admits
-        // anywhere, so only an allow of anywhere covers it.
-        let rule_ok = format!(
-            "(has(r.{peers}) && size(r.{peers}) > 0 ? r.{peers}.all(p, {in_namespace} || {peer_allowed}) : {anywhere_allowed})",
-            in_namespace = in_namespace("p"),
-        );
-        validations.push(json!({
-            "expression": format!(
-                "variables.privileged || {exempt}!{isolates} || !has(object.spec.{field}) || object.spec.{field}.all(r, {rule_ok})"
-            ),
-            "message": format!(
-                "this NetworkPolicy lets {field} traffic through that SecurityBaseline {name} denies: only peers inside the namespace, or those the baseline allows, may be named"
-            ),
-            "reason": "Forbidden",
-        }));
-    }
+    let validations: Vec<Value> = [("Ingress", "ingress", "from"), ("Egress", "egress", "to")]
+        .into_iter()
+        .filter(|(direction, _, _)| denies(&ours, direction))
+        .map(|(direction, field, peers)| {
+            let allowed = allowed(&ours, direction == "Ingress");
+            direction_kept(baseline.name(), &exempt, &allowed, direction, field, peers)
+        })
+        .collect();
     let spec = json!({
         "failurePolicy": "Fail",
         "matchConstraints": match_constraints(vec![
@@ -114,6 +51,89 @@ pub(super) fn network_policy_refusal(
         "validations": validations,
     });
     validating_policy(baseline, settings, "network-policies", spec)
+}
+
+/// The baseline's own NetworkPolicies, as any namespace gets them (those to the API server
+/// aside: a tenant naming its addresses is refused, the stricter answer).
+fn own_policies(baseline: &ValidBaseline) -> Vec<NetworkPolicy> {
+    render_objects(
+        baseline.name(),
+        &baseline.baseline.spec,
+        "_",
+        &Exempted::default(),
+        &[],
+    )
+    .into_iter()
+    .filter_map(|o| match o {
+        Object::NetworkPolicy(p) => Some(p),
+        _ => None,
+    })
+    .collect()
+}
+
+/// Some policy of `ours` isolates pods in `direction`.
+fn denies(ours: &[NetworkPolicy], direction: &str) -> bool {
+    ours.iter().any(|p| {
+        p.spec
+            .as_ref()
+            .and_then(|s| s.policy_types.as_ref())
+            .is_some_and(|t| t.iter().any(|x| x == direction))
+    })
+}
+
+/// What `ours` let through, ingress or egress.
+fn allowed(ours: &[NetworkPolicy], ingress: bool) -> Vec<Opening> {
+    ours.iter()
+        .flat_map(|p| {
+            let summary = summarize(p);
+            if ingress {
+                summary.ingress
+            } else {
+                summary.egress
+            }
+        })
+        .collect()
+}
+
+/// The validation for one denied direction: every rule of a tenant's policy that isolates it
+/// names only peers inside the namespace or ones `allowed` admits as well.
+fn direction_kept(
+    name: &str,
+    exempt: &str,
+    allowed: &[Opening],
+    direction: &str,
+    field: &str,
+    peers: &str,
+) -> Value {
+    let any = |covers: Vec<String>| {
+        if covers.is_empty() {
+            "false".to_string()
+        } else {
+            covers.join(" || ")
+        }
+    };
+    let peer_allowed = any(allowed.iter().map(|a| covers(a, Some("p"), "r")).collect());
+    let anywhere_allowed = any(allowed.iter().map(|a| covers(a, None, "r")).collect());
+    let isolates = if direction == "Ingress" {
+        "(!has(object.spec.policyTypes) || 'Ingress' in object.spec.policyTypes)"
+    } else {
+        "(has(object.spec.policyTypes) ? 'Egress' in object.spec.policyTypes : has(object.spec.egress))"
+    };
+    // Each rule: its peers all inside the namespace or allowed; a rule without peers admits
+    // anywhere, so only an allow of anywhere covers it.
+    let rule_ok = format!(
+        "(has(r.{peers}) && size(r.{peers}) > 0 ? r.{peers}.all(p, {in_namespace} || {peer_allowed}) : {anywhere_allowed})",
+        in_namespace = in_namespace("p"),
+    );
+    json!({
+        "expression": format!(
+            "variables.privileged || {exempt}!{isolates} || !has(object.spec.{field}) || object.spec.{field}.all(r, {rule_ok})"
+        ),
+        "message": format!(
+            "this NetworkPolicy lets {field} traffic through that SecurityBaseline {name} denies: only peers inside the namespace, or those the baseline allows, may be named"
+        ),
+        "reason": "Forbidden",
+    })
 }
 
 /// CEL: the peer `p` lies inside the request's namespace: pods only, or a namespace selector
