@@ -1,16 +1,13 @@
 //! The MutatingAdmissionPolicy that sets a baseline's Pod Security labels on a Namespace as it is
 //! created or updated into the selector, so a pod sent right behind its namespace meets them.
 
-use k8s_openapi::api::admissionregistration::v1::{
-    MutatingAdmissionPolicy, MutatingAdmissionPolicyBinding,
-};
 use serde_json::{Value, json};
 
 use super::AdmissionSettings;
-use super::policy::{match_constraints, metadata, rule, selection};
+use super::policy::{match_constraints, mutating_policy, rule};
 use crate::api::Control;
 use crate::engine::exemption::{cel, exempt_cel};
-use crate::engine::object::{FIELD_MANAGER, Object, object_name};
+use crate::engine::object::{FIELD_MANAGER, Object};
 use crate::engine::pod_security::{
     PSA_VERSION_FLOOR, cel_level_ranks, cel_rank_of_version, level_label, level_rank,
     mode_variable, mode_variables, policies, version_label,
@@ -103,32 +100,4 @@ fn match_conditions(settings: &AdmissionSettings, exempt: Option<String>) -> Vec
         conditions.push(json!({"name": "not-exempt", "expression": format!("!{exempt}")}));
     }
     conditions
-}
-
-/// The MutatingAdmissionPolicy of `spec` and its binding to the baseline's namespaces.
-fn mutating_policy(
-    baseline: &ValidBaseline,
-    settings: &AdmissionSettings,
-    suffix: &str,
-    spec: Value,
-) -> [Object; 2] {
-    let mut policy: MutatingAdmissionPolicy =
-        serde_json::from_value(json!({ "spec": spec })).expect("a MutatingAdmissionPolicy");
-    policy.metadata = metadata(baseline, suffix);
-    let mut binding: MutatingAdmissionPolicyBinding = serde_json::from_value(json!({
-        "spec": {
-            "policyName": object_name(baseline.name(), suffix),
-            "matchResources": {
-                "matchPolicy": "Equivalent",
-                "namespaceSelector": selection(baseline, settings),
-                "objectSelector": {},
-            },
-        },
-    }))
-    .expect("a MutatingAdmissionPolicyBinding");
-    binding.metadata = metadata(baseline, suffix);
-    [
-        Object::MutatingAdmissionPolicy(policy),
-        Object::MutatingAdmissionPolicyBinding(binding),
-    ]
 }

@@ -5,7 +5,8 @@
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::admissionregistration::v1::{
-    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+    MutatingAdmissionPolicy, MutatingAdmissionPolicyBinding, ValidatingAdmissionPolicy,
+    ValidatingAdmissionPolicyBinding,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use serde_json::{Value, json};
@@ -99,6 +100,8 @@ pub(super) fn match_constraints(rules: Vec<Value>) -> Value {
     })
 }
 
+/// The ValidatingAdmissionPolicy of `spec` and its binding to the baseline's namespaces: refusing
+/// in Enforce mode, warning and auditing in Audit mode.
 pub(super) fn validating_policy(
     baseline: &ValidBaseline,
     settings: &AdmissionSettings,
@@ -112,21 +115,46 @@ pub(super) fn validating_policy(
         Mode::Enforce => vec!["Deny"],
         Mode::Audit => vec!["Warn", "Audit"],
     };
-    let mut binding: ValidatingAdmissionPolicyBinding = serde_json::from_value(json!({
-        "spec": {
-            "policyName": object_name(baseline.name(), suffix),
-            "validationActions": actions,
-            "matchResources": {
-                "matchPolicy": "Equivalent",
-                "namespaceSelector": selection(baseline, settings),
-                "objectSelector": {},
-            },
-        },
-    }))
-    .expect("a ValidatingAdmissionPolicyBinding");
+    let mut spec = binding_spec(baseline, settings, suffix);
+    spec["validationActions"] = json!(actions);
+    let mut binding: ValidatingAdmissionPolicyBinding =
+        serde_json::from_value(json!({ "spec": spec }))
+            .expect("a ValidatingAdmissionPolicyBinding");
     binding.metadata = metadata(baseline, suffix);
     [
         Object::ValidatingAdmissionPolicy(policy),
         Object::ValidatingAdmissionPolicyBinding(binding),
     ]
+}
+
+/// The MutatingAdmissionPolicy of `spec` and its binding to the baseline's namespaces.
+pub(super) fn mutating_policy(
+    baseline: &ValidBaseline,
+    settings: &AdmissionSettings,
+    suffix: &str,
+    spec: Value,
+) -> [Object; 2] {
+    let mut policy: MutatingAdmissionPolicy =
+        serde_json::from_value(json!({ "spec": spec })).expect("a MutatingAdmissionPolicy");
+    policy.metadata = metadata(baseline, suffix);
+    let spec = binding_spec(baseline, settings, suffix);
+    let mut binding: MutatingAdmissionPolicyBinding =
+        serde_json::from_value(json!({ "spec": spec })).expect("a MutatingAdmissionPolicyBinding");
+    binding.metadata = metadata(baseline, suffix);
+    [
+        Object::MutatingAdmissionPolicy(policy),
+        Object::MutatingAdmissionPolicyBinding(binding),
+    ]
+}
+
+/// What every binding of ours says: which policy, and the baseline's namespaces.
+fn binding_spec(baseline: &ValidBaseline, settings: &AdmissionSettings, suffix: &str) -> Value {
+    json!({
+        "policyName": object_name(baseline.name(), suffix),
+        "matchResources": {
+            "matchPolicy": "Equivalent",
+            "namespaceSelector": selection(baseline, settings),
+            "objectSelector": {},
+        },
+    })
 }
