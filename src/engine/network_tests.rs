@@ -111,8 +111,8 @@ fn dns_goes_where_each_distribution_runs_it() {
     assert_eq!(ports, json!([{"port": 1053, "protocol": "UDP"}]));
 }
 
-#[test]
-fn each_allow_rule_is_its_own_policy_with_every_kind_of_peer_and_port() {
+/// Two allow rules, one each way, that between them use every kind of peer and port.
+fn two_allow_rules() -> DesiredState {
     let b = valid(
         r#"networkPolicy:
   defaultDeny: [Ingress, Egress]
@@ -129,7 +129,12 @@ fn each_allow_rule_is_its_own_policy_with_every_kind_of_peer_and_port() {
       direction: Egress
       peers: [{cidr: 10.20.0.0/16, except: [10.20.5.0/24]}]"#,
     );
-    let desired = render(&[b], "team-a", &labels(&[]), &env(&[]));
+    render(&[b], "team-a", &labels(&[]), &env(&[]))
+}
+
+#[test]
+fn each_allow_rule_is_its_own_policy_with_every_kind_of_peer_and_port() {
+    let desired = two_allow_rules();
     let (peers, ports, types) = only_rule(&policy(&desired, "zt-b-allow-ingress"));
     assert_eq!(types, ["Ingress"]);
     assert_eq!(
@@ -155,6 +160,11 @@ fn each_allow_rule_is_its_own_policy_with_every_kind_of_peer_and_port() {
         json!([{"ipBlock": {"cidr": "10.20.0.0/16", "except": ["10.20.5.0/24"]}}])
     );
     assert_eq!(ports, json!(null), "no ports listed: every port");
+}
+
+#[test]
+fn allow_rule_policies_read_back_comply_and_each_widening_is_drift() {
+    let desired = two_allow_rules();
     // Rendered state read back is compliant; an added peer, a widened block and a changed port
     // are each drift.
     let live = LiveState::complying(&desired, &labels(&[]));
@@ -377,9 +387,17 @@ fn the_admission_policies_honour_the_same_exemptions_and_drop_them_at_expiry() {
     assert!(after.contains("['lab']"), "no expiry, kept");
 }
 
+/// Each (spec, field): the spec is refused, with an error that names the field.
+fn assert_each_refused_naming(cases: &[(&str, &str)]) {
+    for (spec, field) in cases {
+        let error = try_valid(spec).expect_err(spec);
+        assert!(error.contains(field), "{spec}: {error}");
+    }
+}
+
 #[test]
-fn bad_allow_rules_dns_and_exemptions_are_refused_naming_the_field() {
-    let cases = [
+fn bad_allow_rules_are_refused_naming_the_field() {
+    assert_each_refused_naming(&[
         (
             "networkPolicy: {defaultDeny: [Ingress], allow: [{name: x, direction: Egress, peers: [{pods: {}}]}]}",
             "spec.networkPolicy.allow[0].direction",
@@ -420,6 +438,12 @@ fn bad_allow_rules_dns_and_exemptions_are_refused_naming_the_field() {
             "networkPolicy: {defaultDeny: [Ingress], allow: [{name: x, direction: Ingress, peers: [{pods: {}}], ports: [{port: 90, endPort: 80}]}]}",
             "spec.networkPolicy.allow[0].ports[0].endPort",
         ),
+    ]);
+}
+
+#[test]
+fn bad_dns_and_api_server_allows_are_refused_naming_the_field() {
+    assert_each_refused_naming(&[
         (
             "networkPolicy: {defaultDeny: [Ingress], allowAPIServer: true}",
             "spec.networkPolicy.allowAPIServer",
@@ -436,6 +460,12 @@ fn bad_allow_rules_dns_and_exemptions_are_refused_naming_the_field() {
             "networkPolicy: {defaultDeny: [Egress], allowDNS: true, dns: {provider: KubeDNS, nodeLocalAddress: 169.254.20.10}}",
             "spec.networkPolicy.dns.nodeLocalAddress",
         ),
+    ]);
+}
+
+#[test]
+fn bad_exemptions_are_refused_naming_the_field() {
+    assert_each_refused_naming(&[
         (
             "exemptions: [{namespaces: [a], controls: [Roles], reason: ' '}]",
             "spec.exemptions[0].reason",
@@ -452,6 +482,12 @@ fn bad_allow_rules_dns_and_exemptions_are_refused_naming_the_field() {
             "exemptions: [{namespaceSelector: {matchExpressions: [{key: a, operator: In}]}, controls: [Roles], reason: r}]",
             "spec.exemptions[0].namespaceSelector.matchExpressions[0].values",
         ),
+    ]);
+}
+
+#[test]
+fn a_subject_api_group_that_does_not_fit_its_kind_is_refused_naming_the_field() {
+    assert_each_refused_naming(&[
         (
             "rbac: {roles: [{name: r, rules: [{apiGroups: [''], resources: [pods], verbs: [get]}], subjects: [{kind: Group, name: g, apiGroup: ''}]}]}",
             "spec.rbac.roles[0].subjects[0].apiGroup",
@@ -460,11 +496,7 @@ fn bad_allow_rules_dns_and_exemptions_are_refused_naming_the_field() {
             "rbac: {roles: [{name: r, rules: [{apiGroups: [''], resources: [pods], verbs: [get]}], subjects: [{kind: ServiceAccount, name: s, apiGroup: rbac.authorization.k8s.io}]}]}",
             "spec.rbac.roles[0].subjects[0].apiGroup",
         ),
-    ];
-    for (spec, field) in cases {
-        let error = try_valid(spec).expect_err(spec);
-        assert!(error.contains(field), "{spec}: {error}");
-    }
+    ]);
     // The standard Subject shape, copied from a RoleBinding, is accepted as it is.
     try_valid("rbac: {roles: [{name: r, rules: [{apiGroups: [''], resources: [pods], verbs: [get]}], subjects: [{kind: Group, name: g, apiGroup: rbac.authorization.k8s.io}, {kind: ServiceAccount, name: s, namespace: x, apiGroup: ''}]}]}").unwrap();
 }

@@ -30,11 +30,11 @@ fn audit_mode_plans_nothing() {
     assert_eq!(plan(&desired, &live, &drift, &none()), vec![]);
 }
 
-#[test]
-fn labels_of_a_leaving_delete_baseline_are_released_others_kept() {
-    let psa = |level, policy| SecurityBaselineSpec {
+/// A Restricted baseline with `policy` whose selector matches no namespace.
+fn unselecting_restricted(policy: DeletionPolicy) -> SecurityBaselineSpec {
+    SecurityBaselineSpec {
         pod_security: Some(PodSecuritySpec {
-            enforce: Some(level),
+            enforce: Some(PodSecurityLevel::Restricted),
             ..Default::default()
         }),
         deletion_policy: policy,
@@ -43,15 +43,25 @@ fn labels_of_a_leaving_delete_baseline_are_released_others_kept() {
             match_expressions: None,
         }),
         ..Default::default()
+    }
+}
+
+/// The objects a baseline named `name` renders in `ns`, as read back: an object "of" it.
+fn objects_of_baseline(name: &str, ns: &str) -> Vec<Object> {
+    let spec = SecurityBaselineSpec {
+        network_policy: Some(NetworkPolicySpec {
+            default_deny: vec![PolicyType::Ingress],
+            ..Default::default()
+        }),
+        ..Default::default()
     };
-    let leaving = baseline(
-        "gone",
-        psa(PodSecurityLevel::Restricted, DeletionPolicy::Delete),
-    );
-    let orphaned = baseline(
-        "kept",
-        psa(PodSecurityLevel::Restricted, DeletionPolicy::Orphan),
-    );
+    as_live(&render(&[baseline(name, spec)], ns, &no_labels(), &env())).objects
+}
+
+#[test]
+fn labels_of_a_leaving_delete_baseline_are_released_others_kept() {
+    let leaving = baseline("gone", unselecting_restricted(DeletionPolicy::Delete));
+    let orphaned = baseline("kept", unselecting_restricted(DeletionPolicy::Orphan));
     let desired = render(
         &[leaving.clone(), orphaned.clone()],
         "ns",
@@ -93,22 +103,7 @@ fn labels_of_a_leaving_delete_baseline_are_released_others_kept() {
     let mut by_object = live.clone();
     by_object.namespace_labels.remove(&marker);
     by_object.owned_namespace_labels.remove(&marker);
-    let rendered = render(
-        &[baseline(
-            "gone",
-            SecurityBaselineSpec {
-                network_policy: Some(NetworkPolicySpec {
-                    default_deny: vec![PolicyType::Ingress],
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-        )],
-        "ns",
-        &no_labels(),
-        &env(),
-    );
-    by_object.objects = as_live(&rendered).objects;
+    by_object.objects = objects_of_baseline("gone", "ns");
     assert!(!by_object.objects.is_empty());
     assert_eq!(
         released_labels(&desired, std::slice::from_ref(&leaving), &by_object),

@@ -232,176 +232,210 @@ fn namespace_name() -> impl Strategy<Value = String> {
     })
 }
 
-/// Every single edit that makes `live` weaker or different, given what was rendered.
 /// An edit of the live state, and the (kind, name) it touches.
 type Edit = (Kind, String, Box<dyn Fn(&mut LiveState)>);
 
+/// An edit of one live object, applied where the rendered object of that kind and name is.
+type ObjectEdit = Box<dyn Fn(&mut Object)>;
+
+/// Every single edit that makes `live` weaker or different, given what was rendered.
+// The order is part of each generated case (`pick` indexes into it), so the helpers below keep
+// the order these edits had when this was one function.
 fn edits(desired: &DesiredState) -> Vec<Edit> {
     let mut edits: Vec<Edit> = Vec::new();
     for d in &desired.objects {
         let (kind, name) = (d.object.kind(), d.object.name().to_string());
-        let find = move |live: &mut LiveState, f: &dyn Fn(&mut Object)| {
-            let name = name.clone();
-            let o = live
-                .objects
-                .iter_mut()
-                .find(|o| o.kind() == kind && o.name() == name)
-                .unwrap();
-            f(o)
-        };
-        let n = d.object.name().to_string();
-        {
-            let n = n.clone();
+        let n = name.clone();
+        edits.push((
+            kind,
+            name.clone(),
+            Box::new(move |live| {
+                live.objects
+                    .retain(|o| !(o.kind() == kind && o.name() == n))
+            }),
+        ));
+        for f in object_edits(&d.object) {
+            let n = name.clone();
             edits.push((
                 kind,
-                n.clone(),
-                Box::new(move |live| {
-                    live.objects
-                        .retain(|o| !(o.kind() == kind && o.name() == n))
-                }),
+                name.clone(),
+                Box::new(move |live| f(find_object(live, kind, &n))),
             ));
         }
-        let find = std::rc::Rc::new(find);
-        let mut push = |f: Box<dyn Fn(&mut Object)>| {
-            let find = find.clone();
-            edits.push((kind, n.clone(), Box::new(move |live| find(live, &*f))));
-        };
-        push(Box::new(|o| {
-            o.meta_mut()
-                .labels
+    }
+    edits.extend(namespace_label_edits(desired));
+    edits.extend(service_account_edits(desired));
+    edits
+}
+
+fn find_object<'a>(live: &'a mut LiveState, kind: Kind, name: &str) -> &'a mut Object {
+    live.objects
+        .iter_mut()
+        .find(|o| o.kind() == kind && o.name() == name)
+        .unwrap()
+}
+
+/// The edits of one rendered object: its managed-by label removed, then those of its kind.
+fn object_edits(object: &Object) -> Vec<ObjectEdit> {
+    let mut edits: Vec<ObjectEdit> = vec![Box::new(|o| {
+        o.meta_mut()
+            .labels
+            .as_mut()
+            .unwrap()
+            .remove(MANAGED_BY_LABEL);
+    })];
+    edits.extend(match object {
+        Object::NetworkPolicy(_) => network_policy_edits(),
+        Object::Role(_) => role_edits(),
+        Object::RoleBinding(_) => role_binding_edits(),
+        Object::ResourceQuota(_) => resource_quota_edits(),
+        Object::LimitRange(_) => limit_range_edits(),
+        // Namespaces render no admission policies.
+        Object::ValidatingAdmissionPolicy(_)
+        | Object::ValidatingAdmissionPolicyBinding(_)
+        | Object::MutatingAdmissionPolicy(_)
+        | Object::MutatingAdmissionPolicyBinding(_) => vec![],
+    });
+    edits
+}
+
+fn network_policy_edits() -> Vec<ObjectEdit> {
+    vec![
+        Box::new(|o| {
+            if let Object::NetworkPolicy(np) = o {
+                np.spec
+                    .as_mut()
+                    .unwrap()
+                    .ingress
+                    .get_or_insert_with(Vec::new)
+                    .push(NetworkPolicyIngressRule::default());
+            }
+        }),
+        Box::new(|o| {
+            if let Object::NetworkPolicy(np) = o {
+                np.spec.as_mut().unwrap().pod_selector = Some(LabelSelector {
+                    match_labels: Some(BTreeMap::from([("app".into(), "x".into())])),
+                    match_expressions: None,
+                });
+            }
+        }),
+        Box::new(|o| {
+            if let Object::NetworkPolicy(np) = o {
+                np.spec
+                    .as_mut()
+                    .unwrap()
+                    .policy_types
+                    .as_mut()
+                    .unwrap()
+                    .pop();
+            }
+        }),
+        Box::new(|o| {
+            if let Object::NetworkPolicy(np) = o {
+                np.spec
+                    .as_mut()
+                    .unwrap()
+                    .egress
+                    .get_or_insert_with(Vec::new)
+                    .push(Default::default());
+            }
+        }),
+    ]
+}
+
+fn role_edits() -> Vec<ObjectEdit> {
+    vec![
+        Box::new(|o| {
+            if let Object::Role(r) = o {
+                r.rules.get_or_insert_with(Vec::new).push(PolicyRule {
+                    verbs: vec!["*".into()],
+                    api_groups: Some(vec!["*".into()]),
+                    resources: Some(vec!["*".into()]),
+                    ..Default::default()
+                });
+            }
+        }),
+        Box::new(|o| {
+            if let Object::Role(r) = o {
+                r.rules.as_mut().unwrap()[0].verbs.push("escalate".into());
+            }
+        }),
+    ]
+}
+
+fn role_binding_edits() -> Vec<ObjectEdit> {
+    vec![
+        Box::new(|o| {
+            if let Object::RoleBinding(rb) = o {
+                rb.subjects.get_or_insert_with(Vec::new).push(Subject {
+                    kind: "User".into(),
+                    name: "mallory".into(),
+                    api_group: Some("rbac.authorization.k8s.io".into()),
+                    namespace: None,
+                });
+            }
+        }),
+        Box::new(|o| {
+            if let Object::RoleBinding(rb) = o {
+                rb.role_ref.name = "admin".into();
+            }
+        }),
+    ]
+}
+
+fn resource_quota_edits() -> Vec<ObjectEdit> {
+    vec![
+        Box::new(|o| {
+            if let Object::ResourceQuota(q) = o {
+                q.spec
+                    .as_mut()
+                    .unwrap()
+                    .hard
+                    .as_mut()
+                    .unwrap()
+                    .insert("pods".into(), K8sQuantity("100000".into()));
+            }
+        }),
+        Box::new(|o| {
+            if let Object::ResourceQuota(q) = o {
+                q.spec
+                    .as_mut()
+                    .unwrap()
+                    .hard
+                    .as_mut()
+                    .unwrap()
+                    .remove("requests.cpu");
+            }
+        }),
+        Box::new(|o| {
+            if let Object::ResourceQuota(q) = o {
+                q.spec
+                    .as_mut()
+                    .unwrap()
+                    .hard
+                    .as_mut()
+                    .unwrap()
+                    .insert("services".into(), K8sQuantity("1".into()));
+            }
+        }),
+    ]
+}
+
+fn limit_range_edits() -> Vec<ObjectEdit> {
+    vec![Box::new(|o| {
+        if let Object::LimitRange(l) = o {
+            l.spec.as_mut().unwrap().limits[0]
+                .default
                 .as_mut()
                 .unwrap()
-                .remove(MANAGED_BY_LABEL);
-        }));
-        match &d.object {
-            Object::NetworkPolicy(_) => {
-                push(Box::new(|o| {
-                    if let Object::NetworkPolicy(np) = o {
-                        np.spec
-                            .as_mut()
-                            .unwrap()
-                            .ingress
-                            .get_or_insert_with(Vec::new)
-                            .push(NetworkPolicyIngressRule::default());
-                    }
-                }));
-                push(Box::new(|o| {
-                    if let Object::NetworkPolicy(np) = o {
-                        np.spec.as_mut().unwrap().pod_selector = Some(LabelSelector {
-                            match_labels: Some(BTreeMap::from([("app".into(), "x".into())])),
-                            match_expressions: None,
-                        });
-                    }
-                }));
-                push(Box::new(|o| {
-                    if let Object::NetworkPolicy(np) = o {
-                        np.spec
-                            .as_mut()
-                            .unwrap()
-                            .policy_types
-                            .as_mut()
-                            .unwrap()
-                            .pop();
-                    }
-                }));
-                push(Box::new(|o| {
-                    if let Object::NetworkPolicy(np) = o {
-                        np.spec
-                            .as_mut()
-                            .unwrap()
-                            .egress
-                            .get_or_insert_with(Vec::new)
-                            .push(Default::default());
-                    }
-                }));
-            }
-            Object::Role(_) => {
-                push(Box::new(|o| {
-                    if let Object::Role(r) = o {
-                        r.rules.get_or_insert_with(Vec::new).push(PolicyRule {
-                            verbs: vec!["*".into()],
-                            api_groups: Some(vec!["*".into()]),
-                            resources: Some(vec!["*".into()]),
-                            ..Default::default()
-                        });
-                    }
-                }));
-                push(Box::new(|o| {
-                    if let Object::Role(r) = o {
-                        r.rules.as_mut().unwrap()[0].verbs.push("escalate".into());
-                    }
-                }));
-            }
-            Object::RoleBinding(_) => {
-                push(Box::new(|o| {
-                    if let Object::RoleBinding(rb) = o {
-                        rb.subjects.get_or_insert_with(Vec::new).push(Subject {
-                            kind: "User".into(),
-                            name: "mallory".into(),
-                            api_group: Some("rbac.authorization.k8s.io".into()),
-                            namespace: None,
-                        });
-                    }
-                }));
-                push(Box::new(|o| {
-                    if let Object::RoleBinding(rb) = o {
-                        rb.role_ref.name = "admin".into();
-                    }
-                }));
-            }
-            Object::ResourceQuota(_) => {
-                push(Box::new(|o| {
-                    if let Object::ResourceQuota(q) = o {
-                        q.spec
-                            .as_mut()
-                            .unwrap()
-                            .hard
-                            .as_mut()
-                            .unwrap()
-                            .insert("pods".into(), K8sQuantity("100000".into()));
-                    }
-                }));
-                push(Box::new(|o| {
-                    if let Object::ResourceQuota(q) = o {
-                        q.spec
-                            .as_mut()
-                            .unwrap()
-                            .hard
-                            .as_mut()
-                            .unwrap()
-                            .remove("requests.cpu");
-                    }
-                }));
-                push(Box::new(|o| {
-                    if let Object::ResourceQuota(q) = o {
-                        q.spec
-                            .as_mut()
-                            .unwrap()
-                            .hard
-                            .as_mut()
-                            .unwrap()
-                            .insert("services".into(), K8sQuantity("1".into()));
-                    }
-                }));
-            }
-            Object::LimitRange(_) => {
-                push(Box::new(|o| {
-                    if let Object::LimitRange(l) = o {
-                        l.spec.as_mut().unwrap().limits[0]
-                            .default
-                            .as_mut()
-                            .unwrap()
-                            .insert("cpu".into(), K8sQuantity("64".into()));
-                    }
-                }));
-            }
-            // Namespaces render no admission policies.
-            Object::ValidatingAdmissionPolicy(_)
-            | Object::ValidatingAdmissionPolicyBinding(_)
-            | Object::MutatingAdmissionPolicy(_)
-            | Object::MutatingAdmissionPolicyBinding(_) => {}
+                .insert("cpu".into(), K8sQuantity("64".into()));
         }
-    }
+    })]
+}
+
+/// The edits of the Pod Security labels: an old version, a level removed or made privileged.
+fn namespace_label_edits(desired: &DesiredState) -> Vec<Edit> {
+    let mut edits: Vec<Edit> = Vec::new();
     for (key, value) in compliant_labels(desired) {
         let k = key.clone();
         if key.ends_with("-version") {
@@ -433,6 +467,12 @@ fn edits(desired: &DesiredState) -> Vec<Edit> {
             ));
         }
     }
+    edits
+}
+
+/// The default ServiceAccount's token mounted again, where a baseline disables it.
+fn service_account_edits(desired: &DesiredState) -> Vec<Edit> {
+    let mut edits: Vec<Edit> = Vec::new();
     if desired
         .requirements
         .iter()

@@ -23,9 +23,20 @@ fn a_full_baseline_is_valid() {
     assert!(errors.is_empty(), "{errors:?}");
 }
 
+/// Each (spec, path): validating the spec gives an error at the path.
+fn assert_each_names_its_field(cases: &[(&str, &str)]) {
+    for (spec, path) in cases {
+        let errors = errors_of(spec);
+        assert!(
+            errors.iter().any(|e| e == path),
+            "{spec}: expected {path}, got {errors:?}"
+        );
+    }
+}
+
 #[test]
-fn each_problem_names_its_field() {
-    let cases = [
+fn each_network_policy_and_pod_security_problem_names_its_field() {
+    assert_each_names_its_field(&[
         (
             "  networkPolicy: {defaultDeny: [Ingress], allowDNS: true}\n",
             "spec.networkPolicy.allowDNS",
@@ -42,10 +53,34 @@ fn each_problem_names_its_field() {
             "  podSecurity: {version: v2.0}\n",
             "spec.podSecurity.version",
         ),
+    ]);
+}
+
+#[test]
+fn each_namespace_selection_problem_names_its_field() {
+    assert_each_names_its_field(&[
         (
             "  excludedNamespaces: [Bad_Name]\n",
             "spec.excludedNamespaces[0]",
         ),
+        (
+            "  namespaceSelector: {matchExpressions: [{key: team, operator: Has}]}\n",
+            "spec.namespaceSelector.matchExpressions[0].operator",
+        ),
+        (
+            "  namespaceSelector: {matchExpressions: [{key: team, operator: In}]}\n",
+            "spec.namespaceSelector.matchExpressions[0].values",
+        ),
+        (
+            "  namespaceSelector: {matchLabels: {'bad key!': x}}\n",
+            "spec.namespaceSelector.matchLabels[\"bad key!\"]",
+        ),
+    ]);
+}
+
+#[test]
+fn each_rbac_problem_names_its_field() {
+    assert_each_names_its_field(&[
         (
             "  rbac: {roles: [{name: r, rules: [{apiGroups: [''], resources: [pods], verbs: ['*']}]}]}\n",
             "spec.rbac.roles[0].rules[0].verbs",
@@ -82,6 +117,12 @@ fn each_problem_names_its_field() {
             "  rbac: {roles: [{name: Bad, rules: [{apiGroups: [''], resources: [pods], verbs: [get]}]}]}\n",
             "spec.rbac.roles[0].name",
         ),
+    ]);
+}
+
+#[test]
+fn each_quota_and_limit_range_problem_names_its_field() {
+    assert_each_names_its_field(&[
         (
             "  resourceQuota: {hard: {cpu: lots}}\n",
             "spec.resourceQuota.hard[\"cpu\"]",
@@ -125,26 +166,7 @@ fn each_problem_names_its_field() {
             "  limitRange: {limits: [{type: Container, min: {cpu: 2}, max: {cpu: 1}}]}\n",
             "spec.limitRange.limits[0].min[\"cpu\"]",
         ),
-        (
-            "  namespaceSelector: {matchExpressions: [{key: team, operator: Has}]}\n",
-            "spec.namespaceSelector.matchExpressions[0].operator",
-        ),
-        (
-            "  namespaceSelector: {matchExpressions: [{key: team, operator: In}]}\n",
-            "spec.namespaceSelector.matchExpressions[0].values",
-        ),
-        (
-            "  namespaceSelector: {matchLabels: {'bad key!': x}}\n",
-            "spec.namespaceSelector.matchLabels[\"bad key!\"]",
-        ),
-    ];
-    for (spec, path) in cases {
-        let errors = errors_of(spec);
-        assert!(
-            errors.iter().any(|e| e == path),
-            "{spec}: expected {path}, got {errors:?}"
-        );
-    }
+    ]);
 }
 
 #[test]
