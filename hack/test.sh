@@ -35,6 +35,7 @@ hack/helm.sh build >/dev/null      # helm and the monitoring CRDs, for tests/hel
 hack/report-crds.sh build >/dev/null # the PolicyReport CRDs, for tests/reports.rs
 cargo fmt --all --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
+python3 hack/long-functions.py src # no source file over 600 lines, no function over 80
 # Under a deadline, so a wait that never ends fails the run instead of hanging CI (whose job has
 # 90 minutes in all, a cold build included); timeout signals cargo and the test processes it started.
 timeout --kill-after=60 75m cargo test --locked --workspace "$@"
