@@ -263,3 +263,60 @@ pub fn owner_labels(baseline: &str) -> BTreeMap<String, String> {
         (BASELINE_LABEL.to_string(), baseline.to_string()),
     ])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every kind is generated per namespace, generated per baseline (admission), or a shared
+    /// object we own fields of: exactly one of them; and each list agrees with the API's scope.
+    #[test]
+    fn the_kind_lists_cover_every_kind_once_and_match_the_apis_scope() {
+        let shared = [Kind::Namespace, Kind::ServiceAccount];
+        let every = [
+            Kind::Namespace,
+            Kind::ServiceAccount,
+            Kind::NetworkPolicy,
+            Kind::Role,
+            Kind::RoleBinding,
+            Kind::ResourceQuota,
+            Kind::LimitRange,
+            Kind::ValidatingAdmissionPolicy,
+            Kind::ValidatingAdmissionPolicyBinding,
+            Kind::MutatingAdmissionPolicy,
+            Kind::MutatingAdmissionPolicyBinding,
+        ];
+        for kind in every {
+            // A new variant fails to compile here until it is placed in one list.
+            match kind {
+                Kind::Namespace
+                | Kind::ServiceAccount
+                | Kind::NetworkPolicy
+                | Kind::Role
+                | Kind::RoleBinding
+                | Kind::ResourceQuota
+                | Kind::LimitRange
+                | Kind::ValidatingAdmissionPolicy
+                | Kind::ValidatingAdmissionPolicyBinding
+                | Kind::MutatingAdmissionPolicy
+                | Kind::MutatingAdmissionPolicyBinding => {}
+            }
+            let lists = [
+                Kind::GENERATED.contains(&kind),
+                Kind::ADMISSION.contains(&kind),
+                shared.contains(&kind),
+            ];
+            assert_eq!(lists.iter().filter(|x| **x).count(), 1, "{kind}");
+            assert_eq!(kind.api_resource().kind, kind.as_str());
+        }
+        let namespaced = |k: &Kind| !k.cluster_scoped();
+        assert!(Kind::GENERATED.iter().all(namespaced));
+        assert!(!Kind::ADMISSION.iter().any(namespaced));
+    }
+
+    #[test]
+    fn object_names_start_with_the_prefix_and_name_the_baseline() {
+        assert_eq!(object_name("b", "quota"), "zt-b-quota");
+        assert!(object_name("b", "").starts_with(NAME_PREFIX));
+    }
+}
