@@ -7,7 +7,7 @@ use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 use zerotrust_testkit::*;
 
-use super::{ENFORCE_LABEL, WAIT, refused, status, wait_in_force};
+use super::{ENFORCE_LABEL, WAIT, refused, wait_in_force};
 
 /// Applies `manifest` (one NetworkPolicy named `name`) in `namespace` as `user`, deleting and
 /// re-applying until it is admitted with a warning that names `baseline`: a freshly installed
@@ -65,7 +65,7 @@ async fn audit_mode_warns_and_refuses_nothing() {
         "mode: Audit\nnetworkPolicy: {defaultDeny: [Ingress], refuseWidening: true}",
     ));
     eventually(WAIT, "the Audit policies in place", || async {
-        let s = status(&client, &tag).await;
+        let s = baseline_status(&client, &tag).await;
         s.conditions
             .iter()
             .any(|c| c.type_ == "AdmissionPolicies" && c.status == "True")

@@ -18,20 +18,10 @@ use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{ListParams, ObjectMeta};
 use kube::{Api, Client};
 use serde_json::json;
-use zerotrust_operator::api::{SecurityBaseline, SecurityBaselineStatus};
 use zerotrust_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 const ENFORCE_LABEL: &str = "pod-security.kubernetes.io/enforce";
-
-async fn status(client: &Client, name: &str) -> SecurityBaselineStatus {
-    let api: Api<SecurityBaseline> = Api::all(client.clone());
-    api.get(name)
-        .await
-        .ok()
-        .and_then(|b| b.status)
-        .unwrap_or_default()
-}
 
 /// Waits until the baseline's admission policies are in place and it has reconciled `count`
 /// namespaces compliant.
@@ -40,7 +30,7 @@ async fn wait_in_force(client: &Client, name: &str, count: i32) {
         WAIT,
         "the baseline and its admission policies in force",
         || async {
-            let s = status(client, name).await;
+            let s = baseline_status(client, name).await;
             let installed = s
                 .conditions
                 .iter()

@@ -8,7 +8,7 @@ use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
 use zerotrust_testkit::*;
 
-use super::{WAIT, refused, status, wait_in_force};
+use super::{WAIT, refused, wait_in_force};
 
 fn network_policy(name: &str, spec: serde_json::Value) -> NetworkPolicy {
     serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap()
@@ -184,7 +184,7 @@ async fn a_tenants_allow_all_policy_is_refused_when_the_baseline_asks_and_report
         .await
         .expect("admitted without refuseWidening");
     eventually(WAIT, "the widening reported", || async {
-        let st = status(&client, &l).await;
+        let st = baseline_status(&client, &l).await;
         st.drift
             .iter()
             .any(|d| d.name == "allow-all" && d.reason.starts_with("Widened"))
