@@ -473,6 +473,17 @@ pub struct SecurityBaselineStatus {
     /// How many drift records exist in all, including those not listed in `drift`.
     #[serde(default)]
     pub drift_count: i32,
+    /// The last valid generation's spec: enforced while a newer edit is invalid or unreadable,
+    /// across restarts and leader changes. Written by the operator only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_valid: Option<super::LastValidSpec>,
+    /// The identity the admission policies are rendered for; `check` renders them alike.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admission_identity: Option<super::AdmissionIdentityRecord>,
+    /// Set, in memory only, on the stand-in for a stored baseline that does not decode.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub unreadable: Option<super::Unreadable>,
 }
 
 /// One object or label that differs from the baseline.

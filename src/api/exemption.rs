@@ -7,7 +7,7 @@ use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::schema::dns_label_list_schema;
+use super::schema::{date_time_schema, dns_label_list_schema};
 
 /// Controls not enforced in some namespaces.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
@@ -38,6 +38,7 @@ pub struct Exemption {
     /// When enforcement resumes by itself (RFC 3339, e.g. 2026-12-31T00:00:00Z). Absent: until
     /// the exemption is removed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "date_time_schema")]
     pub expires_at: Option<Time>,
 }
 

@@ -19,6 +19,21 @@ pub fn quantity_map_schema(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
+/// RFC 3339 as the operator reads it. The API server's `date-time` format alone also takes text
+/// the operator cannot parse (`2027-01-01T00:00:00ZT`); refused here, it never reaches a stored
+/// baseline.
+pub const DATE_TIME_PATTERN: &str = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$";
+
+/// An optional RFC 3339 time the operator can parse.
+pub fn date_time_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "string",
+        "format": "date-time",
+        "pattern": DATE_TIME_PATTERN,
+        "nullable": true,
+    })
+}
+
 /// A set of namespace names (DNS labels), at most 512.
 pub fn dns_label_list_schema(_: &mut SchemaGenerator) -> Schema {
     json_schema!({

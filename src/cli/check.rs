@@ -40,11 +40,14 @@ pub struct CheckArgs {
     #[arg(long, env = "ZT_OPERATOR_NAMESPACE", default_value = DEFAULT_OPERATOR_NAMESPACE)]
     pub operator_namespace: String,
 
-    /// The operator's user name, which its admission policies let through (as `run` found it).
+    /// The operator's user name, which its admission policies let through, for a baseline whose
+    /// status does not record the one the operator rendered them for (it records it, as `run`
+    /// found it, on its first status write).
     #[arg(long, env = "ZT_OPERATOR_USER", default_value = DEFAULT_OPERATOR_USER)]
     pub operator_user: String,
 
-    /// The break-glass group the operator's admission policies let through.
+    /// The break-glass group the operator's admission policies let through, for a baseline whose
+    /// status does not record it.
     #[arg(long, env = "ZT_BREAK_GLASS_GROUP", default_value = DEFAULT_BREAK_GLASS_GROUP)]
     pub break_glass_group: String,
 
@@ -127,6 +130,16 @@ pub fn run(args: CheckArgs) -> ExitCode {
 fn print_text(report: &Report) {
     for invalid in &report.invalid {
         println!("INVALID  {invalid}");
+    }
+    for (baseline, generation) in &report.enforcing_recorded {
+        println!(
+            "NOTICE   SecurityBaseline {baseline:?}: checked at generation {generation}, the last valid one, which the operator enforces meanwhile"
+        );
+    }
+    for baseline in &report.identity_unrecorded {
+        println!(
+            "NOTICE   SecurityBaseline {baseline:?}: its status records no operator identity (the operator has not written it yet): admission policies checked as rendered for --operator-user"
+        );
     }
     for (baseline, protection) in &report.unavailable {
         println!(

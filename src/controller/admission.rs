@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
 use tracing::{info, warn};
 
 use super::apply::{self, Created};
@@ -15,8 +16,8 @@ use super::error::Error;
 use super::held_object::strip_metadata;
 use super::status::Outcome;
 use crate::engine::{
-    DesiredObject, Drift, DriftReason, ValidBaseline, Write, diff_admission, next_expiry,
-    plan_admission, render_admission, vet,
+    DesiredObject, Drift, DriftReason, Object, Ownership, ValidBaseline, Write, diff_admission,
+    next_expiry, ownership, plan_admission, render_admission, vet,
 };
 
 /// The safety-net pass when nothing woke the keeper.
@@ -64,11 +65,34 @@ pub async fn keep(ctx: Arc<Context>) {
 /// The baselines whose admission objects are kept: the last valid generation of each, not being
 /// deleted.
 fn enforced(ctx: &Context) -> Vec<ValidBaseline> {
-    ctx.baselines
-        .state()
-        .iter()
-        .filter_map(|b| ctx.last_valid.enforced(b).valid)
-        .filter(|v| v.baseline.metadata.deletion_timestamp.is_none())
+    enforced_and_held(ctx).0
+}
+
+/// The baselines whose admission objects are kept, and the names of those that exist, not being
+/// deleted, yet have no valid generation to enforce (invalid or unreadable since before this
+/// process, with none recorded): what they have is held as it is, neither repaired nor deleted.
+/// Only a baseline's deletion takes its policies away.
+fn enforced_and_held(ctx: &Context) -> (Vec<ValidBaseline>, Vec<String>) {
+    let mut enforced = Vec::new();
+    let mut held = Vec::new();
+    for baseline in ctx.baselines.state().iter() {
+        if baseline.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        match ctx.last_valid.enforced(baseline).valid {
+            Some(valid) if valid.baseline.metadata.deletion_timestamp.is_none() => {
+                enforced.push(valid)
+            }
+            _ => held.push(baseline.name_any()),
+        }
+    }
+    (enforced, held)
+}
+
+/// `live` without the objects of the `held` baselines, which a pass neither repairs nor deletes.
+fn without_held(live: Vec<Object>, held: &[String]) -> Vec<Object> {
+    live.into_iter()
+        .filter(|o| !matches!(ownership(o.meta()), Ownership::Baseline(b) if held.contains(&b)))
         .collect()
 }
 
@@ -83,7 +107,7 @@ fn next_expiry_of_all(ctx: &Context) -> Option<i64> {
 
 /// One pass over every baseline's admission objects: render, diff, write, record.
 pub async fn reconcile(ctx: &Context) -> Result<(), Error> {
-    let baselines = enforced(ctx);
+    let (baselines, held) = enforced_and_held(ctx);
     let now = Timestamp::now().as_second();
     let desired: Vec<DesiredObject> = baselines
         .iter()
@@ -96,7 +120,7 @@ pub async fn reconcile(ctx: &Context) -> Result<(), Error> {
                 })
         })
         .collect();
-    let live = ctx.caches.admission_objects();
+    let live = without_held(ctx.caches.admission_objects(), &held);
     let mut drift = diff_admission(&desired, &live);
     let mut failure = None;
     for write in plan_admission(&desired, &live, &drift) {

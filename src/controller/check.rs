@@ -1,6 +1,8 @@
 //! `check`: one read-only pass over the cluster with the operator's own engine, for CI pipelines
 //! and people who want an answer without running the operator.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{ApiResource, DynamicObject, ListParams};
@@ -11,15 +13,16 @@ use super::apply;
 use super::caches::{Caches, ForeignSummary, is_foreign};
 use super::decode::decode;
 use super::discovery::{AdmissionIdentity, admission_settings};
+use super::enforced::LastValid;
 use super::error::{Error, Failed, Operation};
 use super::held_namespace::HeldNamespace;
 use super::held_object::strip_metadata;
 use super::metrics::Metrics;
-use crate::api::SecurityBaseline;
+use crate::api::{AdmissionIdentityRecord, SecurityBaseline};
 use crate::engine::{
     AdmissionSettings, ControlResult, DesiredObject, Drift, DriftReason, Environment,
     ExemptControl, InvalidSpec, Kind, MANAGED_SELECTOR, Object, ValidBaseline, admission_results,
-    diff, diff_admission, render, render_admission, results, unavailable, validate,
+    diff, diff_admission, render, render_admission, results, unavailable,
 };
 
 /// What `check` found.
@@ -31,6 +34,12 @@ pub struct Report {
     pub namespaces: usize,
     /// Baselines the API server accepted but the engine refuses.
     pub invalid: Vec<InvalidSpec>,
+    /// Of those, the ones checked at the last valid generation the operator recorded (which it
+    /// enforces meanwhile): (baseline, generation).
+    pub enforcing_recorded: Vec<(String, i64)>,
+    /// Baselines whose status records no identity the operator rendered their admission policies
+    /// for: checked as rendered for the identity given to `check`.
+    pub identity_unrecorded: Vec<String>,
     /// Baselines checked, valid or not.
     pub baselines: usize,
     /// Their names, in the order listed.
@@ -75,14 +84,19 @@ pub async fn check(
     let admission = admission_settings(client, identity, operator_namespace).await?;
     load_caches(client, &caches).await?;
     let mut report = Report::default();
-    let valid = read_baselines(client, only, &mut report).await?;
+    let (valid, identities) = read_baselines(client, only, &mut report).await?;
+    report.identity_unrecorded = valid
+        .iter()
+        .filter(|b| matches!(identities.get(b.name()), Some(None)))
+        .map(|b| b.name().to_string())
+        .collect();
     // One moment for the whole check, so every exemption is in force or over throughout.
     let env = Environment {
         api_server: super::api_server::read(client).await?,
         ..Environment::new(operator_namespace)
     };
     (report.admission, report.admission_results) =
-        check_admission(client, &valid, &admission, env.now).await?;
+        check_admission(client, &valid, &identities, &admission, env.now).await?;
     report.unavailable = valid
         .iter()
         .flat_map(|b| {
@@ -126,14 +140,17 @@ async fn load_caches(client: &Client, caches: &Caches) -> Result<(), Error> {
     Ok(())
 }
 
-/// The baselines that pass validation (only `only`, if given); each one listed is counted in
-/// `report`, and each one refused is reported there as invalid.
+/// The baselines that pass validation (only `only`, if given), with the identity recorded for
+/// each; each one listed is counted in `report`, and each one refused is reported there as
+/// invalid, and checked at the last valid generation recorded in its status, as the operator
+/// enforces it.
 async fn read_baselines(
     client: &Client,
     only: Option<&str>,
     report: &mut Report,
-) -> Result<Vec<ValidBaseline>, Error> {
+) -> Result<(Vec<ValidBaseline>, Identities), Error> {
     let mut valid = Vec::new();
+    let mut identities = Identities::new();
     // One by one, as the operator reads them: a baseline that does not decode is reported as
     // invalid rather than failing the whole check.
     let raw: Api<DynamicObject> =
@@ -144,15 +161,42 @@ async fn read_baselines(
         }
         report.baselines += 1;
         report.baseline_names.push(object.name_any());
-        match decode(&object)
-            .map_err(|undecodable| undecodable.error)
-            .and_then(|b| validate(&b))
-        {
-            Ok(v) => valid.push(v),
-            Err(invalid) => report.invalid.push(invalid),
+        let baseline = decode(&object).unwrap_or_else(|undecodable| undecodable.placeholder);
+        let recorded = baseline
+            .status
+            .as_ref()
+            .and_then(|s| s.admission_identity.clone());
+        identities.insert(baseline.name_any(), recorded);
+        let enforced = LastValid::default().enforced(&baseline);
+        let generation = enforced.generation();
+        if let Some(invalid) = enforced.invalid {
+            report.invalid.push(invalid);
+            if let Some(generation) = generation {
+                report
+                    .enforcing_recorded
+                    .push((baseline.name_any(), generation));
+            }
         }
+        valid.extend(enforced.valid);
     }
-    Ok(valid)
+    Ok((valid, identities))
+}
+
+/// The identity each baseline's status records its admission policies were rendered for.
+type Identities = BTreeMap<String, Option<AdmissionIdentityRecord>>;
+
+/// `settings` for the identity recorded for `baseline`, if one is.
+fn settings_for(
+    settings: &AdmissionSettings,
+    baseline: &str,
+    identities: &Identities,
+) -> AdmissionSettings {
+    let mut settings = settings.clone();
+    if let Some(Some(recorded)) = identities.get(baseline) {
+        settings.operator_user = recorded.operator_user.clone();
+        settings.break_glass_group = recorded.break_glass_group.clone();
+    }
+    settings
 }
 
 /// Compares each namespace the `valid` baselines select with what they render for it, in
@@ -220,13 +264,15 @@ async fn classify_missing(
 async fn check_admission(
     client: &Client,
     baselines: &[ValidBaseline],
+    identities: &Identities,
     settings: &AdmissionSettings,
     now: i64,
 ) -> Result<(Vec<Drift>, Vec<ControlResult>), Error> {
     let desired: Vec<DesiredObject> = baselines
         .iter()
         .flat_map(|b| {
-            render_admission(b, settings, now)
+            // Each as the operator rendered it: for the identity its status records.
+            render_admission(b, &settings_for(settings, b.name(), identities), now)
                 .into_iter()
                 .map(|object| DesiredObject {
                     baseline: b.name().to_string(),

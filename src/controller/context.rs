@@ -19,7 +19,6 @@ use futures::{FutureExt, StreamExt};
 
 use super::api_server::{self, ApiServerAddresses};
 use super::caches::Caches;
-use super::decode::UndecodableBaselines;
 use super::enforced::LastValid;
 use super::error::Error;
 use super::http::Health;
@@ -38,7 +37,6 @@ pub struct Context {
     pub(super) baselines: Store<SecurityBaseline>,
     pub(super) caches: Caches,
     /// Stored baselines that cannot be decoded: reported, never enforced.
-    pub(super) undecodable: Arc<UndecodableBaselines>,
     pub(super) outcomes: Outcomes,
     /// The PolicyReports, when asked for.
     pub(super) reports: Option<Reports>,
@@ -80,7 +78,6 @@ impl Context {
             })
             .collect();
         let caches = Caches::new(&metrics, &served);
-        let undecodable = Arc::new(UndecodableBaselines::default());
         let admission_changed = Arc::new(Notify::new());
         let api_server = Arc::new(ApiServerAddresses::default());
         let mut inputs = watch(
@@ -89,7 +86,6 @@ impl Context {
             health,
             namespace_writer,
             baseline_writer,
-            undecodable.clone(),
             admission_changed.clone(),
         );
         // New API server addresses change what every allowAPIServer namespace must hold.
@@ -112,7 +108,6 @@ impl Context {
             namespaces,
             baselines,
             caches,
-            undecodable,
             outcomes: Outcomes::default(),
             reports,
             last_valid: LastValid::default(),
@@ -202,7 +197,6 @@ impl Context {
             api_server: Arc::new(ApiServerAddresses::default()),
             namespaces,
             baselines,
-            undecodable: Arc::new(UndecodableBaselines::default()),
             outcomes: Outcomes::default(),
             reports: None,
             last_valid: LastValid::default(),

@@ -130,13 +130,17 @@ pub(super) async fn reconcile(
     }
 }
 
-/// Some baseline lets pods reach the API server, so renderings depend on its addresses.
+/// Some baseline lets pods reach the API server, so renderings depend on its addresses. Read
+/// from what each enforces, which is the last valid generation while an edit is invalid.
 fn wants_api_server(ctx: &Context) -> bool {
     ctx.baselines.state().iter().any(|b| {
-        b.spec
-            .network_policy
-            .as_ref()
-            .is_some_and(|np| np.allow_api_server)
+        ctx.last_valid.enforced(b).valid.is_some_and(|v| {
+            v.baseline
+                .spec
+                .network_policy
+                .as_ref()
+                .is_some_and(|np| np.allow_api_server)
+        })
     })
 }
 

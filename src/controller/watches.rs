@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 use tracing::warn;
 
 use super::caches::{Caches, foreign_event};
-use super::decode::UndecodableBaselines;
+use super::decode::decode_event;
 use super::held_namespace::HeldNamespace;
 use super::held_object::strip_metadata;
 use super::http::Health;
@@ -55,7 +55,6 @@ pub fn watch(
     health: &Arc<Health>,
     namespaces: reflector::store::Writer<HeldNamespace>,
     baselines: reflector::store::Writer<SecurityBaseline>,
-    undecodable: Arc<UndecodableBaselines>,
     admission_changed: Arc<Notify>,
 ) -> Inputs {
     let labelled = |kind: Kind| {
@@ -87,7 +86,7 @@ pub fn watch(
         admission,
         service_accounts,
         network_policies: watch_foreign_policies(client, caches.foreign_policies(), health),
-        baseline_changes: watch_baselines(client, baselines, undecodable, admission_changed),
+        baseline_changes: watch_baselines(client, baselines, admission_changed),
     }
 }
 
@@ -178,7 +177,6 @@ fn watch_namespaces(
 fn watch_baselines(
     client: &Client,
     writer: reflector::store::Writer<SecurityBaseline>,
-    undecodable: Arc<UndecodableBaselines>,
     admission_changed: Arc<Notify>,
 ) -> BoxStream<'static, ()> {
     let mut seen: HashMap<String, (Option<i64>, bool)> = HashMap::new();
@@ -188,7 +186,7 @@ fn watch_baselines(
         .backoff(watch_backoff())
         .filter_map(move |event| {
             future::ready(match event {
-                Ok(event) => undecodable.decode(event).map(Ok),
+                Ok(event) => Some(Ok(decode_event(event))),
                 Err(e) => Some(Err(e)),
             })
         })

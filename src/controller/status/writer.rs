@@ -12,8 +12,11 @@ use serde_json::json;
 use tracing::{debug, warn};
 
 use super::compute::{Spec, compute_status};
-use crate::api::{SecurityBaseline, SecurityBaselineStatus};
+use crate::api::{
+    AdmissionIdentityRecord, LastValidSpec, SecurityBaseline, SecurityBaselineStatus,
+};
 use crate::controller::context::Context;
+use crate::controller::enforced::record;
 use crate::controller::error::{Error, Failed, Operation};
 use crate::controller::finalizer::manage_finalizer;
 use crate::controller::held_namespace::HeldNamespace;
@@ -54,7 +57,6 @@ pub async fn write_statuses(ctx: Arc<Context>, interval: Duration, health: Arc<H
         for baseline in baselines {
             keep_baseline(&ctx, &raw, &baseline, &namespaces).await;
         }
-        write_set_aside(&ctx, &raw).await;
     }
 }
 
@@ -93,7 +95,13 @@ async fn keep_baseline(
     baseline: &SecurityBaseline,
     namespaces: &[Arc<HeldNamespace>],
 ) {
-    if let Err(e) = manage_finalizer(ctx, baseline).await {
+    // A stand-in for an unreadable baseline has no deletion policy to go by: its finalizer stays
+    // as it is.
+    let unreadable = baseline
+        .status
+        .as_ref()
+        .is_some_and(|s| s.unreadable.is_some());
+    if !unreadable && let Err(e) = manage_finalizer(ctx, baseline).await {
         warn!(baseline = baseline.name_any(), error = %e, "finalizer update failed");
     }
     if baseline.metadata.deletion_timestamp.is_some() {
@@ -113,9 +121,22 @@ async fn keep_baseline(
         admission: admission.as_ref(),
         unavailable: &unavailable,
     };
-    if let Err(e) = write_status(ctx, raw, baseline, spec, &selected).await {
+    let recorded = Recorded {
+        last_valid: enforced.valid.as_ref().and_then(record),
+        identity: AdmissionIdentityRecord {
+            operator_user: ctx.admission.operator_user.clone(),
+            break_glass_group: ctx.admission.break_glass_group.clone(),
+        },
+    };
+    if let Err(e) = write_status(ctx, raw, baseline, spec, &selected, recorded).await {
         warn!(baseline = baseline.name_any(), error = %e, "status write failed");
     }
+}
+
+/// What the status records for the next process and for `check` (`api::recorded`).
+struct Recorded {
+    last_valid: Option<LastValidSpec>,
+    identity: AdmissionIdentityRecord,
 }
 
 /// The namespaces, not being deleted, that the enforced generation `valid` selects.
@@ -136,23 +157,6 @@ fn selected_namespaces(
         .collect()
 }
 
-/// Writes the status of each baseline set aside as undecodable: why it is invalid, and nothing
-/// counted.
-async fn write_set_aside(ctx: &Context, raw: &Api<DynamicObject>) {
-    for set_aside in ctx.undecodable.list() {
-        let baseline = &set_aside.placeholder;
-        let spec = Spec {
-            invalid: Some(&set_aside.error),
-            enforcing: None,
-            admission: None,
-            unavailable: &[],
-        };
-        if let Err(e) = write_status(ctx, raw, baseline, spec, &[]).await {
-            warn!(baseline = baseline.name_any(), error = %e, "status write failed");
-        }
-    }
-}
-
 /// Writes `baseline`'s status, given what its spec says and the namespaces it selects, if it
 /// changed.
 async fn write_status(
@@ -161,11 +165,12 @@ async fn write_status(
     baseline: &SecurityBaseline,
     spec: Spec<'_>,
     selected: &[String],
+    recorded: Recorded,
 ) -> Result<(), Error> {
     let name = baseline.name_any();
     let previous = ctx.outcomes.current_status(baseline);
     let (outcomes, repairs) = ctx.outcomes.snapshot(&name, selected);
-    let status = compute_status(
+    let mut status = compute_status(
         baseline,
         spec,
         &outcomes,
@@ -173,6 +178,8 @@ async fn write_status(
         &previous,
         Timestamp::now(),
     );
+    status.last_valid = recorded.last_valid;
+    status.admission_identity = Some(recorded.identity);
     let pending = status.selected_namespaces
         - status.compliant_namespaces
         - status.drifted_namespaces
@@ -189,7 +196,10 @@ async fn write_status(
     }
     // A server-side apply needs the stored object to match the schema; one that does not (we
     // could not decode it) gets its status merged in instead, by the same field manager.
-    let decodable = !ctx.undecodable.contains(&name);
+    let decodable = baseline
+        .status
+        .as_ref()
+        .is_none_or(|s| s.unreadable.is_none());
     let patch = status_patch(&status);
     let (params, patch) = if decodable {
         (
