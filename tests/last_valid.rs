@@ -267,7 +267,19 @@ async fn an_undecodable_edit_and_a_restart_keep_the_last_valid_protection() {
         &deny.uid().unwrap(),
     )
     .await;
-    wait_invalid(&client, &tag, "expiresAt").await;
+    let s = wait_invalid(&client, &tag, "expiresAt").await;
+    let (_, _, message) = condition(&s, "Ready").unwrap();
+    assert!(message.ends_with("enforcing generation 1"), "{message}");
+
+    // Only deleting the baseline takes its admission policies away.
+    delete_baseline(&tag);
+    eventually(WAIT, "the deleted baseline's policies gone", || async {
+        admission_objects(&client, &tag)
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -203,3 +203,80 @@ async fn a_lost_connection_fails_the_pass() {
     assert_eq!(drift(&ctx), (vec![policy("WriteFailed"), binding], 0));
     assert!(cached(&ctx).is_empty());
 }
+
+/// `b` edited (generation 2) into what the engine refuses: a selector operator it does not know.
+fn invalid_edit(b: &SecurityBaseline) -> SecurityBaseline {
+    let mut edited = b.clone();
+    edited.metadata.generation = Some(2);
+    edited.spec.namespace_selector = Some(
+        serde_json::from_value(json!({"matchExpressions": [{"key": "a", "operator": "Has"}]}))
+            .unwrap(),
+    );
+    edited
+}
+
+#[tokio::test]
+async fn a_baseline_that_exists_but_was_never_seen_valid_keeps_its_policies_untouched() {
+    // A new process: an invalid baseline with nothing recorded, its policies in the cluster.
+    let b = audit();
+    let (served, _) = keep(vec![invalid_edit(&b)], rendered(&b), vec![]).await;
+    served.result.expect("nothing to do");
+    assert!(
+        served.requests.is_empty(),
+        "no delete: {:?}",
+        served.requests
+    );
+    // An unreadable stand-in alike.
+    let mut stand_in = baseline("b", json!({}));
+    stand_in.status = Some(crate::api::SecurityBaselineStatus {
+        unreadable: Some(crate::api::Unreadable::default()),
+        ..Default::default()
+    });
+    let (served, _) = keep(vec![stand_in], rendered(&b), vec![]).await;
+    served.result.expect("nothing to do");
+    assert!(
+        served.requests.is_empty(),
+        "no delete: {:?}",
+        served.requests
+    );
+}
+
+#[tokio::test]
+async fn after_a_restart_an_invalid_edit_keeps_the_recorded_generations_policies() {
+    let b = audit();
+    let mut edited = invalid_edit(&b);
+    let recorded = super::enforced::record(&validate(&b).unwrap()).unwrap();
+    edited.status = Some(crate::api::SecurityBaselineStatus {
+        last_valid: Some(recorded),
+        ..Default::default()
+    });
+    // Missing policies are written again from the record: it is enforced, not merely held.
+    let script = vec![
+        expect(Method::POST, POLICIES, Answer::Echo),
+        expect(Method::POST, BINDINGS, Answer::Echo),
+    ];
+    let (served, _) = keep(vec![edited.clone()], vec![], script).await;
+    served.result.expect("written");
+    let (served, _) = keep(vec![edited], rendered(&b), vec![]).await;
+    served.result.expect("nothing to do");
+    assert!(served.requests.is_empty(), "{:?}", served.requests);
+}
+
+#[tokio::test]
+async fn only_a_baseline_gone_from_the_cluster_has_its_policies_deleted() {
+    let b = audit();
+    let live = rendered(&b);
+    let script: Vec<Expect> = live
+        .iter()
+        .map(|o| {
+            let path = format!(
+                "/apis/admissionregistration.k8s.io/v1/{}/{}",
+                o.kind().api_resource().plural,
+                o.name()
+            );
+            expect(Method::DELETE, &path, Answer::Echo)
+        })
+        .collect();
+    let (served, _) = keep(vec![], live, script).await;
+    served.result.expect("deleted");
+}

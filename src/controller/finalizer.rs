@@ -1,7 +1,7 @@
 //! The cleanup finalizer of `deletionPolicy: Delete` baselines: held until every object the
 //! baseline created is gone, so deleting the baseline removes them first.
 
-use kube::api::{Patch, PatchParams};
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
 use kube::{Api, Resource, ResourceExt};
 use tracing::info;
 
@@ -49,14 +49,18 @@ pub async fn manage_finalizer(ctx: &Context, baseline: &SecurityBaseline) -> Res
         "kind": SecurityBaseline::kind(&()),
         "metadata": {"name": name, "finalizers": finalizers},
     });
-    Api::<SecurityBaseline>::all(ctx.client.clone())
-        .patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(patch),
-        )
-        .await
-        .failed(Operation::UpdateFinalizer, "SecurityBaseline", "", &name)?;
+    // Untyped, so the answer for a baseline whose spec does not decode is no error.
+    Api::<DynamicObject>::all_with(
+        ctx.client.clone(),
+        &ApiResource::erase::<SecurityBaseline>(&()),
+    )
+    .patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(patch),
+    )
+    .await
+    .failed(Operation::UpdateFinalizer, "SecurityBaseline", "", &name)?;
     info!(
         baseline = name,
         finalizer = keep,

@@ -16,6 +16,7 @@ use crate::api::{
     AdmissionIdentityRecord, LastValidSpec, SecurityBaseline, SecurityBaselineStatus,
 };
 use crate::controller::context::Context;
+use crate::controller::decode::unreadable;
 use crate::controller::enforced::record;
 use crate::controller::error::{Error, Failed, Operation};
 use crate::controller::finalizer::manage_finalizer;
@@ -95,19 +96,25 @@ async fn keep_baseline(
     baseline: &SecurityBaseline,
     namespaces: &[Arc<HeldNamespace>],
 ) {
-    // A stand-in for an unreadable baseline has no deletion policy to go by: its finalizer stays
-    // as it is.
-    let unreadable = baseline
-        .status
-        .as_ref()
-        .is_some_and(|s| s.unreadable.is_some());
-    if !unreadable && let Err(e) = manage_finalizer(ctx, baseline).await {
+    let enforced = ctx.last_valid.enforced(baseline);
+    // A stand-in for an unreadable baseline goes by its last valid spec's deletion policy; with
+    // none recorded, its finalizer stays as it is.
+    let by = match unreadable(baseline) {
+        Some(_) => enforced.valid.as_ref().map(|v| SecurityBaseline {
+            metadata: baseline.metadata.clone(),
+            spec: v.baseline.spec.clone(),
+            status: None,
+        }),
+        None => Some(baseline.clone()),
+    };
+    if let Some(by) = by
+        && let Err(e) = manage_finalizer(ctx, &by).await
+    {
         warn!(baseline = baseline.name_any(), error = %e, "finalizer update failed");
     }
     if baseline.metadata.deletion_timestamp.is_some() {
         return;
     }
-    let enforced = ctx.last_valid.enforced(baseline);
     let selected = selected_namespaces(ctx, enforced.valid.as_ref(), namespaces);
     let admission = ctx.outcomes.cluster(&baseline.name_any());
     let unavailable = enforced
@@ -196,10 +203,7 @@ async fn write_status(
     }
     // A server-side apply needs the stored object to match the schema; one that does not (we
     // could not decode it) gets its status merged in instead, by the same field manager.
-    let decodable = baseline
-        .status
-        .as_ref()
-        .is_none_or(|s| s.unreadable.is_none());
+    let decodable = unreadable(baseline).is_none();
     let patch = status_patch(&status);
     let (params, patch) = if decodable {
         (
