@@ -74,3 +74,30 @@ where
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn parses(text: &str) -> bool {
+        serde_json::from_value::<Time>(serde_json::json!(text)).is_ok()
+    }
+
+    #[test]
+    fn every_form_the_date_time_pattern_admits_is_one_the_operator_parses() {
+        // The pattern's every branch: fractions of 1 to 9 digits, `Z` or a numeric offset.
+        for text in [
+            "2027-01-01T00:00:00Z",
+            "2027-01-01T00:00:00.1Z",
+            "2027-01-01T00:00:00.123456789Z",
+            "2027-12-31T23:59:59+05:30",
+            "2027-12-31T23:59:59-08:00",
+            "0001-01-01T00:00:00Z",
+        ] {
+            assert!(parses(text), "{text}");
+        }
+        // What the API server's `date-time` format alone lets through (the pattern refuses it,
+        // `last_valid::an_undecodable_edit_...` shows the API server saying so).
+        assert!(!parses("2027-01-01T00:00:00ZT"));
+    }
+}
