@@ -119,8 +119,8 @@ const CASES: &[(&str, &str, Stopped, &str)] = &[
         "spec.podSecurity.version",
     ),
     (
-        "PSA version older than the v1.30 floor (restricted lacked checks then)",
-        "podSecurity: {enforce: restricted, version: v1.29}",
+        "PSA version older than the v1.34 floor (it lacked checks both levels have now)",
+        "podSecurity: {enforce: restricted, version: v1.33}",
         ApiServer,
         "spec.podSecurity.version",
     ),

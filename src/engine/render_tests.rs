@@ -6,8 +6,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
 
 use super::test_support::{
-    ENFORCE_LABEL, baseline_of as baseline, env, no_labels, psa_spec, restricted_spec,
-    tenant_labels,
+    baseline_of as baseline, env, no_labels, psa_spec, restricted_spec, tenant_labels,
 };
 use super::*;
 use crate::api::*;
@@ -146,10 +145,10 @@ fn pod_security_composes_to_the_most_restrictive() {
         psa(
             PodSecurityLevel::Baseline,
             Some(PodSecurityLevel::Restricted),
-            "v1.30",
+            "v1.35",
         ),
     );
-    let b = baseline("b", psa(PodSecurityLevel::Restricted, None, "v1.33"));
+    let b = baseline("b", psa(PodSecurityLevel::Restricted, None, "v1.34"));
     for order in [vec![a.clone(), b.clone()], vec![b.clone(), a.clone()]] {
         let desired = render(&order, "ns", &no_labels(), &env());
         let label =
@@ -158,12 +157,19 @@ fn pod_security_composes_to_the_most_restrictive() {
             (label("enforce").value, label("enforce").baseline),
             ("restricted".into(), "b".into())
         );
-        assert_eq!(label("enforce-version").value, "v1.33");
+        assert_eq!(
+            (
+                label("enforce-version").value,
+                label("enforce-version").baseline
+            ),
+            ("v1.35".into(), "a".into()),
+            "the level of one baseline, the newer version of the other"
+        );
         assert_eq!(
             (label("warn").value, label("warn").baseline),
             ("restricted".into(), "a".into())
         );
-        assert_eq!(label("warn-version").value, "v1.30");
+        assert_eq!(label("warn-version").value, "v1.35");
         assert!(
             !desired
                 .namespace_labels
@@ -201,22 +207,27 @@ fn several_baselines_keep_their_own_objects() {
     );
 }
 
+/// `restricted` pinned to an old version lacks checks `baseline` at `latest` has: neither meets the
+/// other, so the namespace gets both, the stricter level at the newer version.
 #[test]
-fn a_pinned_version_cannot_beat_a_stricter_level_and_equal_levels_take_the_newest() {
+fn a_pinned_stricter_level_composes_with_a_newer_version_into_both() {
     let pinned = baseline(
         "a",
-        psa_spec(Mode::Enforce, PodSecurityLevel::Restricted, Some("v1.30")),
+        psa_spec(Mode::Enforce, PodSecurityLevel::Restricted, Some("v1.34")),
     );
     let latest = baseline(
         "b",
         psa_spec(Mode::Enforce, PodSecurityLevel::Baseline, None),
     );
-    let desired = render(&[pinned.clone(), latest], "ns", &no_labels(), &env());
-    assert_eq!(desired.namespace_labels[ENFORCE_LABEL].value, "restricted");
-    assert_eq!(
-        desired.namespace_labels["pod-security.kubernetes.io/enforce-version"].value,
-        "v1.30"
-    );
+    for order in [[pinned.clone(), latest.clone()], [latest, pinned.clone()]] {
+        let desired = render(&order, "ns", &no_labels(), &env());
+        let label = |k: &str| {
+            let v = &desired.namespace_labels[&format!("pod-security.kubernetes.io/{k}")];
+            (v.value.clone(), v.baseline.clone())
+        };
+        assert_eq!(label("enforce"), ("restricted".into(), "a".into()));
+        assert_eq!(label("enforce-version"), ("latest".into(), "b".into()));
+    }
 
     let newest = baseline(
         "c",

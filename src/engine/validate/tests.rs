@@ -18,7 +18,7 @@ fn errors_of(spec_yaml: &str) -> Vec<String> {
 #[test]
 fn a_full_baseline_is_valid() {
     let errors = errors_of(
-        "  networkPolicy: {defaultDeny: [Ingress, Egress], allowDNS: true, allowSameNamespace: true}\n  podSecurity: {enforce: restricted, version: v1.33}\n  rbac:\n    roles:\n    - name: viewer\n      rules: [{apiGroups: [''], resources: [pods], verbs: [get, list]}]\n      subjects: [{kind: Group, name: 'team-${namespace}'}, {kind: ServiceAccount, name: ci, namespace: '${namespace}'}]\n  resourceQuota: {hard: {pods: '10', requests.cpu: 2}}\n  limitRange: {limits: [{type: Container, default: {cpu: 500m}, defaultRequest: {cpu: 100m}, max: {cpu: '1'}}]}\n",
+        "  networkPolicy: {defaultDeny: [Ingress, Egress], allowDNS: true, allowSameNamespace: true}\n  podSecurity: {enforce: restricted, version: v1.35}\n  rbac:\n    roles:\n    - name: viewer\n      rules: [{apiGroups: [''], resources: [pods], verbs: [get, list]}]\n      subjects: [{kind: Group, name: 'team-${namespace}'}, {kind: ServiceAccount, name: ci, namespace: '${namespace}'}]\n  resourceQuota: {hard: {pods: '10', requests.cpu: 2}}\n  limitRange: {limits: [{type: Container, default: {cpu: 500m}, defaultRequest: {cpu: 100m}, max: {cpu: '1'}}]}\n",
     );
     assert!(errors.is_empty(), "{errors:?}");
 }
