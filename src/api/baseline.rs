@@ -474,6 +474,11 @@ pub struct SecurityBaselineStatus {
     /// How many drift records exist in all, including those not listed in `drift`.
     #[serde(default)]
     pub drift_count: i32,
+    /// The exemptions without end (`permanent: true`) of the generation enforced, by their index
+    /// in `spec.exemptions`: holes someone chose to keep, listed so they never look green.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub permanent_exemptions: Vec<i32>,
 }
 
 /// One object or label that differs from the baseline.

@@ -30,7 +30,7 @@ fn audit() -> SecurityBaseline {
 
 /// The admission objects `b` renders, as the caches hold them once written.
 fn rendered(b: &SecurityBaseline) -> Vec<Object> {
-    let valid = validate(b).expect("a valid baseline");
+    let valid = validate(b, crate::engine::test_support::VALIDATED_AT).expect("a valid baseline");
     render_admission(&valid, &settings(true), 0)
         .into_iter()
         .map(|o| ours(o.kind(), serde_json::to_value(&o).unwrap()))

@@ -3,6 +3,7 @@
 
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{ApiResource, DynamicObject, ListParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -18,8 +19,9 @@ use super::metrics::Metrics;
 use crate::api::SecurityBaseline;
 use crate::engine::{
     AdmissionSettings, ControlResult, DesiredObject, Drift, DriftReason, Environment,
-    ExemptControl, InvalidSpec, Kind, MANAGED_SELECTOR, Object, ValidBaseline, admission_results,
-    diff, diff_admission, render, render_admission, results, unavailable, validate,
+    ExemptControl, InvalidSpec, Kind, MANAGED_SELECTOR, Object, PermanentExemption, ValidBaseline,
+    admission_results, diff, diff_admission, permanent_exemptions, render, render_admission,
+    results, unavailable, validate,
 };
 
 /// What `check` found.
@@ -46,6 +48,8 @@ pub struct Report {
     /// One result per namespace, baseline and control, in namespace order: the same results
     /// the operator's PolicyReports hold.
     pub controls: Vec<(String, ControlResult)>,
+    /// The valid baselines' exemptions without end: listed, never a failure.
+    pub permanent: Vec<PermanentExemption>,
 }
 
 async fn list<K>(api: Api<K>, params: &ListParams, kind: &'static str) -> Result<Vec<K>, Error>
@@ -91,6 +95,7 @@ pub async fn check(
                 .map(|p| (b.name().to_string(), p))
         })
         .collect();
+    report.permanent = valid.iter().flat_map(permanent_exemptions).collect();
     check_namespaces(client, &caches, &valid, &env, &mut report).await?;
     Ok(report)
 }
@@ -146,7 +151,7 @@ async fn read_baselines(
         report.baseline_names.push(object.name_any());
         match decode(&object)
             .map_err(|undecodable| undecodable.error)
-            .and_then(|b| validate(&b))
+            .and_then(|b| validate(&b, Timestamp::now().as_second()))
         {
             Ok(v) => valid.push(v),
             Err(invalid) => report.invalid.push(invalid),

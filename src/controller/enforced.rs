@@ -3,6 +3,7 @@
 //! enforced for a baseline that has been invalid since this process started (it cannot know what
 //! was meant); the status says which generation is enforced, and why not the newest.
 
+use k8s_openapi::jiff::Timestamp;
 use std::collections::HashMap;
 
 use parking_lot::Mutex;
@@ -36,7 +37,7 @@ impl LastValid {
     /// What `baseline` enforces, remembering it when it is valid.
     pub fn enforced(&self, baseline: &SecurityBaseline) -> Enforced {
         let uid = baseline.metadata.uid.clone().unwrap_or_default();
-        match validate(baseline) {
+        match validate(baseline, Timestamp::now().as_second()) {
             Ok(valid) => {
                 self.0.lock().insert(uid, valid.clone());
                 Enforced {

@@ -22,7 +22,8 @@ fn every_example_renders() {
         }
         let text = std::fs::read_to_string(&path).unwrap();
         for b in parse_baselines(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display())) {
-            let valid = validate(&b).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let valid = validate(&b, crate::engine::test_support::VALIDATED_AT)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             let labels = BTreeMap::from([
                 ("tenant".to_string(), "true".to_string()),
                 ("zerotrust.dev/audit".to_string(), "true".to_string()),
@@ -257,63 +258,52 @@ fn container_limits_render_with_the_defaults_the_api_server_fills_in() {
         min,
         max_limit_request_ratio: BTreeMap::new(),
     };
-    let spec = SecurityBaselineSpec {
-        limit_range: Some(LimitRangeSpec {
-            limits: vec![
-                // default limit from max, default request from the default limit
-                item(
-                    LimitType::Container,
-                    map(&[]),
-                    map(&[]),
-                    map(&[("cpu", "2")]),
-                    map(&[]),
-                ),
-                // default request from the default limit, not from min
-                item(
-                    LimitType::Container,
-                    map(&[("memory", "1Gi")]),
-                    map(&[]),
-                    map(&[]),
-                    map(&[("memory", "64Mi")]),
-                ),
-                // default request from min where there is no default limit
-                item(
-                    LimitType::Container,
-                    map(&[]),
-                    map(&[]),
-                    map(&[]),
-                    map(&[("cpu", "100m")]),
-                ),
-                // Pod items get no defaults
-                item(
-                    LimitType::Pod,
-                    map(&[]),
-                    map(&[]),
-                    map(&[("cpu", "4")]),
-                    map(&[]),
-                ),
-            ],
-        }),
-        ..Default::default()
+    // The API server takes one item per type: each Container case is a baseline of its own.
+    let rendered = |limits: Vec<LimitSpec>| {
+        let spec = SecurityBaselineSpec {
+            limit_range: Some(LimitRangeSpec { limits }),
+            ..Default::default()
+        };
+        let desired = render(&[baseline("limits", spec)], "team-a", &no_labels(), &env());
+        let Some(Object::LimitRange(range)) = desired.objects.first().map(|d| d.object.clone())
+        else {
+            panic!("a LimitRange is rendered");
+        };
+        range.spec.expect("spec").limits
     };
-    let desired = render(&[baseline("limits", spec)], "team-a", &no_labels(), &env());
-    let Some(Object::LimitRange(range)) = desired.objects.first().map(|d| d.object.clone()) else {
-        panic!("a LimitRange is rendered");
-    };
-    let items = range.spec.expect("spec").limits;
+    let container = |default, max, min| item(LimitType::Container, default, map(&[]), max, min);
     let q = |m: &Option<BTreeMap<String, K8sQuantity>>, k: &str| {
         m.as_ref().and_then(|m| m.get(k)).map(|q| q.0.clone())
     };
+    // default limit from max, default request from the default limit; Pod items get no defaults
+    let items = rendered(vec![
+        container(map(&[]), map(&[("cpu", "2")]), map(&[])),
+        item(
+            LimitType::Pod,
+            map(&[]),
+            map(&[]),
+            map(&[("cpu", "4")]),
+            map(&[]),
+        ),
+    ]);
     assert_eq!(q(&items[0].default, "cpu").as_deref(), Some("2"));
     assert_eq!(q(&items[0].default_request, "cpu").as_deref(), Some("2"));
     assert_eq!(
-        q(&items[1].default_request, "memory").as_deref(),
-        Some("1Gi")
-    );
-    assert_eq!(q(&items[2].default_request, "cpu").as_deref(), Some("100m"));
-    assert_eq!(q(&items[2].default, "cpu"), None);
-    assert_eq!(
-        (items[3].default.clone(), items[3].default_request.clone()),
+        (items[1].default.clone(), items[1].default_request.clone()),
         (None, None)
     );
+    // default request from the default limit, not from min
+    let items = rendered(vec![container(
+        map(&[("memory", "1Gi")]),
+        map(&[]),
+        map(&[("memory", "64Mi")]),
+    )]);
+    assert_eq!(
+        q(&items[0].default_request, "memory").as_deref(),
+        Some("1Gi")
+    );
+    // default request from min where there is no default limit
+    let items = rendered(vec![container(map(&[]), map(&[]), map(&[("cpu", "100m")]))]);
+    assert_eq!(q(&items[0].default_request, "cpu").as_deref(), Some("100m"));
+    assert_eq!(q(&items[0].default, "cpu"), None);
 }

@@ -18,7 +18,7 @@ use crate::controller::error::{Error, Failed, Operation};
 use crate::controller::finalizer::manage_finalizer;
 use crate::controller::held_namespace::HeldNamespace;
 use crate::controller::http::Health;
-use crate::engine::{FIELD_MANAGER, ValidBaseline, selects, unavailable};
+use crate::engine::{FIELD_MANAGER, ValidBaseline, permanent_exemptions, selects, unavailable};
 
 /// How long the first full lists may take before the wait is logged as a warning.
 const UNSYNCED_WARNING: Duration = Duration::from_secs(30);
@@ -112,6 +112,9 @@ async fn keep_baseline(
         enforcing: enforced.generation(),
         admission: admission.as_ref(),
         unavailable: &unavailable,
+        permanent_exemptions: (enforced.valid.iter().flat_map(permanent_exemptions))
+            .map(|p| p.index as i32)
+            .collect(),
     };
     if let Err(e) = write_status(ctx, raw, baseline, spec, &selected).await {
         warn!(baseline = baseline.name_any(), error = %e, "status write failed");
@@ -146,6 +149,7 @@ async fn write_set_aside(ctx: &Context, raw: &Api<DynamicObject>) {
             enforcing: None,
             admission: None,
             unavailable: &[],
+            permanent_exemptions: Vec::new(),
         };
         if let Err(e) = write_status(ctx, raw, baseline, spec, &[]).await {
             warn!(baseline = baseline.name_any(), error = %e, "status write failed");
