@@ -119,8 +119,8 @@ const CASES: &[(&str, &str, Stopped, &str)] = &[
         "spec.podSecurity.version",
     ),
     (
-        "PSA version older than the v1.30 floor (restricted lacked checks then)",
-        "podSecurity: {enforce: restricted, version: v1.29}",
+        "PSA version older than the v1.34 floor (it lacked checks both levels have now)",
+        "podSecurity: {enforce: restricted, version: v1.33}",
         ApiServer,
         "spec.podSecurity.version",
     ),
@@ -294,6 +294,25 @@ const CASES: &[(&str, &str, Stopped, &str)] = &[
         Operator,
         "spec.resourceQuota.hard",
     ),
+    // exemptions end, or say they never do (issue 24, item 7)
+    (
+        "exemption with neither expiresAt nor permanent",
+        "exemptions: [{namespaces: [legacy], controls: [LimitRange], reason: r}]",
+        ApiServer,
+        "spec.exemptions[0].expiresAt",
+    ),
+    (
+        "exemption with both expiresAt and permanent",
+        "exemptions: [{namespaces: [legacy], controls: [LimitRange], reason: r, expiresAt: '2027-01-01T00:00:00Z', permanent: true}]",
+        ApiServer,
+        "spec.exemptions[0].expiresAt",
+    ),
+    (
+        "exemption ending more than 365 days ahead",
+        "exemptions: [{namespaces: [legacy], controls: [LimitRange], reason: r, expiresAt: '2999-01-01T00:00:00Z'}]",
+        Operator,
+        "spec.exemptions[0].expiresAt",
+    ),
 ];
 
 fn manifest(name: &str, probe: &str, spec: &str) -> String {
@@ -332,7 +351,7 @@ async fn every_invalid_baseline_is_refused_naming_the_field_and_touches_nothing(
     let by_api_server = CASES.iter().filter(|c| c.2 == ApiServer).count();
     assert_eq!(
         (CASES.len(), by_api_server),
-        (43, 31),
+        (46, 33),
         "RELIABILITY.md's table counts"
     );
     let plane = control_plane();

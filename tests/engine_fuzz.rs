@@ -177,7 +177,9 @@ fn a_good_share_of_generated_baselines_reaches_the_renderer() {
             let raw = baseline().new_tree(&mut runner).expect("a value").current();
             serde_json::from_value::<SecurityBaseline>(raw)
                 .ok()
-                .is_some_and(|b| validate(&b).is_ok())
+                .is_some_and(|b| {
+                    validate(&b, k8s_openapi::jiff::Timestamp::now().as_second()).is_ok()
+                })
         })
         .count();
     eprintln!("{rendered} of {generated} generated baselines validate");
@@ -207,7 +209,7 @@ proptest! {
         let Ok(baseline) = serde_json::from_value::<SecurityBaseline>(raw) else {
             return Ok(()); // the API server would have refused it: nothing reaches the engine
         };
-        let Ok(valid) = validate(&baseline) else {
+        let Ok(valid) = validate(&baseline, k8s_openapi::jiff::Timestamp::now().as_second()) else {
             return Ok(()); // reported as InvalidSpec
         };
         let desired = render(std::slice::from_ref(&valid), &namespace, &labels, &Environment::new("zerotrust-system"));

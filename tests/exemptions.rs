@@ -206,11 +206,12 @@ async fn render_check_and_status_agree_on_every_exempt_control() {
         namespace(&client, &plain, &[("zt-test", &tag)]).await,
     ];
     let _cleanup = Cleanup(vec![tag.clone()]);
+    let in_300_days = Timestamp::now() + std::time::Duration::from_secs(300 * 86_400);
     let yaml = baseline(
         &tag,
         &tag,
         &format!(
-            "{RESTRICTED}exemptions:\n  - {{namespaces: [{by_name}], controls: [NetworkPolicy, PodSecurity, ResourceQuota, LimitRange, ServiceAccount], reason: r1}}\n  - {{namespaceSelector: {{matchLabels: {{lab: 'true'}}}}, roles: [viewer], reason: r2, expiresAt: '2999-01-01T00:00:00Z'}}"
+            "{RESTRICTED}exemptions:\n  - {{namespaces: [{by_name}], controls: [NetworkPolicy, PodSecurity, ResourceQuota, LimitRange, ServiceAccount], reason: r1, permanent: true}}\n  - {{namespaceSelector: {{matchLabels: {{lab: 'true'}}}}, roles: [viewer], reason: r2, expiresAt: '{in_300_days}'}}"
         ),
     );
     apply(&yaml);
@@ -219,6 +220,11 @@ async fn render_check_and_status_agree_on_every_exempt_control() {
     })
     .await;
     assert_eq!(s.drift_count, 0, "{s:?}");
+    assert_eq!(
+        s.permanent_exemptions,
+        [0],
+        "the exemption without end, listed"
+    );
     let check = check_baseline(&tag);
     assert!(
         check.status.success(),
@@ -228,6 +234,12 @@ async fn render_check_and_status_agree_on_every_exempt_control() {
     let output = stdout(&check);
     assert!(
         output.contains("1 compliant, 2 exempt, 0 with drift"),
+        "{output}"
+    );
+    assert!(
+        output.contains(&format!(
+            "PERMANENT  SecurityBaseline {tag:?} spec.exemptions[0]: NetworkPolicy, PodSecurity, ResourceQuota, LimitRange, ServiceAccount (permanent: r1)"
+        )),
         "{output}"
     );
     let every_control: BTreeSet<String> = [
@@ -287,7 +299,7 @@ async fn nobody_but_a_baseline_editor_can_exempt_anything() {
         s.compliant_namespaces == 1
     })
     .await;
-    let exemption = json!({"spec": {"exemptions": [{"namespaces": [tag], "controls": ["NetworkPolicy"], "reason": "mine"}]}});
+    let exemption = json!({"spec": {"exemptions": [{"namespaces": [tag], "controls": ["NetworkPolicy"], "reason": "mine", "permanent": true}]}});
     // The namespace's own admin, and someone who may label namespaces: neither may write the
     // cluster-scoped baseline, where the only exemptions live.
     let (_, tenant) = tenant_admin(&tag).await;

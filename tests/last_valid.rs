@@ -229,8 +229,7 @@ async fn an_undecodable_edit_and_a_restart_keep_the_last_valid_protection() {
         stderr(&refused)
     );
 
-    // Stored all the same while the CRD's schema takes anything (a hand edit of the CRD, an
-    // object stored before the pattern existed).
+    // Stored all the same while the CRD's schema takes anything (a hand edit of the CRD).
     install_crd(&client, true).await;
     let restore = scopeguard(|| {
         control_plane().kubectl(
@@ -246,9 +245,9 @@ async fn an_undecodable_edit_and_a_restart_keep_the_last_valid_protection() {
             None,
         );
     });
+    // The CRD stays so until the end: stored under the real one, the exemption's CEL rule cannot
+    // evaluate `timestamp()` on it and the API server refuses even the status writes.
     apply(&unparsable);
-    install_crd(&client, false).await;
-    drop(restore);
     wait_invalid(&client, &tag, "expiresAt").await;
     assert_eq!(
         admission_objects(&client, &tag).await,
@@ -280,6 +279,8 @@ async fn an_undecodable_edit_and_a_restart_keep_the_last_valid_protection() {
             .then_some(())
     })
     .await;
+    install_crd(&client, false).await;
+    drop(restore);
 }
 
 #[tokio::test]

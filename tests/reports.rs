@@ -202,7 +202,7 @@ async fn reports_match_check_stay_bounded_leave_others_alone_and_are_quiet_while
             "networkPolicy: {{defaultDeny: [Ingress, Egress], allowDNS: true}}\n\
              limitRange: {{limits: [{{type: Container, default: {{cpu: 500m}}}}]}}\n\
              resourceQuota: {{hard: {{pods: '20'}}}}\n\
-             exemptions: [{{namespaces: [{}], controls: [ResourceQuota], reason: migration, expiresAt: '2030-01-01T00:00:00Z'}}]",
+             exemptions: [{{namespaces: [{}], controls: [ResourceQuota], reason: migration, permanent: true}}]",
             exempt.name
         ),
     ));

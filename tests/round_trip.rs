@@ -81,7 +81,7 @@ fn sample(tag: &str) -> Vec<SecurityBaseline> {
         baseline.spec.namespace_selector =
             Some(serde_json::from_value(json!({"matchLabels": {"zt-round-trip": name}})).unwrap());
         baseline.spec.excluded_namespaces = Vec::new();
-        if validate(&baseline).is_ok() {
+        if validate(&baseline, k8s_openapi::jiff::Timestamp::now().as_second()).is_ok() {
             found.push(baseline);
         }
     }
@@ -136,7 +136,8 @@ async fn what_the_engine_renders_reads_back_from_the_api_server_with_no_drift() 
         // Deleted (and by garbage collection its admission policies) at the end of the iteration.
         let _cleanup = Cleanup(vec![name.clone()]);
         let stored = baselines.get(&name).await.expect("read back");
-        let valid = validate(&stored).unwrap_or_else(|e| panic!("{name} read back: {e}"));
+        let valid = validate(&stored, k8s_openapi::jiff::Timestamp::now().as_second())
+            .unwrap_or_else(|e| panic!("{name} read back: {e}"));
         let ns = namespace(&client, &name, &[("zt-round-trip", &name)]).await;
         let labels: BTreeMap<String, String> = [("zt-round-trip".to_string(), name.clone())]
             .into_iter()

@@ -345,13 +345,18 @@ async fn main() {
         client,
         editor,
         run,
-        valid: validate(&baseline).expect("the example baseline is valid"),
+        valid: validate(&baseline, k8s_openapi::jiff::Timestamp::now().as_second())
+            .expect("the example baseline is valid"),
         baseline,
         args,
     };
     // From here on the baseline selects the benchmark's own namespaces, and only those.
     bench.baseline = bench.baseline_for("op");
-    bench.valid = validate(&bench.baseline).expect("the benchmark's baseline is valid");
+    bench.valid = validate(
+        &bench.baseline,
+        k8s_openapi::jiff::Timestamp::now().as_second(),
+    )
+    .expect("the benchmark's baseline is valid");
     let report = run_all(&bench).await;
 
     let table = report.table();
@@ -628,7 +633,11 @@ async fn run_all(bench: &Bench) -> Report {
         raw.iter().all(|n| tracker.has_default_service_account(n))
     })
     .await;
-    let raw_baseline = validate(&bench.baseline_for("raw")).expect("valid");
+    let raw_baseline = validate(
+        &bench.baseline_for("raw"),
+        k8s_openapi::jiff::Timestamp::now().as_second(),
+    )
+    .expect("valid");
     let elapsed = raw_writer::write_all(&bench.client, &raw_baseline, &raw_specs, args.concurrency)
         .await
         .expect("the raw writer's applies succeed");

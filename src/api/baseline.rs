@@ -242,11 +242,12 @@ pub struct PodSecuritySpec {
     /// Level warned about: violations return a warning to the user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warn: Option<PodSecurityLevel>,
-    /// Policy version for all three labels: `latest` or `v1.NN`, no older than v1.30 (older
-    /// versions lack checks the restricted level has since gained). Absent means `latest`.
+    /// Policy version for all three labels: `latest` or `v1.NN`, no older than v1.34 (older
+    /// versions lack checks both levels have since gained, e.g. `host` in probes and lifecycle
+    /// hooks). Absent means `latest`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
-        regex(pattern = r"^(latest|v1\.([3-9][0-9]|[1-9][0-9]{2}))$"),
+        regex(pattern = r"^(latest|v1\.(3[4-9]|[4-9][0-9]|[1-9][0-9]{2}))$"),
         length(max = 16)
     )]
     pub version: Option<String>,
@@ -473,6 +474,11 @@ pub struct SecurityBaselineStatus {
     /// How many drift records exist in all, including those not listed in `drift`.
     #[serde(default)]
     pub drift_count: i32,
+    /// The exemptions without end (`permanent: true`) of the generation enforced, by their index
+    /// in `spec.exemptions`: holes someone chose to keep, listed so they never look green.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub permanent_exemptions: Vec<i32>,
     /// The last valid generation's spec: enforced while a newer edit is invalid or unreadable,
     /// across restarts and leader changes. Written by the operator only.
     #[serde(default, skip_serializing_if = "Option::is_none")]

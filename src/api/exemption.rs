@@ -1,6 +1,6 @@
-//! Exemptions: controls a baseline does not enforce in some namespaces, for a stated reason and,
-//! usually, until a stated time. They live in the cluster-scoped baseline, never in anything a
-//! tenant can write.
+//! Exemptions: controls a baseline does not enforce in some namespaces, for a stated reason and
+//! until a stated time at most a year ahead, or, said out loud, for good. They live in the
+//! cluster-scoped baseline, never in anything a tenant can write.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
 use kube::KubeSchema;
@@ -14,6 +14,7 @@ use super::schema::{date_time_schema, dns_label_list_schema};
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("(has(self.namespaces) && size(self.namespaces) > 0) || has(self.namespaceSelector)").message("an exemption needs namespaces or a namespaceSelector").reason(Reason::FieldValueRequired))]
 #[x_kube(validation = Rule::new("(has(self.controls) && size(self.controls) > 0) || (has(self.roles) && size(self.roles) > 0)").message("an exemption needs controls or roles: what is not enforced").field_path(".controls").reason(Reason::FieldValueRequired))]
+#[x_kube(validation = Rule::new("has(self.expiresAt) != (has(self.permanent) && self.permanent)").message("an exemption needs expiresAt (at most 365 days ahead) or permanent: true, not both").field_path(".expiresAt").reason(Reason::FieldValueRequired))]
 pub struct Exemption {
     /// Namespaces exempt, by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -35,11 +36,20 @@ pub struct Exemption {
     /// Why: shown in the status, `check` and Events.
     #[schemars(length(min = 1, max = 512))]
     pub reason: String,
-    /// When enforcement resumes by itself (RFC 3339, e.g. 2026-12-31T00:00:00Z). Absent: until
-    /// the exemption is removed.
+    /// When enforcement resumes by itself (RFC 3339, e.g. 2026-12-31T00:00:00Z), at most 365
+    /// days ahead when written. Required unless `permanent`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "date_time_schema")]
     pub expires_at: Option<Time>,
+    /// True for an exemption without end, instead of `expiresAt`: listed as permanent in the
+    /// status and by `check`, so that a hole nobody meant to keep does not look green forever.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub permanent: bool,
+}
+
+impl Exemption {
+    /// The longest an exemption may run from when it is written: a year.
+    pub const MAX_DAYS: i64 = 365;
 }
 
 /// A control a baseline enforces, as exemptions name it.

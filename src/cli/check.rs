@@ -11,7 +11,8 @@ use crate::controller::{
     AdmissionIdentity, DEFAULT_BREAK_GLASS_GROUP, DEFAULT_OPERATOR_USER, Report, check,
 };
 use crate::engine::{
-    Compliance, ControlResult, DEFAULT_OPERATOR_NAMESPACE, Drift, DriftReason, Tally, until,
+    Compliance, ControlResult, DEFAULT_OPERATOR_NAMESPACE, Drift, DriftReason, PermanentExemption,
+    Tally, until,
 };
 
 /// The `apiVersion` of `check -o json|yaml`: a field is only ever added within it.
@@ -180,9 +181,12 @@ fn print_text(report: &Report) {
             println!("{}  {}", cells.join("  "), row[4]);
         }
     }
-    // Exempt on purpose: listed, never a failure.
+    // Exempt on purpose: listed, never a failure; an exemption without end once more on its own.
     for (ns, e) in &report.exempt {
         println!("EXEMPT   {ns}  {}  {e}", e.baseline);
+    }
+    for permanent in &report.permanent {
+        println!("PERMANENT  {permanent}");
     }
     let counts = NamespaceCounts::of(report);
     println!(
@@ -267,6 +271,8 @@ pub struct BaselineEntry {
     pub errors: Vec<FieldError>,
     /// Protections it asks for that this API server cannot carry.
     pub notices: Vec<String>,
+    /// Its exemptions without end (`permanent: true`): listed, never a failure.
+    pub permanent_exemptions: Vec<PermanentExemption>,
 }
 
 #[derive(Debug, Serialize)]
@@ -307,8 +313,10 @@ pub struct ResultEntry {
 #[serde(rename_all = "camelCase")]
 pub struct Exemption {
     pub reason: String,
-    /// When it ends (RFC 3339); null when it does not.
+    /// When it ends (RFC 3339); null when it is permanent.
     pub expires_at: Option<String>,
+    /// True for an exemption without end.
+    pub permanent: bool,
 }
 
 /// One row of the text output's table.
@@ -335,6 +343,7 @@ impl ResultEntry {
             exemption: r.exemption.as_ref().map(|e| Exemption {
                 reason: e.reason.clone(),
                 expires_at: until(e),
+                permanent: e.expires_at.is_none(),
             }),
             findings: r.drift.iter().map(Finding::of).collect(),
         }
@@ -440,6 +449,12 @@ impl BaselineEntry {
                          {protection}"
                     )
                 })
+                .collect(),
+            permanent_exemptions: report
+                .permanent
+                .iter()
+                .filter(|p| p.baseline == name)
+                .cloned()
                 .collect(),
         }
     }

@@ -1,6 +1,7 @@
 //! `zerotrust-operator render`: the offline preview. It runs the operator's own engine, so what it
 //! prints is what the operator would apply.
 
+use k8s_openapi::jiff::Timestamp;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::PathBuf;
@@ -106,7 +107,7 @@ pub fn render_to_yaml(args: &RenderArgs) -> Result<String, String> {
     let baselines = parse_baselines(&text).map_err(|e| format!("{file}: {e}"))?;
     let valid: Vec<ValidBaseline> = baselines
         .iter()
-        .map(|b| validate(b).map_err(|e| format!("{file}: {e}")))
+        .map(|b| validate(b, Timestamp::now().as_second()).map_err(|e| format!("{file}: {e}")))
         .collect::<Result<_, _>>()?;
     let mut labels: BTreeMap<String, String> = args.labels.iter().cloned().collect();
     // The API server sets this label on every namespace; selectors may rely on it.

@@ -30,7 +30,7 @@ fn audit() -> SecurityBaseline {
 
 /// The admission objects `b` renders, as the caches hold them once written.
 fn rendered(b: &SecurityBaseline) -> Vec<Object> {
-    let valid = validate(b).expect("a valid baseline");
+    let valid = validate(b, crate::engine::test_support::VALIDATED_AT).expect("a valid baseline");
     render_admission(&valid, &settings(true), 0)
         .into_iter()
         .map(|o| ours(o.kind(), serde_json::to_value(&o).unwrap()))
@@ -245,7 +245,9 @@ async fn a_baseline_that_exists_but_was_never_seen_valid_keeps_its_policies_unto
 async fn after_a_restart_an_invalid_edit_keeps_the_recorded_generations_policies() {
     let b = audit();
     let mut edited = invalid_edit(&b);
-    let recorded = super::enforced::record(&validate(&b).unwrap()).unwrap();
+    let recorded =
+        super::enforced::record(&validate(&b, crate::engine::test_support::VALIDATED_AT).unwrap())
+            .unwrap();
     edited.status = Some(crate::api::SecurityBaselineStatus {
         last_valid: Some(recorded),
         ..Default::default()

@@ -21,8 +21,9 @@ use super::metrics::Metrics;
 use crate::api::{AdmissionIdentityRecord, SecurityBaseline};
 use crate::engine::{
     AdmissionSettings, ControlResult, DesiredObject, Drift, DriftReason, Environment,
-    ExemptControl, InvalidSpec, Kind, MANAGED_SELECTOR, Object, ValidBaseline, admission_results,
-    diff, diff_admission, render, render_admission, results, unavailable,
+    ExemptControl, InvalidSpec, Kind, MANAGED_SELECTOR, Object, PermanentExemption, ValidBaseline,
+    admission_results, diff, diff_admission, permanent_exemptions, render, render_admission,
+    results, unavailable,
 };
 
 /// What `check` found.
@@ -55,6 +56,8 @@ pub struct Report {
     /// One result per namespace, baseline and control, in namespace order: the same results
     /// the operator's PolicyReports hold.
     pub controls: Vec<(String, ControlResult)>,
+    /// The valid baselines' exemptions without end: listed, never a failure.
+    pub permanent: Vec<PermanentExemption>,
 }
 
 async fn list<K>(api: Api<K>, params: &ListParams, kind: &'static str) -> Result<Vec<K>, Error>
@@ -105,6 +108,7 @@ pub async fn check(
                 .map(|p| (b.name().to_string(), p))
         })
         .collect();
+    report.permanent = valid.iter().flat_map(permanent_exemptions).collect();
     check_namespaces(client, &caches, &valid, &env, &mut report).await?;
     Ok(report)
 }

@@ -5,6 +5,7 @@
 //! know what was meant), and nothing of it is removed either; the status says which generation is
 //! enforced, and why not the newest.
 
+use k8s_openapi::jiff::Timestamp;
 use std::collections::HashMap;
 
 use parking_lot::Mutex;
@@ -42,7 +43,7 @@ impl LastValid {
         // A stand-in for a baseline that does not decode is invalid, whatever its empty spec says.
         let checked = match unreadable(baseline) {
             Some(error) => Err(error),
-            None => validate(baseline),
+            None => validate(baseline, Timestamp::now().as_second()),
         };
         match checked {
             Ok(valid) => {
@@ -91,7 +92,8 @@ fn recorded(baseline: &SecurityBaseline) -> Option<ValidBaseline> {
     let mut then = SecurityBaseline::new("", spec);
     then.metadata = baseline.metadata.clone();
     then.metadata.generation = Some(last.generation);
-    validate(&then).ok()
+    // A horizon only moves on: what was valid when recorded is valid now, unless the rules changed.
+    validate(&then, Timestamp::now().as_second()).ok()
 }
 
 /// What the status records of `enforced`: its generation and spec, or nothing when too large to
@@ -165,7 +167,8 @@ mod tests {
     }
 
     fn with_record(mut b: SecurityBaseline, last: &SecurityBaseline) -> SecurityBaseline {
-        let record = record(&validate(last).unwrap()).expect("small enough to record");
+        let record = record(&validate(last, crate::engine::test_support::VALIDATED_AT).unwrap())
+            .expect("small enough to record");
         b.status = Some(crate::api::SecurityBaselineStatus {
             last_valid: Some(record),
             ..Default::default()

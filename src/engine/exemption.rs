@@ -19,7 +19,7 @@ pub struct ExemptControl {
     /// The control: `NetworkPolicy`, `PodSecurity`, ..., or `Role/<name>` for one role.
     pub control: String,
     pub reason: String,
-    /// When it ends (seconds since the epoch), if it does.
+    /// When it ends (seconds since the epoch); None for a permanent exemption.
     pub expires_at: Option<i64>,
 }
 
@@ -29,9 +29,53 @@ impl std::fmt::Display for ExemptControl {
         let until = self
             .expires_at
             .and_then(|s| k8s_openapi::jiff::Timestamp::from_second(s).ok())
-            .map_or_else(|| "no expiry".to_string(), |t| format!("until {t}"));
+            .map_or_else(|| "permanent".to_string(), |t| format!("until {t}"));
         write!(f, "{} ({until}: {})", self.control, self.reason)
     }
+}
+
+/// An exemption without end, as the status and `check` list it: a hole someone chose to keep.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PermanentExemption {
+    pub baseline: String,
+    /// Its index in `spec.exemptions`.
+    pub index: usize,
+    /// What it exempts: controls, and `Role/<name>` for single roles.
+    pub controls: Vec<String>,
+    pub reason: String,
+}
+
+impl std::fmt::Display for PermanentExemption {
+    /// `SecurityBaseline "b" spec.exemptions[1]: NetworkPolicy, Role/viewer (permanent: reason)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "SecurityBaseline {:?} spec.exemptions[{}]: {} (permanent: {})",
+            self.baseline,
+            self.index,
+            self.controls.join(", "),
+            self.reason
+        )
+    }
+}
+
+/// The exemptions of `baseline` that never end, in the order of `spec.exemptions`.
+pub fn permanent_exemptions(baseline: &ValidBaseline) -> Vec<PermanentExemption> {
+    let spec = &baseline.baseline.spec;
+    spec.exemptions
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.permanent)
+        .map(|(index, e)| PermanentExemption {
+            baseline: baseline.name().to_string(),
+            index,
+            controls: (e.controls.iter().map(|c| c.as_str().to_string()))
+                .chain(e.roles.iter().map(|r| format!("Role/{r}")))
+                .collect(),
+            reason: e.reason.clone(),
+        })
+        .collect()
 }
 
 /// What a baseline leaves alone in one namespace.
@@ -215,9 +259,24 @@ mod tests {
     const NOON: i64 = 1_798_804_800; // 2027-01-01T12:00:00Z
 
     #[test]
+    fn permanent_exemptions_are_listed_by_index_with_what_they_exempt() {
+        let b = baseline(
+            "[{namespaces: [legacy], controls: [NetworkPolicy], reason: migrating, expiresAt: '2027-01-01T12:00:00Z'}, {namespaceSelector: {matchLabels: {lab: 'true'}}, controls: [LimitRange], roles: [viewer], reason: experiments, permanent: true}]",
+        );
+        let listed = permanent_exemptions(&b);
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            listed[0].to_string(),
+            "SecurityBaseline \"b\" spec.exemptions[1]: LimitRange, Role/viewer (permanent: experiments)"
+        );
+        let why = exempted(&b, "lab-1", &labels(&[("lab", "true")]), NOON).why;
+        assert_eq!(why[0].to_string(), "LimitRange (permanent: experiments)");
+    }
+
+    #[test]
     fn by_name_or_labels_until_it_expires_to_the_second() {
         let b = baseline(
-            "[{namespaces: [legacy], controls: [NetworkPolicy], reason: migrating, expiresAt: '2027-01-01T12:00:00Z'}, {namespaceSelector: {matchLabels: {lab: 'true'}}, roles: [viewer], reason: experiments}]",
+            "[{namespaces: [legacy], controls: [NetworkPolicy], reason: migrating, expiresAt: '2027-01-01T12:00:00Z'}, {namespaceSelector: {matchLabels: {lab: 'true'}}, roles: [viewer], reason: experiments, permanent: true}]",
         );
         let before = exempted(&b, "legacy", &labels(&[]), NOON - 1);
         assert!(before.control(Control::NetworkPolicy));

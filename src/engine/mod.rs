@@ -19,7 +19,7 @@ mod widening;
 
 pub use admission::{AdmissionSettings, gates_namespace, render_admission, unavailable, vet};
 pub use diff::{Drift, DriftReason, LiveState, compare, diff, diff_admission};
-pub use exemption::{ExemptControl, next_expiry};
+pub use exemption::{ExemptControl, PermanentExemption, next_expiry, permanent_exemptions};
 pub use object::{
     BASELINE_LABEL, FIELD_MANAGER, Kind, MANAGED_BY_LABEL, MANAGED_BY_VALUE, MANAGED_SELECTOR,
     Object, Ownership, applied_by_us, object_name, owned_label_keys, ownership,
@@ -51,4 +51,4 @@ mod property_tests;
 #[cfg(test)]
 mod render_tests;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;

@@ -295,7 +295,8 @@ exemptions:
     expiresAt: "2026-06-01T00:00:10Z"
   - namespaceSelector: {matchLabels: {lab: "true"}}
     roles: [editor]
-    reason: experiments"#;
+    reason: experiments
+    permanent: true"#;
 
 #[test]
 fn exempt_controls_are_left_out_and_listed_until_their_expiry_to_the_second() {
@@ -362,7 +363,7 @@ fn exempt_controls_are_left_out_and_listed_until_their_expiry_to_the_second() {
 #[test]
 fn the_admission_policies_honour_the_same_exemptions_and_drop_them_at_expiry() {
     let b = valid(&format!(
-        "{EXEMPT}\n  - namespaces: [lab]\n    controls: [NetworkPolicy]\n    reason: r"
+        "{EXEMPT}\n  - namespaces: [lab]\n    controls: [NetworkPolicy]\n    reason: r\n    permanent: true"
     ));
     let mut b = b;
     b.baseline
@@ -568,7 +569,7 @@ proptest! {
                 let t = k8s_openapi::jiff::Timestamp::from_second(NOW + d).unwrap();
                 format!(", expiresAt: '{t}'")
             })
-            .unwrap_or_default();
+            .unwrap_or_else(|| ", permanent: true".to_string());
         let names = if by_name { "namespaces: [legacy], " } else { "" };
         let b = valid(&format!(
             "networkPolicy: {{defaultDeny: [Ingress]}}\nexemptions: [{{{names}namespaceSelector: {selector}, controls: [NetworkPolicy], reason: r{expiry}}}]"

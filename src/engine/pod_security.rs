@@ -1,5 +1,5 @@
 //! Pod Security Admission, in one place: its labels, levels and versions, how two policies
-//! compare and compose (the strictest wins), what a namespace's labels fall short of, and the same
+//! compare and compose (the strictest level at the newest version), what a namespace's labels fall short of, and the same
 //! rules in CEL for the admission policies, so the operator's diff and the API server agree.
 
 use std::collections::BTreeMap;
@@ -16,11 +16,12 @@ pub const PSA_LABEL_PREFIX: &str = "pod-security.kubernetes.io/";
 /// The three PSA modes, each a label `pod-security.kubernetes.io/<mode>` plus `<mode>-version`.
 pub const PSA_MODES: [&str; 3] = ["enforce", "audit", "warn"];
 /// The oldest Pod Security version a baseline may pin (and a namespace's version label may hold
-/// without counting as weakened): v1.30. Older pins leave out checks the restricted level has
-/// since gained (at v1.0 it did not check privilege escalation, capabilities or runAsUser), so a
-/// pin is a way to weaken a namespace; v1.30 is the oldest minor still under a major provider's
-/// extended support in 2026, and the first with GA admission policies.
-pub const PSA_VERSION_FLOOR: u32 = 30;
+/// without counting as weakened): v1.34, the first whose `baseline` level refuses `host` in
+/// probes and lifecycle hooks. Before it the kubelet could be sent to any address from the node's
+/// network namespace, past every NetworkPolicy (the cloud metadata endpoint, node ports); older
+/// versions also lack checks `restricted` gained since (at v1.0 it did not check privilege
+/// escalation, capabilities or runAsUser). A pin below the floor is a way to weaken a namespace.
+pub const PSA_VERSION_FLOOR: u32 = 34;
 
 /// The label holding `mode`'s level: `pod-security.kubernetes.io/<mode>`.
 pub fn level_label(mode: &str) -> String {
@@ -41,13 +42,31 @@ pub struct PodSecurityPolicy {
 }
 
 impl PodSecurityPolicy {
-    /// How strict the policy is: the level first, then the version (`latest` above every
-    /// `v1.NN`, a newer minor above an older one), so a pin cannot beat a stricter level.
-    pub fn strictness(&self) -> (PodSecurityLevel, u32) {
-        (
-            self.level,
-            version_rank(&self.version).unwrap_or(LATEST_RANK),
-        )
+    /// Whether this policy refuses at least what `wanted` refuses: a level at least as strict
+    /// *and* a version at least as new. Neither alone is enough: `restricted` pinned to an old
+    /// version lacks checks that `baseline` at `latest` has, so neither of the two meets the
+    /// other, and only their [`join`](Self::join) meets both.
+    pub fn meets(&self, wanted: &PodSecurityPolicy) -> bool {
+        self.level >= wanted.level && self.version_rank() >= wanted.version_rank()
+    }
+
+    /// The weakest policy that meets both: the stricter level, checked at the newer version.
+    pub fn join(&self, other: &PodSecurityPolicy) -> PodSecurityPolicy {
+        let version = if other.version_rank() > self.version_rank() {
+            &other.version
+        } else {
+            &self.version
+        };
+        PodSecurityPolicy {
+            level: self.level.max(other.level),
+            version: version.clone(),
+        }
+    }
+
+    /// The version's rank: `latest` above every `v1.NN`, a newer minor above an older one; one
+    /// that is not a version ranks lowest (Pod Security admission ignores it).
+    fn version_rank(&self) -> u32 {
+        version_rank(&self.version).unwrap_or(0)
     }
 
     /// The policy a namespace's labels give `mode`: None without a valid level label. An absent
@@ -98,15 +117,41 @@ pub fn is_valid_version(version: &str) -> bool {
         })
 }
 
-/// The strictest of `candidates` (a policy and the baseline asking for it): level first, then
-/// version; ties go to the first baseline by name.
-pub fn strictest<'a>(
+/// One mode's composition of several baselines' policies, and whom each of its labels is for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Composed<'a> {
+    /// The join of every policy: the strictest level at the newest version.
+    pub policy: PodSecurityPolicy,
+    /// The baseline asking for that level (the first by name among equals).
+    pub level_from: &'a str,
+    /// The baseline asking for that version (the first by name among equals).
+    pub version_from: &'a str,
+}
+
+/// The composition of `candidates` (a policy and the baseline asking for it): the strictest level
+/// at the newest version, so the namespace meets every one of them. Choosing one whole policy
+/// (level first, then version) would let a pinned `restricted` stand in for `baseline` at
+/// `latest`, and admit what the latter refuses.
+pub fn compose<'a>(
     candidates: impl Iterator<Item = (&'a PodSecurityPolicy, &'a str)>,
-) -> Option<(&'a PodSecurityPolicy, &'a str)> {
-    candidates.max_by(|a, b| {
-        a.0.strictness()
-            .cmp(&b.0.strictness())
-            .then_with(|| b.1.cmp(a.1))
+) -> Option<Composed<'a>> {
+    let candidates: Vec<_> = candidates.collect();
+    let strongest = |rank: fn(&PodSecurityPolicy) -> u32| {
+        candidates
+            .iter()
+            .max_by(|a, b| rank(a.0).cmp(&rank(b.0)).then_with(|| b.1.cmp(a.1)))
+            .map(|(_, name)| *name)
+    };
+    let level_from = strongest(|p| p.level as u32)?;
+    let version_from = strongest(PodSecurityPolicy::version_rank)?;
+    let policy = candidates
+        .iter()
+        .map(|(p, _)| (*p).clone())
+        .reduce(|a, b| a.join(&b))?;
+    Some(Composed {
+        policy,
+        level_from,
+        version_from,
     })
 }
 
@@ -119,9 +164,9 @@ pub enum Shortfall {
     Weakened(String, String),
 }
 
-/// Whether the namespace's labels for `mode` hold at least `wanted`. A level is compared first;
-/// for the same level a version at least as new; a version label that is malformed or older than
-/// the floor falls short whatever the level (Pod Security admission falls back to the cluster
+/// Whether the namespace's labels for `mode` hold at least `wanted`: a level at least as strict and
+/// a version at least as new ([`PodSecurityPolicy::meets`]); a version label that is malformed or
+/// older than the floor falls short whatever the level (Pod Security admission falls back to the cluster
 /// default for a malformed one).
 pub fn shortfall(
     mode: &str,
@@ -156,7 +201,7 @@ pub fn shortfall(
         level,
         version: version.to_string(),
     };
-    if have.strictness() >= wanted.strictness() {
+    if have.meets(wanted) {
         return None;
     }
     if have.level < wanted.level {
@@ -172,34 +217,31 @@ pub fn shortfall(
     }
 }
 
-/// The policy to write for `mode`: `composed`, or the namespace's own where that is stricter (we
-/// never weaken a namespace). A stricter level is kept with its version when that version is
-/// valid and not older than the floor, else with the composed version.
+/// The policy to write for `mode`: `composed`, raised to the namespace's own level and version
+/// where either is stricter (we never weaken a namespace). The namespace's version counts only
+/// when it is valid and not older than the floor.
 pub fn policy_to_apply(
     mode: &str,
     composed: &PodSecurityPolicy,
     labels: &BTreeMap<String, String>,
 ) -> PodSecurityPolicy {
-    let live_level = labels
+    let level = labels
         .get(&level_label(mode))
-        .and_then(|l| PodSecurityLevel::parse(l));
-    let Some(level) = live_level.filter(|l| *l >= composed.level) else {
-        return composed.clone();
-    };
+        .and_then(|l| PodSecurityLevel::parse(l))
+        .map_or(composed.level, |live| live.max(composed.level));
     let live_version = labels
         .get(&version_label(mode))
         .map(String::as_str)
         .unwrap_or("latest");
-    let rank = |v: &str| version_rank(v).filter(|r| *r >= PSA_VERSION_FLOOR);
-    let version = match rank(live_version) {
-        Some(_) if level > composed.level => live_version,
-        Some(r) if rank(&composed.version).is_none_or(|c| r > c) => live_version,
-        _ => composed.version.as_str(),
-    };
-    PodSecurityPolicy {
+    let live = PodSecurityPolicy {
         level,
-        version: version.to_string(),
-    }
+        version: live_version.to_string(),
+    };
+    let version = match version_rank(live_version) {
+        Some(r) if r >= PSA_VERSION_FLOOR => live.join(composed).version,
+        _ => composed.version.clone(),
+    };
+    PodSecurityPolicy { level, version }
 }
 
 /// The baseline's Pod Security policy per mode, as (mode, policy).
@@ -298,16 +340,97 @@ pub fn mode_variable(prefix: &str, mode: &str) -> String {
 mod tests {
     use super::*;
 
+    fn policy(level: PodSecurityLevel, version: &str) -> PodSecurityPolicy {
+        PodSecurityPolicy {
+            level,
+            version: version.to_string(),
+        }
+    }
+
     #[test]
     fn a_pinnable_version_is_latest_or_a_canonical_minor_from_the_floor() {
         assert!(
-            is_valid_version("v1.33") && is_valid_version("latest") && !is_valid_version("v1.")
+            is_valid_version("v1.35") && is_valid_version("latest") && !is_valid_version("v1.")
         );
-        assert!(is_valid_version("v1.30") && is_valid_version("v1.100"));
+        assert!(is_valid_version("v1.34") && is_valid_version("v1.100"));
         assert!(
-            !is_valid_version("v1.29") && !is_valid_version("v1.0") && !is_valid_version("v1.030")
+            !is_valid_version("v1.33") && !is_valid_version("v1.30") && !is_valid_version("v1.0")
         );
+        assert!(!is_valid_version("v1.034"));
         assert!(!is_valid_version("v1.1000") && !is_valid_version("v1.+33"));
+    }
+
+    /// A policy meets another only with a level at least as strict and a version at least as new;
+    /// the composition of any set meets each of them and is the weakest that does.
+    #[test]
+    fn composition_is_the_stricter_level_at_the_newer_version() {
+        use PodSecurityLevel::{Baseline, Privileged, Restricted};
+        let all: Vec<PodSecurityPolicy> = [Privileged, Baseline, Restricted]
+            .into_iter()
+            .flat_map(|l| ["v1.34", "v1.35", "latest"].map(|v| policy(l, v)))
+            .collect();
+        let pinned = policy(Restricted, "v1.34");
+        let latest = policy(Baseline, "latest");
+        assert!(!pinned.meets(&latest) && !latest.meets(&pinned));
+        assert_eq!(pinned.join(&latest), policy(Restricted, "latest"));
+        for a in &all {
+            for b in &all {
+                let joined = a.join(b);
+                assert!(joined.meets(a) && joined.meets(b), "{a:?} {b:?}");
+                // The weakest that meets both: anything meeting both meets the join.
+                for c in all.iter().filter(|c| c.meets(a) && c.meets(b)) {
+                    assert!(c.meets(&joined), "{c:?} meets {a:?} and {b:?}");
+                }
+                assert_eq!(joined, b.join(a));
+            }
+        }
+        let composed = compose([(&pinned, "b"), (&latest, "a")].into_iter()).unwrap();
+        assert_eq!(composed.policy, policy(Restricted, "latest"));
+        assert_eq!((composed.level_from, composed.version_from), ("b", "a"));
+        let tie = policy(Restricted, "latest");
+        let composed = compose([(&tie, "z"), (&tie, "y")].into_iter()).unwrap();
+        assert_eq!((composed.level_from, composed.version_from), ("y", "y"));
+    }
+
+    /// A namespace's own stricter level or newer version is kept; neither excuses the other.
+    #[test]
+    fn the_policy_to_apply_raises_level_and_version_each_on_its_own() {
+        use PodSecurityLevel::{Baseline, Restricted};
+        let labels = |l: &str, v: &str| {
+            BTreeMap::from([
+                (level_label("enforce"), l.to_string()),
+                (version_label("enforce"), v.to_string()),
+            ])
+        };
+        let apply =
+            |composed: &PodSecurityPolicy, live| policy_to_apply("enforce", composed, &live);
+        let latest = policy(Baseline, "latest");
+        assert_eq!(
+            apply(&latest, labels("restricted", "v1.34")),
+            policy(Restricted, "latest")
+        );
+        let pinned = policy(Restricted, "v1.34");
+        assert_eq!(
+            apply(&pinned, labels("baseline", "v1.36")),
+            policy(Restricted, "v1.36")
+        );
+        assert_eq!(
+            apply(&pinned, labels("baseline", "v1.20")),
+            pinned,
+            "below the floor"
+        );
+        assert_eq!(
+            apply(&pinned, labels("baseline", "v1.x")),
+            pinned,
+            "malformed"
+        );
+        assert_eq!(
+            shortfall("enforce", &latest, &labels("restricted", "v1.35")),
+            Some(Shortfall::Weakened(
+                version_label("enforce"),
+                "v1.35 instead of latest".into()
+            ))
+        );
     }
 
     /// The Rust ranks and the CEL's agree on every version the CEL reads.

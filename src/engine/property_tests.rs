@@ -185,7 +185,7 @@ prop_compose! {
     fn spec()(
         dns in any::<bool>(),
         same in any::<bool>(),
-        psa in proptest::option::of((proptest::option::of(level()), proptest::option::of(level()), proptest::option::of(level()), prop_oneof![Just("latest"), Just("v1.30"), Just("v1.33")])),
+        psa in proptest::option::of((proptest::option::of(level()), proptest::option::of(level()), proptest::option::of(level()), prop_oneof![Just("latest"), Just("v1.34"), Just("v1.36")])),
         roles in (0..3usize).prop_flat_map(|n| (0..n).map(role).collect::<Vec<_>>()),
         quota in proptest::option::of((1..500u32, 1..64u32)),
         limit in proptest::option::of((1..1000u32, 1..1000u32)),

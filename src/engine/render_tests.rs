@@ -6,8 +6,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
 
 use super::test_support::{
-    ENFORCE_LABEL, baseline_of as baseline, env, no_labels, psa_spec, restricted_spec,
-    tenant_labels,
+    baseline_of as baseline, env, no_labels, psa_spec, restricted_spec, tenant_labels,
 };
 use super::*;
 use crate::api::*;
@@ -23,7 +22,8 @@ fn every_example_renders() {
         }
         let text = std::fs::read_to_string(&path).unwrap();
         for b in parse_baselines(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display())) {
-            let valid = validate(&b).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let valid = validate(&b, crate::engine::test_support::VALIDATED_AT)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             let labels = BTreeMap::from([
                 ("tenant".to_string(), "true".to_string()),
                 ("zerotrust.dev/audit".to_string(), "true".to_string()),
@@ -146,10 +146,10 @@ fn pod_security_composes_to_the_most_restrictive() {
         psa(
             PodSecurityLevel::Baseline,
             Some(PodSecurityLevel::Restricted),
-            "v1.30",
+            "v1.35",
         ),
     );
-    let b = baseline("b", psa(PodSecurityLevel::Restricted, None, "v1.33"));
+    let b = baseline("b", psa(PodSecurityLevel::Restricted, None, "v1.34"));
     for order in [vec![a.clone(), b.clone()], vec![b.clone(), a.clone()]] {
         let desired = render(&order, "ns", &no_labels(), &env());
         let label =
@@ -158,12 +158,19 @@ fn pod_security_composes_to_the_most_restrictive() {
             (label("enforce").value, label("enforce").baseline),
             ("restricted".into(), "b".into())
         );
-        assert_eq!(label("enforce-version").value, "v1.33");
+        assert_eq!(
+            (
+                label("enforce-version").value,
+                label("enforce-version").baseline
+            ),
+            ("v1.35".into(), "a".into()),
+            "the level of one baseline, the newer version of the other"
+        );
         assert_eq!(
             (label("warn").value, label("warn").baseline),
             ("restricted".into(), "a".into())
         );
-        assert_eq!(label("warn-version").value, "v1.30");
+        assert_eq!(label("warn-version").value, "v1.35");
         assert!(
             !desired
                 .namespace_labels
@@ -201,22 +208,27 @@ fn several_baselines_keep_their_own_objects() {
     );
 }
 
+/// `restricted` pinned to an old version lacks checks `baseline` at `latest` has: neither meets the
+/// other, so the namespace gets both, the stricter level at the newer version.
 #[test]
-fn a_pinned_version_cannot_beat_a_stricter_level_and_equal_levels_take_the_newest() {
+fn a_pinned_stricter_level_composes_with_a_newer_version_into_both() {
     let pinned = baseline(
         "a",
-        psa_spec(Mode::Enforce, PodSecurityLevel::Restricted, Some("v1.30")),
+        psa_spec(Mode::Enforce, PodSecurityLevel::Restricted, Some("v1.34")),
     );
     let latest = baseline(
         "b",
         psa_spec(Mode::Enforce, PodSecurityLevel::Baseline, None),
     );
-    let desired = render(&[pinned.clone(), latest], "ns", &no_labels(), &env());
-    assert_eq!(desired.namespace_labels[ENFORCE_LABEL].value, "restricted");
-    assert_eq!(
-        desired.namespace_labels["pod-security.kubernetes.io/enforce-version"].value,
-        "v1.30"
-    );
+    for order in [[pinned.clone(), latest.clone()], [latest, pinned.clone()]] {
+        let desired = render(&order, "ns", &no_labels(), &env());
+        let label = |k: &str| {
+            let v = &desired.namespace_labels[&format!("pod-security.kubernetes.io/{k}")];
+            (v.value.clone(), v.baseline.clone())
+        };
+        assert_eq!(label("enforce"), ("restricted".into(), "a".into()));
+        assert_eq!(label("enforce-version"), ("latest".into(), "b".into()));
+    }
 
     let newest = baseline(
         "c",
@@ -246,63 +258,52 @@ fn container_limits_render_with_the_defaults_the_api_server_fills_in() {
         min,
         max_limit_request_ratio: BTreeMap::new(),
     };
-    let spec = SecurityBaselineSpec {
-        limit_range: Some(LimitRangeSpec {
-            limits: vec![
-                // default limit from max, default request from the default limit
-                item(
-                    LimitType::Container,
-                    map(&[]),
-                    map(&[]),
-                    map(&[("cpu", "2")]),
-                    map(&[]),
-                ),
-                // default request from the default limit, not from min
-                item(
-                    LimitType::Container,
-                    map(&[("memory", "1Gi")]),
-                    map(&[]),
-                    map(&[]),
-                    map(&[("memory", "64Mi")]),
-                ),
-                // default request from min where there is no default limit
-                item(
-                    LimitType::Container,
-                    map(&[]),
-                    map(&[]),
-                    map(&[]),
-                    map(&[("cpu", "100m")]),
-                ),
-                // Pod items get no defaults
-                item(
-                    LimitType::Pod,
-                    map(&[]),
-                    map(&[]),
-                    map(&[("cpu", "4")]),
-                    map(&[]),
-                ),
-            ],
-        }),
-        ..Default::default()
+    // The API server takes one item per type: each Container case is a baseline of its own.
+    let rendered = |limits: Vec<LimitSpec>| {
+        let spec = SecurityBaselineSpec {
+            limit_range: Some(LimitRangeSpec { limits }),
+            ..Default::default()
+        };
+        let desired = render(&[baseline("limits", spec)], "team-a", &no_labels(), &env());
+        let Some(Object::LimitRange(range)) = desired.objects.first().map(|d| d.object.clone())
+        else {
+            panic!("a LimitRange is rendered");
+        };
+        range.spec.expect("spec").limits
     };
-    let desired = render(&[baseline("limits", spec)], "team-a", &no_labels(), &env());
-    let Some(Object::LimitRange(range)) = desired.objects.first().map(|d| d.object.clone()) else {
-        panic!("a LimitRange is rendered");
-    };
-    let items = range.spec.expect("spec").limits;
+    let container = |default, max, min| item(LimitType::Container, default, map(&[]), max, min);
     let q = |m: &Option<BTreeMap<String, K8sQuantity>>, k: &str| {
         m.as_ref().and_then(|m| m.get(k)).map(|q| q.0.clone())
     };
+    // default limit from max, default request from the default limit; Pod items get no defaults
+    let items = rendered(vec![
+        container(map(&[]), map(&[("cpu", "2")]), map(&[])),
+        item(
+            LimitType::Pod,
+            map(&[]),
+            map(&[]),
+            map(&[("cpu", "4")]),
+            map(&[]),
+        ),
+    ]);
     assert_eq!(q(&items[0].default, "cpu").as_deref(), Some("2"));
     assert_eq!(q(&items[0].default_request, "cpu").as_deref(), Some("2"));
     assert_eq!(
-        q(&items[1].default_request, "memory").as_deref(),
-        Some("1Gi")
-    );
-    assert_eq!(q(&items[2].default_request, "cpu").as_deref(), Some("100m"));
-    assert_eq!(q(&items[2].default, "cpu"), None);
-    assert_eq!(
-        (items[3].default.clone(), items[3].default_request.clone()),
+        (items[1].default.clone(), items[1].default_request.clone()),
         (None, None)
     );
+    // default request from the default limit, not from min
+    let items = rendered(vec![container(
+        map(&[("memory", "1Gi")]),
+        map(&[]),
+        map(&[("memory", "64Mi")]),
+    )]);
+    assert_eq!(
+        q(&items[0].default_request, "memory").as_deref(),
+        Some("1Gi")
+    );
+    // default request from min where there is no default limit
+    let items = rendered(vec![container(map(&[]), map(&[]), map(&[("cpu", "100m")]))]);
+    assert_eq!(q(&items[0].default_request, "cpu").as_deref(), Some("100m"));
+    assert_eq!(q(&items[0].default, "cpu"), None);
 }

@@ -255,7 +255,11 @@ mod tests {
         let text = format!(
             "apiVersion: zerotrust.dev/v1alpha1\nkind: SecurityBaseline\nmetadata: {{name: b}}\nspec:\n{spec}"
         );
-        let valid = validate(&parse_baselines(&text).unwrap()[0]).unwrap();
+        let valid = validate(
+            &parse_baselines(&text).unwrap()[0],
+            crate::engine::test_support::VALIDATED_AT,
+        )
+        .unwrap();
         let env = Environment {
             now: NOON - 60,
             ..Environment::new("zerotrust-system")
@@ -339,7 +343,7 @@ mod tests {
     #[test]
     fn an_exempt_control_is_skipped_with_its_reason_and_expiry_unless_drift_fails_it() {
         let spec = format!(
-            "{EVERY_CONTROL}  exemptions:\n    - {{namespaces: [legacy], controls: [NetworkPolicy], roles: [viewer], reason: moving, expiresAt: '2027-01-01T12:00:00Z'}}\n    - {{namespaces: [legacy], controls: [LimitRange], reason: forever}}\n"
+            "{EVERY_CONTROL}  exemptions:\n    - {{namespaces: [legacy], controls: [NetworkPolicy], roles: [viewer], reason: moving, expiresAt: '2027-01-01T12:00:00Z'}}\n    - {{namespaces: [legacy], controls: [LimitRange], reason: forever, permanent: true}}\n"
         );
         let desired = desired(&spec, "legacy");
         let live = LiveState::complying(&desired, &Default::default());

@@ -20,7 +20,7 @@ pub fn try_baseline(spec: &str) -> Result<ValidBaseline, String> {
         "apiVersion: zerotrust.dev/v1alpha1\nkind: SecurityBaseline\nmetadata: {{name: b}}\nspec:\n{spec}"
     );
     let parsed = parse_baselines(&text).map_err(|e| e.to_string())?;
-    validate(&parsed[0]).map_err(|e| e.to_string())
+    validate(&parsed[0], VALIDATED_AT).map_err(|e| e.to_string())
 }
 
 /// The valid baseline `b` with the spec `spec`; panics with the error otherwise.
@@ -41,8 +41,12 @@ pub const OPERATOR_NS: &str = "zerotrust-system";
 pub fn baseline_of(name: &str, spec: SecurityBaselineSpec) -> ValidBaseline {
     let mut b = SecurityBaseline::new(name, spec);
     b.metadata.generation = Some(1);
-    validate(&b).unwrap_or_else(|e| panic!("{e}"))
+    validate(&b, VALIDATED_AT).unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// The moment the tests' baselines are validated at (2026-06-01T00:00:00Z): their exemptions end
+/// within a year of it.
+pub const VALIDATED_AT: i64 = 1_780_272_000;
 
 /// A fixed moment (2026-01-01T00:00:00Z) so exemption expiries render the same every run.
 const NOW: i64 = 1_767_225_600;

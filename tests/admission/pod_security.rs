@@ -165,3 +165,74 @@ async fn a_namespace_labeller_can_neither_weaken_pod_security_nor_fake_onboardin
         None,
     );
 }
+
+/// Issue 24, item 5: `restricted` pinned to an old version beside `baseline` at `latest`. On main
+/// the pin counted as the stricter policy, so the namespace was labelled `restricted` at the pin,
+/// and a labeller could lower the version to it: both admit what `baseline@latest` refuses (its
+/// newer checks, such as `host` in probes, are missing from older versions). Now the namespace
+/// holds the stricter level at the newer version, and a labeller cannot take either back.
+#[tokio::test]
+async fn a_pinned_version_beside_baseline_at_latest_yields_both_the_level_and_the_version() {
+    operator();
+    let client = client().await;
+    let tag = unique("pinned");
+    let latest = format!("{tag}-latest");
+    let _cleanup = Cleanup(vec![tag.clone(), latest.clone()]);
+    let ns = namespace(&client, &tag, &[("zt-test", &tag)]).await;
+    apply(&baseline(
+        &tag,
+        &tag,
+        "podSecurity: {enforce: restricted, version: v1.34}",
+    ));
+    apply(&baseline(&latest, &tag, "podSecurity: {enforce: baseline}"));
+    wait_in_force(&client, &tag, 1).await;
+    wait_in_force(&client, &latest, 1).await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let version_label = format!("{ENFORCE_LABEL}-version");
+    let held = || async {
+        let labels = namespaces.get(&ns.name).await.unwrap().labels().clone();
+        (
+            labels[ENFORCE_LABEL].clone(),
+            labels[&version_label].clone(),
+        )
+    };
+    eventually(WAIT, "restricted at latest", || async {
+        (held().await == ("restricted".into(), "latest".into())).then_some(())
+    })
+    .await;
+
+    let labeller = namespace_labeller(&format!("{tag}-labeller")).await;
+    let as_labeller: Api<Namespace> = Api::all(labeller);
+    for version in ["v1.34", "v1.36"] {
+        let patch = json!({"metadata": {"labels": {version_label.clone(): version}}});
+        // Refused, or raised back in the same request: either way the label holds.
+        let _ = as_labeller
+            .patch(&ns.name, &PatchParams::default(), &Patch::Merge(patch))
+            .await;
+        assert_eq!(
+            held().await,
+            ("restricted".into(), "latest".into()),
+            "after a labeller set {version}"
+        );
+    }
+    // What `baseline` at `latest` refuses is refused: a probe sent from the node to another host.
+    let mut probing = pod("probing", false);
+    probing.spec.as_mut().unwrap().containers[0].liveness_probe = Some(
+        serde_json::from_value(
+            json!({"httpGet": {"host": "169.254.169.254", "path": "/", "port": 80}}),
+        )
+        .unwrap(),
+    );
+    let probing = Api::<Pod>::namespaced(client.clone(), &ns.name)
+        .create(&PostParams::default(), &probing)
+        .await;
+    assert!(refused(&probing, "169.254.169.254"), "{probing:?}");
+    control_plane().kubectl(
+        &[
+            "delete",
+            "clusterrole,clusterrolebinding",
+            &format!("{tag}-labeller"),
+        ],
+        None,
+    );
+}

@@ -210,10 +210,11 @@ fn exemption() -> impl Strategy<Value = Value> {
             10 => Just(json!("2999-01-01T00:00:00Z")),
             1 => Just(json!("tomorrow")),
         ]),
+        any_of(any::<bool>().prop_map(Value::from)),
     )
-        .prop_map(|(namespaces, sel, controls, roles, reason, expires)| {
+        .prop_map(|(namespaces, sel, controls, roles, reason, expires, permanent)| {
             let mut e = json!({"namespaces": namespaces, "namespaceSelector": sel, "controls": controls,
-                "roles": roles, "reason": reason, "expiresAt": expires});
+                "roles": roles, "reason": reason, "expiresAt": expires, "permanent": permanent});
             e.as_object_mut().expect("an object").retain(|_, v| !v.is_null());
             e
         })

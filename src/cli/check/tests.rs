@@ -10,8 +10,12 @@ use crate::engine::{
 /// compliant but for its exempt LimitRange; a conflict on the admission policies; and an
 /// invalid baseline `bad`.
 fn sample() -> Report {
-    let text = "apiVersion: zerotrust.dev/v1alpha1\nkind: SecurityBaseline\nmetadata: {name: b}\nspec:\n  networkPolicy: {defaultDeny: [Ingress]}\n  limitRange: {limits: [{type: Container, default: {cpu: 500m}}]}\n  exemptions:\n    - {namespaces: [legacy], controls: [LimitRange], reason: migrating, expiresAt: '2027-01-01T12:00:00Z'}\n";
-    let valid = validate(&parse_baselines(text).unwrap()[0]).unwrap();
+    let text = "apiVersion: zerotrust.dev/v1alpha1\nkind: SecurityBaseline\nmetadata: {name: b}\nspec:\n  networkPolicy: {defaultDeny: [Ingress]}\n  limitRange: {limits: [{type: Container, default: {cpu: 500m}}]}\n  exemptions:\n    - {namespaces: [legacy], controls: [LimitRange], reason: migrating, expiresAt: '2027-01-01T12:00:00Z'}\n    - {namespaces: [vendor], controls: [NetworkPolicy], reason: appliance, permanent: true}\n";
+    let valid = validate(
+        &parse_baselines(text).unwrap()[0],
+        crate::engine::test_support::VALIDATED_AT,
+    )
+    .unwrap();
     let env = Environment {
         now: 1_798_804_000,
         ..Environment::new("zerotrust-system")
@@ -27,6 +31,7 @@ fn sample() -> Report {
             }],
         }],
         unavailable: vec![("b".into(), "mutating admission policies")],
+        permanent: crate::engine::permanent_exemptions(&valid),
         ..Report::default()
     };
     for namespace in ["legacy", "team-a"] {
@@ -103,6 +108,10 @@ fn the_json_document_lists_every_baseline_and_the_admission_results() {
     assert_eq!(baselines[0]["name"], "b");
     assert_eq!(baselines[0]["valid"], true);
     assert_eq!(baselines[0]["errors"], serde_json::json!([]));
+    assert_eq!(
+        baselines[0]["permanentExemptions"],
+        serde_json::json!([{"baseline": "b", "index": 1, "controls": ["NetworkPolicy"], "reason": "appliance"}])
+    );
     assert!(
         baselines[0]["notices"][0]
             .as_str()
@@ -140,7 +149,7 @@ fn the_json_document_lists_each_namespace_with_its_results() {
             "control": "LimitRange",
             "result": "skip",
             "message": "exempt until 2027-01-01T12:00:00Z: migrating",
-            "exemption": {"reason": "migrating", "expiresAt": "2027-01-01T12:00:00Z"},
+            "exemption": {"reason": "migrating", "expiresAt": "2027-01-01T12:00:00Z", "permanent": false},
             "findings": [],
         })
     );

@@ -18,6 +18,8 @@ pub struct Spec<'a> {
     pub admission: Option<&'a Outcome>,
     /// Protections the baseline asks for that this API server cannot carry.
     pub unavailable: &'a [&'a str],
+    /// The enforced generation's exemptions without end, by index in `spec.exemptions`.
+    pub permanent_exemptions: Vec<i32>,
 }
 
 /// The status `baseline` should have. `outcomes` holds one entry per selected namespace (`None`
@@ -34,6 +36,7 @@ pub fn compute_status(
     let mut status = SecurityBaselineStatus {
         observed_generation: Some(generation),
         repairs: previous.repairs + new_repairs,
+        permanent_exemptions: spec.permanent_exemptions.clone(),
         ..SecurityBaselineStatus::default()
     };
     // A baseline never valid enforces no generation, so nothing is counted against it.

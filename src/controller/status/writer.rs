@@ -22,7 +22,7 @@ use crate::controller::error::{Error, Failed, Operation};
 use crate::controller::finalizer::manage_finalizer;
 use crate::controller::held_namespace::HeldNamespace;
 use crate::controller::http::Health;
-use crate::engine::{FIELD_MANAGER, ValidBaseline, selects, unavailable};
+use crate::engine::{FIELD_MANAGER, ValidBaseline, permanent_exemptions, selects, unavailable};
 
 /// How long the first full lists may take before the wait is logged as a warning.
 const UNSYNCED_WARNING: Duration = Duration::from_secs(30);
@@ -127,6 +127,9 @@ async fn keep_baseline(
         enforcing: enforced.generation(),
         admission: admission.as_ref(),
         unavailable: &unavailable,
+        permanent_exemptions: (enforced.valid.iter().flat_map(permanent_exemptions))
+            .map(|p| p.index as i32)
+            .collect(),
     };
     let recorded = Recorded {
         last_valid: enforced.valid.as_ref().and_then(record),

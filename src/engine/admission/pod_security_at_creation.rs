@@ -74,8 +74,10 @@ fn raised_labels(baseline: &ValidBaseline) -> (Vec<Value>, Vec<String>) {
             "{key}: variables.{name}Rank >= {l} ? variables.labels[{key}] : {}",
             cel(level.as_str())
         ));
+        // Level and version are raised each on its own: a stricter level does not excuse an
+        // older version (see `PodSecurityPolicy::meets`).
         entries.push(format!(
-            "{version_key}: (variables.{name}Rank > {l} && variables.{name}VersionRank >= {floor}) || (variables.{name}Rank == {l} && variables.{name}VersionRank >= {}) ? variables.{name}Version : {}",
+            "{version_key}: variables.{name}VersionRank >= {} ? variables.{name}Version : {}",
             v.max(floor),
             cel(&version)
         ));

@@ -90,8 +90,8 @@ fn marker_kept(name: &str) -> Value {
 
 /// Pod Security labels that met the baseline's policy keep meeting it: the CEL variables reading
 /// each mode's old and new labels, and the validation. A mode's policy is met by labels holding
-/// at least the baseline's level and version, at a version no older than the floor: the same
-/// rule as the operator's diff.
+/// at least the baseline's level and at least its version, never one older than the floor: the
+/// same rule as the operator's diff ([`PodSecurityPolicy::meets`](crate::engine::pod_security::PodSecurityPolicy::meets)).
 fn pod_security_kept(baseline: &ValidBaseline, now: i64) -> (Vec<Value>, Value) {
     let mut variables = Vec::new();
     let mut kept = Vec::new();
@@ -102,12 +102,11 @@ fn pod_security_kept(baseline: &ValidBaseline, now: i64) -> (Vec<Value>, Value) 
             level_rank(policy.level),
             cel_rank_of_version(&policy.version),
         );
-        let floor = i64::from(PSA_VERSION_FLOOR);
+        // Met at a level at least as strict and a version at least as new, never below the floor.
+        let v = v.max(i64::from(PSA_VERSION_FLOOR));
         let met = |side: &str| {
             let n = mode_variable(side, mode);
-            format!(
-                "(variables.{n}VersionRank >= {floor} && (variables.{n}Rank > {l} || (variables.{n}Rank == {l} && variables.{n}VersionRank >= {v})))"
-            )
+            format!("(variables.{n}Rank >= {l} && variables.{n}VersionRank >= {v})")
         };
         kept.push(format!("(!{} || {})", met("old"), met("new")));
     }

@@ -60,12 +60,13 @@ impl LiveState {
             .collect();
         let mut namespace_labels = labels.clone();
         for mode in PSA_MODES {
-            let strictest = desired
+            let composed = desired
                 .requirements
                 .iter()
                 .filter_map(|r| r.pod_security.get(mode))
-                .max_by_key(|p| p.strictness());
-            if let Some(policy) = strictest {
+                .cloned()
+                .reduce(|a, b| a.join(&b));
+            if let Some(policy) = composed {
                 namespace_labels.extend(policy.labels(mode));
             }
         }

@@ -22,7 +22,7 @@ use self::network::network_policies;
 use self::rbac::{role_binding, role_object};
 use super::exemption::{ExemptControl, Exempted, exempted};
 use super::object::{Kind, Object, object_name, owner_labels};
-use super::pod_security::{PSA_MODES, PodSecurityPolicy, strictest};
+use super::pod_security::{PSA_MODES, PodSecurityPolicy, compose};
 use super::select::selects;
 use super::validate::ValidBaseline;
 use crate::api::{ConflictPolicy, Control, LimitSpec, LimitType, Mode, SecurityBaselineSpec};
@@ -380,18 +380,22 @@ pub fn pod_security_labels(baseline: &ValidBaseline) -> BTreeMap<String, String>
         .collect()
 }
 
-/// For each PSA mode, the strictest policy any of `requirements` asks for (level first, then
-/// version); ties go to the first baseline by name.
+/// For each PSA mode, the composition of what `requirements` ask for: the strictest level at the
+/// newest version, each label attributed to the baseline asking for it.
 fn compose_pod_security(requirements: &[&Requirement]) -> BTreeMap<String, DesiredValue> {
     let mut labels = BTreeMap::new();
     for mode in PSA_MODES {
-        let winner = strictest(
+        let composed = compose(
             requirements
                 .iter()
                 .filter_map(|r| Some((r.pod_security.get(mode)?, r.baseline.as_str()))),
         );
-        if let Some((policy, baseline)) = winner {
-            for (key, value) in policy.labels(mode) {
+        if let Some(composed) = composed {
+            let [level, version] = composed.policy.labels(mode);
+            for ((key, value), baseline) in [
+                (level, composed.level_from),
+                (version, composed.version_from),
+            ] {
                 let baseline = baseline.to_string();
                 labels.insert(key, DesiredValue { value, baseline });
             }

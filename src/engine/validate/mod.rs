@@ -67,7 +67,9 @@ impl ValidBaseline {
     }
 }
 
-pub fn validate(baseline: &SecurityBaseline) -> Result<ValidBaseline, InvalidSpec> {
+/// `baseline` checked at `now` (seconds since the epoch; only an exemption's end is measured
+/// against it, and a baseline valid at one moment stays valid later).
+pub fn validate(baseline: &SecurityBaseline, now: i64) -> Result<ValidBaseline, InvalidSpec> {
     let mut errors = Errors::default();
     let name = baseline.metadata.name.clone().unwrap_or_default();
     validate_name(&name, &mut errors);
@@ -80,7 +82,7 @@ pub fn validate(baseline: &SecurityBaseline) -> Result<ValidBaseline, InvalidSpe
             Selector::try_from(selector.clone()).ok()
         }
     };
-    let exemption_selectors = exemptions::validate_exemptions(spec, &mut errors);
+    let exemption_selectors = exemptions::validate_exemptions(spec, now, &mut errors);
     if let Some(np) = &spec.network_policy {
         network::validate_network_policy(np, &mut errors);
     }

@@ -24,8 +24,19 @@ pub(super) fn validate_limit_range(limits: &LimitRangeSpec, errors: &mut Errors)
     if limits.limits.is_empty() {
         errors.add("spec.limitRange.limits", "must have at least one item");
     }
+    let mut seen = Vec::new();
     for (i, item) in limits.limits.iter().enumerate() {
-        validate_limit(item, &format!("spec.limitRange.limits[{i}]"), errors);
+        let path = format!("spec.limitRange.limits[{i}]");
+        // The API server takes one item per type, and would refuse the whole LimitRange.
+        if seen.contains(&item.type_) {
+            let type_ = item.type_.as_str();
+            errors.add(
+                format!("{path}.type"),
+                format!("{type_} appears twice: one item per type"),
+            );
+        }
+        seen.push(item.type_);
+        validate_limit(item, &path, errors);
     }
 }
 

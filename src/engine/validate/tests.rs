@@ -9,7 +9,7 @@ fn errors_of(spec_yaml: &str) -> Vec<String> {
         "apiVersion: zerotrust.dev/v1alpha1\nkind: SecurityBaseline\nmetadata: {{name: test}}\nspec:\n{spec_yaml}"
     );
     let baseline = parse_baselines(&text).expect("parses").remove(0);
-    match validate(&baseline) {
+    match validate(&baseline, crate::engine::test_support::VALIDATED_AT) {
         Ok(_) => vec![],
         Err(invalid) => invalid.errors.into_iter().map(|e| e.path).collect(),
     }
@@ -18,7 +18,7 @@ fn errors_of(spec_yaml: &str) -> Vec<String> {
 #[test]
 fn a_full_baseline_is_valid() {
     let errors = errors_of(
-        "  networkPolicy: {defaultDeny: [Ingress, Egress], allowDNS: true, allowSameNamespace: true}\n  podSecurity: {enforce: restricted, version: v1.33}\n  rbac:\n    roles:\n    - name: viewer\n      rules: [{apiGroups: [''], resources: [pods], verbs: [get, list]}]\n      subjects: [{kind: Group, name: 'team-${namespace}'}, {kind: ServiceAccount, name: ci, namespace: '${namespace}'}]\n  resourceQuota: {hard: {pods: '10', requests.cpu: 2}}\n  limitRange: {limits: [{type: Container, default: {cpu: 500m}, defaultRequest: {cpu: 100m}, max: {cpu: '1'}}]}\n",
+        "  networkPolicy: {defaultDeny: [Ingress, Egress], allowDNS: true, allowSameNamespace: true}\n  podSecurity: {enforce: restricted, version: v1.35}\n  rbac:\n    roles:\n    - name: viewer\n      rules: [{apiGroups: [''], resources: [pods], verbs: [get, list]}]\n      subjects: [{kind: Group, name: 'team-${namespace}'}, {kind: ServiceAccount, name: ci, namespace: '${namespace}'}]\n  resourceQuota: {hard: {pods: '10', requests.cpu: 2}}\n  limitRange: {limits: [{type: Container, default: {cpu: 500m}, defaultRequest: {cpu: 100m}, max: {cpu: '1'}}]}\n",
     );
     assert!(errors.is_empty(), "{errors:?}");
 }
@@ -124,6 +124,10 @@ fn each_rbac_problem_names_its_field() {
 fn each_quota_and_limit_range_problem_names_its_field() {
     assert_each_names_its_field(&[
         (
+            "  limitRange: {limits: [{type: Container, default: {cpu: 1}}, {type: Container, max: {cpu: 2}}]}\n",
+            "spec.limitRange.limits[1].type",
+        ),
+        (
             "  resourceQuota: {hard: {cpu: lots}}\n",
             "spec.resourceQuota.hard[\"cpu\"]",
         ),
@@ -194,7 +198,10 @@ fn a_subject_namespace_template_is_exactly_namespace_or_nothing() {
         let text = format!(
             "apiVersion: zerotrust.dev/v1alpha1\nkind: SecurityBaseline\nmetadata: {{name: b}}\nspec:\n  rbac:\n    roles:\n    - name: ci\n      rules: [{{apiGroups: [''], resources: [pods], verbs: [get]}}]\n      subjects: [{{kind: ServiceAccount, name: deployer, namespace: '{namespace}'}}]\n"
         );
-        validate(&crate::api::parse_baselines(&text).unwrap()[0])
+        validate(
+            &crate::api::parse_baselines(&text).unwrap()[0],
+            crate::engine::test_support::VALIDATED_AT,
+        )
     };
     assert!(role("${namespace}").is_ok());
     assert!(role("ci-tools").is_ok());
@@ -203,4 +210,33 @@ fn a_subject_namespace_template_is_exactly_namespace_or_nothing() {
         squatted.errors[0].path,
         "spec.rbac.roles[0].subjects[0].namespace"
     );
+}
+
+/// An exemption ends within a year of being written, or says it is permanent; never both, never
+/// neither. Only the end is measured against the clock (2026-06-01 here).
+#[test]
+fn each_exemption_end_problem_names_its_field() {
+    let exemption = |end: &str| {
+        format!(
+            "  exemptions: [{{namespaces: [legacy], controls: [LimitRange], reason: r{end}}}]\n"
+        )
+    };
+    assert_each_names_its_field(&[
+        (&exemption(""), "spec.exemptions[0].expiresAt"),
+        (
+            &exemption(", expiresAt: '2027-06-01T00:00:01Z'"),
+            "spec.exemptions[0].expiresAt",
+        ),
+        (
+            &exemption(", expiresAt: '2027-01-01T00:00:00Z', permanent: true"),
+            "spec.exemptions[0].permanent",
+        ),
+    ]);
+    for fine in [
+        ", expiresAt: '2027-06-01T00:00:00Z'",
+        ", expiresAt: '2020-01-01T00:00:00Z'",
+        ", permanent: true",
+    ] {
+        assert_eq!(errors_of(&exemption(fine)), Vec::<String>::new(), "{fine}");
+    }
 }

@@ -51,6 +51,7 @@ fn valid(generation: i64) -> Spec<'static> {
         enforcing: Some(generation),
         admission: Some(admission),
         unavailable: &[],
+        permanent_exemptions: vec![],
     }
 }
 
@@ -236,6 +237,7 @@ fn an_invalid_baseline_never_valid_says_why_and_counts_nothing() {
         enforcing: None,
         admission: None,
         unavailable: &[],
+        permanent_exemptions: vec![],
     };
     let s = compute_status(
         &baseline(2),
@@ -338,6 +340,7 @@ fn admission_policies_count_in_the_status() {
 
     let old_server = Spec {
         unavailable: &["pod-security-at-creation"],
+        permanent_exemptions: vec![],
         ..valid(1)
     };
     let s = compute_status(
