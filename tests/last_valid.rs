@@ -194,6 +194,15 @@ async fn an_invalid_edit_and_a_restart_keep_the_last_valid_protection() {
     let (_, _, message) = condition(&s, "Ready").unwrap();
     assert!(message.ends_with("enforcing generation 1"), "{message}");
     assert_eq!(s.last_valid.map(|l| l.generation), Some(1), "recorded");
+    // `check` agrees: the newest generation is invalid (exit 1), the recorded one is checked.
+    let out = check_baseline(&tag);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("checked at generation 1")
+            && stdout(&out).contains(", 0 with drift or conflicts"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[tokio::test]
