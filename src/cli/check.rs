@@ -127,6 +127,17 @@ pub fn run(args: CheckArgs) -> ExitCode {
     })
 }
 
+/// A baseline whose newest generation is invalid is checked at the generation the operator
+/// recorded and enforces.
+fn recorded_notice(generation: i64) -> String {
+    format!(
+        "checked at generation {generation}, the last valid one, which the operator enforces meanwhile"
+    )
+}
+
+/// Nothing recorded the identity the operator rendered a baseline's policies for.
+const IDENTITY_NOTICE: &str = "its status records no operator identity (the operator has not written it yet): admission policies checked as rendered for --operator-user";
+
 /// The table and summary `check` prints for people.
 fn print_text(report: &Report) {
     for invalid in &report.invalid {
@@ -134,13 +145,12 @@ fn print_text(report: &Report) {
     }
     for (baseline, generation) in &report.enforcing_recorded {
         println!(
-            "NOTICE   SecurityBaseline {baseline:?}: checked at generation {generation}, the last valid one, which the operator enforces meanwhile"
+            "NOTICE   SecurityBaseline {baseline:?}: {}",
+            recorded_notice(*generation)
         );
     }
     for baseline in &report.identity_unrecorded {
-        println!(
-            "NOTICE   SecurityBaseline {baseline:?}: its status records no operator identity (the operator has not written it yet): admission policies checked as rendered for --operator-user"
-        );
+        println!("NOTICE   SecurityBaseline {baseline:?}: {IDENTITY_NOTICE}");
     }
     for (baseline, protection) in &report.unavailable {
         println!(
@@ -269,7 +279,8 @@ pub struct BaselineEntry {
     /// False when the engine refuses it; `errors` say why.
     pub valid: bool,
     pub errors: Vec<FieldError>,
-    /// Protections it asks for that this API server cannot carry.
+    /// Protections it asks for that this API server cannot carry; the last valid generation
+    /// checked in its stead; no operator identity recorded.
     pub notices: Vec<String>,
     /// Its exemptions without end (`permanent: true`): listed, never a failure.
     pub permanent_exemptions: Vec<PermanentExemption>,
@@ -449,6 +460,16 @@ impl BaselineEntry {
                          {protection}"
                     )
                 })
+                .chain(
+                    (report.enforcing_recorded.iter())
+                        .filter(|(baseline, _)| baseline == name)
+                        .map(|(_, generation)| recorded_notice(*generation)),
+                )
+                .chain(
+                    (report.identity_unrecorded.iter())
+                        .filter(|baseline| *baseline == name)
+                        .map(|_| IDENTITY_NOTICE.to_string()),
+                )
                 .collect(),
             permanent_exemptions: report
                 .permanent
