@@ -184,12 +184,7 @@ fn watch_baselines(
         Api::all_with(client.clone(), &ApiResource::erase::<SecurityBaseline>(&()));
     watcher(raw, watcher::Config::default())
         .backoff(watch_backoff())
-        .filter_map(move |event| {
-            future::ready(match event {
-                Ok(event) => Some(Ok(decode_event(event))),
-                Err(e) => Some(Err(e)),
-            })
-        })
+        .map(|event| event.map(decode_event))
         .modify(|b: &mut SecurityBaseline| strip_metadata(&mut b.metadata, false))
         .reflect(writer)
         .filter_map(move |event| {
