@@ -52,3 +52,5 @@ mod property_tests;
 mod render_tests;
 #[cfg(test)]
 mod test_support;
+#[cfg(test)]
+mod widened_tests;
