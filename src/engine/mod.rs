@@ -17,7 +17,9 @@ mod template;
 mod validate;
 mod widening;
 
-pub use admission::{AdmissionSettings, gates_namespace, render_admission, unavailable, vet};
+pub use admission::{
+    AdmissionSettings, OWNERSHIP_MESSAGE, gates_namespace, render_admission, unavailable, vet,
+};
 pub use diff::{Drift, DriftReason, LiveState, compare, diff, diff_admission};
 pub use exemption::{ExemptControl, next_expiry};
 pub use object::{

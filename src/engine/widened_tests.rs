@@ -129,7 +129,8 @@ fn a_second_baselines_allow_all_is_a_finding_on_the_first_naming_it() {
             unreachable!()
         };
         assert!(
-            detail.contains("SecurityBaseline second") && detail.contains("first"),
+            detail.starts_with("SecurityBaseline second's policy allows")
+                && detail.contains("first's allows do not"),
             "{detail}"
         );
         // Never repaired: the second baseline's policy is its own to keep.

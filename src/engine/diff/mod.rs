@@ -350,8 +350,8 @@ fn widened(desired: &DesiredState, live: &LiveState) -> Vec<Drift> {
     found
 }
 
-/// The Widened detail, naming the other selecting baseline when the policy is one of its desired
-/// objects (known from what the engine rendered, never from the object's labels).
+/// The Widened detail, naming first the other selecting baseline when the policy is one of its
+/// desired objects (known from what the engine rendered, never from the object's labels).
 fn composed(
     desired: &DesiredState,
     baseline: &str,
@@ -360,7 +360,7 @@ fn composed(
 ) -> String {
     match desired.object(Kind::NetworkPolicy, &policy.name) {
         Some(other) if other.baseline != baseline => format!(
-            "{detail}, by SecurityBaseline {}'s allows, which {baseline}'s do not grant (NetworkPolicies add up: another baseline never silently opens what this one denies)",
+            "SecurityBaseline {}'s policy {detail}, which {baseline}'s allows do not (NetworkPolicies add up: another baseline's allow opens this one's default-deny)",
             other.baseline
         ),
         _ => detail,
