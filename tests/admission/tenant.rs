@@ -8,17 +8,10 @@ use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
 use zerotrust_testkit::*;
 
-use super::{WAIT, refused, wait_in_force};
+use super::{WAIT, refused, refused_as_ours, wait_in_force};
 
 fn network_policy(name: &str, spec: serde_json::Value) -> NetworkPolicy {
     serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap()
-}
-
-/// Refused by the baseline's tamper protection (`owned`, its message) or by the ownership
-/// protection: both refuse a change to our labels, and the API server reports the first it
-/// evaluates.
-fn refused_as_ours(result: &Result<impl std::fmt::Debug, kube::Error>, owned: &str) -> bool {
-    refused(result, owned) || refused(result, zerotrust_operator::engine::OWNERSHIP_MESSAGE)
 }
 
 #[tokio::test]
