@@ -19,7 +19,7 @@ use super::held_object::{Cacheable, Held, strip_metadata};
 use super::index::{NamespacedIndex, is_newer};
 use super::metrics::Metrics;
 use crate::engine::{
-    DriftReason, ForeignPolicy, Kind, LiveState, Object, Ownership, applied_by_us, ownership,
+    DriftReason, Kind, LiveState, Object, Ownership, PolicySummary, applied_by_us, ownership,
     summarize,
 };
 
@@ -29,7 +29,7 @@ pub struct Caches {
     /// (cluster-scoped: held under the namespace "").
     generated: BTreeMap<Kind, Arc<NamespacedIndex>>,
     service_accounts: Arc<NamespacedIndex>,
-    /// Every NetworkPolicy, ours included, summarised ([`PolicySummary`]): the engine judges
+    /// Every NetworkPolicy, ours included, summarised ([`CachedSummary`]): the engine judges
     /// whose it is by content, never by labels.
     network_policies: Arc<NamespacedIndex>,
     /// Namespaces as our label applies returned them, until the watch catches up.
@@ -138,7 +138,7 @@ impl Caches {
             .collect();
         let network_policies = self
             .network_policies
-            .in_namespace(&name, |json| serde_json::from_slice::<PolicySummary>(json))
+            .in_namespace(&name, |json| serde_json::from_slice::<CachedSummary>(json))
             .into_iter()
             .map(|s| s.policy)
             .collect();
@@ -163,7 +163,7 @@ impl Caches {
             Written::Object(mut object) => {
                 if let Object::NetworkPolicy(policy) = &*object {
                     self.network_policies
-                        .write_through(&PolicySummary::of(policy));
+                        .write_through(&CachedSummary::of(policy));
                 }
                 strip_metadata(object.meta_mut(), false);
                 self.generated(object.kind()).write_through(&*object);
@@ -216,21 +216,21 @@ impl Caches {
 /// What the NetworkPolicy summary cache holds of a policy: identity and the bounded summary the
 /// Widened finding needs, never the policy itself (a tenant cannot inflate it).
 #[derive(Serialize, Deserialize)]
-pub struct PolicySummary {
+pub struct CachedSummary {
     metadata: ObjectMeta,
-    policy: ForeignPolicy,
+    policy: PolicySummary,
 }
 
-impl Cacheable for PolicySummary {
+impl Cacheable for CachedSummary {
     fn metadata(&self) -> &ObjectMeta {
         &self.metadata
     }
 }
 
-impl PolicySummary {
-    pub fn of(policy: &NetworkPolicy) -> PolicySummary {
+impl CachedSummary {
+    pub fn of(policy: &NetworkPolicy) -> CachedSummary {
         let meta = &policy.metadata;
-        PolicySummary {
+        CachedSummary {
             metadata: ObjectMeta {
                 name: meta.name.clone(),
                 namespace: meta.namespace.clone(),
@@ -245,11 +245,11 @@ impl PolicySummary {
 
 /// A watch event of all NetworkPolicies as the summary cache takes it: every policy, ours too, so
 /// that labels (which anyone can write) never take a policy out of the Widened judgement.
-pub fn summary_event(event: &watcher::Event<NetworkPolicy>) -> watcher::Event<PolicySummary> {
+pub fn summary_event(event: &watcher::Event<NetworkPolicy>) -> watcher::Event<CachedSummary> {
     match event {
-        watcher::Event::Apply(p) => watcher::Event::Apply(PolicySummary::of(p)),
-        watcher::Event::Delete(p) => watcher::Event::Delete(PolicySummary::of(p)),
-        watcher::Event::InitApply(p) => watcher::Event::InitApply(PolicySummary::of(p)),
+        watcher::Event::Apply(p) => watcher::Event::Apply(CachedSummary::of(p)),
+        watcher::Event::Delete(p) => watcher::Event::Delete(CachedSummary::of(p)),
+        watcher::Event::InitApply(p) => watcher::Event::InitApply(CachedSummary::of(p)),
         watcher::Event::Init => watcher::Event::Init,
         watcher::Event::InitDone => watcher::Event::InitDone,
     }

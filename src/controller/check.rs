@@ -8,7 +8,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use super::apply;
-use super::caches::{Caches, PolicySummary};
+use super::caches::{CachedSummary, Caches};
 use super::decode::decode;
 use super::discovery::{AdmissionIdentity, admission_settings};
 use super::error::{Error, Failed, Operation};
@@ -113,7 +113,7 @@ async fn load_caches(client: &Client, caches: &Caches) -> Result<(), Error> {
     .await?;
     caches
         .network_policies()
-        .load(policies.iter().map(PolicySummary::of));
+        .load(policies.iter().map(CachedSummary::of));
     let defaults = ListParams::default().fields("metadata.name=default");
     let accounts = list(
         Api::<ServiceAccount>::all(client.clone()),

@@ -16,7 +16,7 @@ use kube::runtime::watcher::Event;
 use serde_json::{Value, json};
 use tower_test::mock::{self, Handle, SendResponse};
 
-use super::caches::PolicySummary;
+use super::caches::CachedSummary;
 use super::context::Context;
 use super::held_namespace::HeldNamespace;
 use super::status::Outcome;
@@ -293,7 +293,7 @@ pub fn context(
         .load(Vec::<ServiceAccount>::new());
     ctx.caches
         .network_policies()
-        .load(Vec::<PolicySummary>::new());
+        .load(Vec::<CachedSummary>::new());
     (Arc::new(ctx), ApiServer(handle))
 }
 

@@ -40,7 +40,7 @@ pub use results::{
 pub use select::{DEFAULT_OPERATOR_NAMESPACE, selects};
 
 pub use validate::{FieldError, InvalidSpec, ValidBaseline, validate};
-pub use widening::{ForeignPolicy, summarize, widening};
+pub use widening::{PolicySummary, summarize, widening};
 
 #[cfg(test)]
 mod diff_tests;

@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::object::{Kind, Object, Ownership, ownership};
 use super::pod_security::{PSA_MODES, PodSecurityPolicy, Shortfall, shortfall};
 use super::render::{DesiredObject, DesiredState};
-use super::widening::{ForeignPolicy, summarize, widening};
+use super::widening::{PolicySummary, summarize, widening};
 
 /// What a namespace holds now, as far as our baselines are concerned.
 #[derive(Clone, Debug, Default)]
@@ -35,7 +35,7 @@ pub struct LiveState {
     pub relabelled: BTreeSet<(Kind, String)>,
     /// Every NetworkPolicy in the namespace, ours included, summarised: whose it is is judged by
     /// content (is it a selecting baseline's desired object?), never by labels or field managers.
-    pub network_policies: Vec<ForeignPolicy>,
+    pub network_policies: Vec<PolicySummary>,
 }
 
 impl LiveState {
@@ -109,7 +109,8 @@ pub enum DriftReason {
     Conflict,
     /// One of our objects, with our labels or field manager taken off: ours all the same.
     Relabelled,
-    /// A NetworkPolicy someone else made lets through what the default-deny denies (policies are
+    /// A NetworkPolicy that is not one of the baseline's own (a tenant's, whatever its labels, or
+    /// another selecting baseline's) lets through what the default-deny denies (policies are
     /// additive, so it opens the namespace without touching ours). Never ours to repair.
     Widened(String),
     /// Ours, but its baseline no longer asks for it.
@@ -355,7 +356,7 @@ fn widened(desired: &DesiredState, live: &LiveState) -> Vec<Drift> {
 fn composed(
     desired: &DesiredState,
     baseline: &str,
-    policy: &ForeignPolicy,
+    policy: &PolicySummary,
     detail: String,
 ) -> String {
     match desired.object(Kind::NetworkPolicy, &policy.name) {
