@@ -270,6 +270,38 @@ mod tests {
     }
 
     #[test]
+    fn every_network_policy_is_summarised_whatever_its_labels_and_managers_say() {
+        let forged: NetworkPolicy = serde_json::from_value(json!({
+            "metadata": {"name": "zt-nobody-allow", "namespace": "team-a", "uid": "u-2",
+                "labels": {"app.kubernetes.io/managed-by": "zerotrust-operator",
+                           "zerotrust.dev/baseline": "nobody"},
+                "managedFields": [{"manager": "zerotrust-operator", "operation": "Apply"}]},
+            "spec": {"podSelector": {}, "ingress": [{}], "policyTypes": ["Ingress"]},
+        }))
+        .unwrap();
+        assert_eq!(
+            ownership(&forged.metadata),
+            Ownership::Baseline("nobody".into())
+        );
+        let caches = Caches::new(&Metrics::new(), &[]);
+        caches
+            .network_policies()
+            .apply(&summary_event(&watcher::Event::Apply(forged.clone())));
+        let held = HeldNamespace::from(namespace("1", json!({})));
+        let live = caches.live_state(&held);
+        assert_eq!(live.network_policies.len(), 1);
+        assert_eq!(live.network_policies[0].name, "zt-nobody-allow");
+        assert!(
+            !live.network_policies[0].ingress.is_empty(),
+            "held as opening"
+        );
+        caches
+            .network_policies()
+            .apply(&summary_event(&watcher::Event::Delete(forged)));
+        assert!(caches.live_state(&held).network_policies.is_empty());
+    }
+
+    #[test]
     fn our_label_write_is_read_until_the_store_holds_it() {
         let caches = Caches::new(&Metrics::new(), &[]);
         let stale = Arc::new(HeldNamespace::from(namespace("5", json!({}))));
