@@ -7,15 +7,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde_json::{Value, json};
 
 use super::AdmissionSettings;
+use super::onboarding_gate::ONBOARDED_LABEL_PREFIX;
 use super::policy::{match_constraints, privileged, rule, validating_bound};
 use super::tamper::generated_kind_rules;
 use crate::engine::exemption::cel;
 use crate::engine::object::{BASELINE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Object};
 use crate::engine::select::ALWAYS_EXCLUDED;
 use crate::engine::validate::ValidBaseline;
-
-/// The prefix of every onboarding marker's key (`onboarded.zerotrust.dev/<baseline>`).
-pub(super) const MARKER_PREFIX: &str = "onboarded.zerotrust.dev/";
 
 /// What the policy says when it refuses.
 pub const OWNERSHIP_MESSAGE: &str = "ownership is set only by zerotrust-operator: it alone gives, changes or removes the labels app.kubernetes.io/managed-by=zerotrust-operator, zerotrust.dev/baseline and onboarded.zerotrust.dev/* (labels prove nothing, the identity writing them does)";
@@ -63,19 +61,19 @@ fn everywhere(settings: &AdmissionSettings) -> LabelSelector {
 }
 
 /// Whether the label `key` with value `value` (CEL expressions) is one of ours.
-pub(super) fn ours_cel(key: &str, value: &str) -> String {
+fn ours_cel(key: &str, value: &str) -> String {
     format!(
         "(({key} == {m} && {value} == {mv}) || {key} == {b} || {key}.startsWith({p}))",
         m = cel(MANAGED_BY_LABEL),
         mv = cel(MANAGED_BY_VALUE),
         b = cel(BASELINE_LABEL),
-        p = cel(MARKER_PREFIX),
+        p = cel(ONBOARDED_LABEL_PREFIX),
     )
 }
 
 /// Our labels are the same before and after the request: none given, changed or removed (a
 /// delete removes them).
-pub(super) fn labels_kept_cel() -> String {
+fn labels_kept_cel() -> String {
     let (old, new) = ("variables.oldLabels", "variables.newLabels");
     format!(
         "variables.privileged || ({old}.all(k, !{} || (k in {new} && {new}[k] == {old}[k])) && {new}.all(k, !{} || (k in {old} && {old}[k] == {new}[k])))",
