@@ -1,6 +1,7 @@
 //! Fail-open paths, tried on the real control plane as an attacker would: an Audit baseline beside
 //! an Enforce one, our labels or field manager taken off our objects, a tenant's allow-all policy
-//! beside our default-deny, an invalid edit, and a status flooded with drift (a write that fails
+//! beside our default-deny (plain, or dressed up with our labels and field manager), a second
+//! baseline's allow-all, an invalid edit, and a status flooded with drift (a write that fails
 //! is in `in_process.rs`, where no operator process can do the writes first).
 //! Each must leave the control in place, or say in the status that it is not.
 
@@ -268,6 +269,142 @@ async fn a_tenant_policy_that_opens_the_namespace_is_reported_in_status_check_an
         .await
         .unwrap();
     wait_status(&client, &tag, WAIT, "compliant again", |s| compliant(s, 1)).await;
+}
+
+/// An allow-all NetworkPolicy named `name`, carrying our labels for a baseline `nobody`.
+fn forged_allow_all(name: &str) -> NetworkPolicy {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {
+            "app.kubernetes.io/managed-by": "zerotrust-operator",
+            "zerotrust.dev/baseline": "nobody"}},
+        "spec": {"podSelector": {}, "ingress": [{}], "egress": [{}],
+                 "policyTypes": ["Ingress", "Egress"]},
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_allow_all_policy_with_our_labels_and_field_manager_forged_is_still_widened() {
+    operator();
+    let client = client().await;
+    let tag = unique("forged");
+    let ns = namespace(&client, &tag, &[("zt-test", &tag)]).await;
+    let _cleanup = Cleanup(vec![tag.clone()]);
+    apply(&baseline(
+        &tag,
+        &tag,
+        "networkPolicy: {defaultDeny: [Ingress, Egress], allowDNS: true}",
+    ));
+    wait_status(&client, &tag, WAIT, "compliant", |s| compliant(s, 1)).await;
+    // Made as the break-glass group: it stands for one a tenant made before the ownership
+    // protection existed (which now refuses the tenant exactly this).
+    let break_glass = client_as(
+        "zt-break-glass-user",
+        &["system:masters", "zerotrust:break-glass"],
+    )
+    .await;
+    let policies: Api<NetworkPolicy> = Api::namespaced(break_glass, &ns.name);
+    let as_operator = PostParams {
+        field_manager: Some("zerotrust-operator".to_string()),
+        ..PostParams::default()
+    };
+    let forged = policies
+        .create(&as_operator, &forged_allow_all("zt-nobody-allow"))
+        .await
+        .unwrap();
+    let widened = |s: &SecurityBaselineStatus| {
+        s.drift.iter().any(|d| {
+            d.kind == "NetworkPolicy"
+                && d.name == "zt-nobody-allow"
+                && d.reason.starts_with("Widened")
+        })
+    };
+    let s = wait_status(&client, &tag, WAIT, "the forged policy widens", widened).await;
+    assert!(condition(&s, "Ready").is_some_and(|(status, _, _)| status == "False"));
+    let out = check_baseline(&tag);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).contains("zt-nobody-allow"), "{}", stdout(&out));
+    let after = policies.get("zt-nobody-allow").await.unwrap();
+    assert_eq!(
+        after.resource_version(),
+        forged.resource_version(),
+        "someone else's: never written"
+    );
+}
+
+#[tokio::test]
+async fn a_second_baselines_allow_all_is_a_finding_on_the_first_naming_it() {
+    operator();
+    let client = client().await;
+    let tag = unique("second");
+    let _ns = namespace(&client, &tag, &[("zt-test", &tag)]).await;
+    let (first, second) = (format!("{tag}-a"), format!("{tag}-b"));
+    let _cleanup = Cleanup(vec![first.clone(), second.clone()]);
+    apply(&baseline(
+        &first,
+        &tag,
+        "networkPolicy: {defaultDeny: [Ingress, Egress], allowDNS: true}",
+    ));
+    wait_status(&client, &first, WAIT, "compliant", |s| compliant(s, 1)).await;
+    // Someone who may write SecurityBaselines opens everything, by namespace selector and by
+    // address block, for the same namespaces.
+    apply(&baseline(
+        &second,
+        &tag,
+        "networkPolicy:\n  defaultDeny: [Ingress, Egress]\n  allow:\n    - {name: everyone, direction: Ingress, peers: [{namespaceSelector: {}}]}\n    - {name: world, direction: Egress, peers: [{cidr: 0.0.0.0/0}]}",
+    ));
+    let names = [
+        format!("zt-{second}-allow-everyone"),
+        format!("zt-{second}-allow-world"),
+    ];
+    let by_second = format!("SecurityBaseline {second}'s policy");
+    let s = wait_status(&client, &first, WAIT, "both allows reported", |s| {
+        names.iter().all(|name| {
+            s.drift.iter().any(|d| {
+                &d.name == name && d.reason.starts_with("Widened") && d.reason.contains(&by_second)
+            })
+        })
+    })
+    .await;
+    assert!(condition(&s, "Ready").is_some_and(|(status, _, _)| status == "False"));
+    let out = check_baseline(&first);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).contains(&names[0]), "{}", stdout(&out));
+    // On the first baseline (its Events are in `default`; in the namespace, Events of one reason
+    // fold into one series, whichever baseline published first).
+    let events = eventually(
+        WAIT,
+        "a Widened Event naming the second baseline",
+        || async {
+            let e = events_for(&client, "default", "Widened").await;
+            e.iter()
+                .any(|m| names.iter().any(|n| m.contains(n)))
+                .then_some(e)
+        },
+    )
+    .await;
+    assert!(!events.is_empty());
+    // Its own allows are never judged against the second baseline itself; the first one's DNS
+    // allow, which the second does not grant, is a finding on the second naming the first.
+    let dns = format!("zt-{first}-allow-dns");
+    let by_first = format!("SecurityBaseline {first}'s policy");
+    let s = wait_status(
+        &client,
+        &second,
+        WAIT,
+        "the first's allow on the second",
+        |s| {
+            s.drift
+                .iter()
+                .any(|d| d.name == dns && d.reason.contains(&by_first))
+        },
+    )
+    .await;
+    assert!(
+        s.drift.iter().all(|d| !names.contains(&d.name)),
+        "{:?}",
+        s.drift
+    );
 }
 
 #[tokio::test]

@@ -17,7 +17,7 @@ use k8s_openapi::api::admissionregistration::v1::{
     ValidatingAdmissionPolicyBinding,
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use zerotrust_operator::api::{SecurityBaseline, SecurityBaselineStatus};
@@ -69,21 +69,26 @@ async fn admission_objects(client: &Client, name: &str) -> BTreeSet<(String, Str
     all
 }
 
-/// The tenant admin's delete of our default-deny is refused by the API server, naming the
-/// baseline (a dry run: nothing changes either way).
+/// The tenant admin's edit that opens our default-deny to all ingress is refused by the API
+/// server's tamper protection, naming the baseline (a dry run: nothing changes either way; an edit
+/// rather than a delete, which the ownership protection may be the first to refuse).
 async fn assert_tamper_refused(tenant: &Client, namespace: &str, tag: &str) {
     let policies: Api<NetworkPolicy> = Api::namespaced(tenant.clone(), namespace);
-    let dry_run = DeleteParams {
+    let dry_run = PatchParams {
         dry_run: true,
         ..Default::default()
     };
     let owned = format!("belongs to SecurityBaseline {tag}");
-    let deleted = policies
-        .delete(&format!("zt-{tag}-default-deny"), &dry_run)
+    let opened = policies
+        .patch(
+            &format!("zt-{tag}-default-deny"),
+            &dry_run,
+            &Patch::Merge(json!({"spec": {"ingress": [{}]}})),
+        )
         .await;
     assert!(
-        matches!(&deleted, Err(kube::Error::Api(e)) if e.code == 403 && e.message.contains(&owned)),
-        "the tenant's delete of our default-deny in {namespace}: {deleted:?}"
+        matches!(&opened, Err(kube::Error::Api(e)) if e.code == 403 && e.message.contains(&owned)),
+        "the tenant's edit of our default-deny in {namespace}: {opened:?}"
     );
 }
 

@@ -20,13 +20,28 @@ const BINDINGS: &str = "/apis/admissionregistration.k8s.io/v1/validatingadmissio
 const POLICY: &str =
     "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies/zt-b-tamper";
 
-/// An Audit baseline: its one admission pair is the tamper protection (policy and binding).
+/// An Audit baseline: its admission pairs are the tamper protection (policy and binding), on which
+/// these tests script the API server's answers, and the ownership protection.
 fn audit() -> SecurityBaseline {
     baseline(
         "b",
         json!({"mode": "Audit", "podSecurity": {"enforce": "restricted"}}),
     )
 }
+
+/// The ownership protection's policy and binding, created as asked: rendered after the tamper
+/// protection's.
+fn ownership_created() -> [Expect; 2] {
+    [
+        expect(Method::POST, POLICIES, Answer::Echo),
+        expect(Method::POST, BINDINGS, Answer::Echo),
+    ]
+}
+
+const OWNERSHIP: [&str; 2] = [
+    "ValidatingAdmissionPolicy/zt-b-ownership",
+    "ValidatingAdmissionPolicyBinding/zt-b-ownership",
+];
 
 /// The admission objects `b` renders, as the caches hold them once written.
 fn rendered(b: &SecurityBaseline) -> Vec<Object> {
@@ -75,12 +90,13 @@ fn cached(ctx: &Context) -> Vec<String> {
 
 #[tokio::test]
 async fn a_create_the_api_server_refuses_fails_the_pass_and_the_other_writes_go_on() {
-    let script = vec![
+    let mut script = vec![
         expect(Method::POST, POLICIES, Answer::Refuse(403, "Forbidden")),
         expect(Method::POST, BINDINGS, Answer::Echo),
     ];
+    script.extend(ownership_created());
     let (served, ctx) = keep(vec![audit()], vec![], script).await;
-    for create in &served.requests {
+    for create in &served.requests[..2] {
         create.assert_create();
         assert_eq!(create.body["metadata"]["name"], "zt-b-tamper");
     }
@@ -91,7 +107,11 @@ async fn a_create_the_api_server_refuses_fails_the_pass_and_the_other_writes_go_
     assert_eq!(drift(&ctx), (vec![policy("WriteFailed")], 0));
     assert_eq!(
         cached(&ctx),
-        ["ValidatingAdmissionPolicyBinding/zt-b-tamper"]
+        [
+            OWNERSHIP[0],
+            OWNERSHIP[1],
+            "ValidatingAdmissionPolicyBinding/zt-b-tamper"
+        ]
     );
 }
 
@@ -121,25 +141,33 @@ async fn an_apply_the_api_server_refuses_fails_the_pass() {
 #[tokio::test]
 async fn a_same_named_policy_someone_else_made_is_a_conflict_never_written_over() {
     // No read and no apply after the 409: the policy is reported, and the binding still written.
-    let script = vec![
+    let mut script = vec![
         expect(Method::POST, POLICIES, Answer::Refuse(409, "AlreadyExists")),
         expect(Method::POST, BINDINGS, Answer::Echo),
     ];
+    script.extend(ownership_created());
     let (served, ctx) = keep(vec![audit()], vec![], script).await;
     served.result.expect("a conflict is no failed pass");
     assert_eq!(drift(&ctx), (vec![policy("Conflict")], 1));
     assert_eq!(
         cached(&ctx),
-        ["ValidatingAdmissionPolicyBinding/zt-b-tamper"]
+        [
+            OWNERSHIP[0],
+            OWNERSHIP[1],
+            "ValidatingAdmissionPolicyBinding/zt-b-tamper"
+        ]
     );
 }
 
-/// The admission objects of a baseline `old` that no longer exists, still cached.
+/// The tamper protection of a baseline `old` that no longer exists, still cached.
 fn stale() -> Vec<Object> {
     rendered(&baseline(
         "old",
         json!({"mode": "Audit", "podSecurity": {"enforce": "restricted"}}),
     ))
+    .into_iter()
+    .filter(|o| o.name() == "zt-old-tamper")
+    .collect()
 }
 
 #[tokio::test]
@@ -188,10 +216,11 @@ async fn a_delete_that_fails_fails_the_pass_and_keeps_the_policy() {
 
 #[tokio::test]
 async fn a_lost_connection_fails_the_pass() {
-    let script = vec![
+    let mut script = vec![
         expect(Method::POST, POLICIES, Answer::Disconnect),
         expect(Method::POST, BINDINGS, Answer::Disconnect),
     ];
+    script.extend(ownership_created());
     let (served, ctx) = keep(vec![audit()], vec![], script).await;
     let error = served.result.expect_err("the pass fails");
     assert_eq!(error.status_code(), None, "{error}");
@@ -201,7 +230,7 @@ async fn a_lost_connection_fails_the_pass() {
         "WriteFailed",
     );
     assert_eq!(drift(&ctx), (vec![policy("WriteFailed"), binding], 0));
-    assert!(cached(&ctx).is_empty());
+    assert_eq!(cached(&ctx), OWNERSHIP);
 }
 
 /// `b` edited (generation 2) into what the engine refuses: a selector operator it does not know.
@@ -241,24 +270,35 @@ async fn a_baseline_that_exists_but_was_never_seen_valid_keeps_its_policies_unto
     );
 }
 
+/// The delete of each of `objects`, in the order the keeper makes them: the order of its cache,
+/// by kind, then name.
+fn deletes(objects: &[Object]) -> Vec<Expect> {
+    let mut sorted: Vec<&Object> = objects.iter().collect();
+    sorted.sort_by_key(|o| (o.kind(), o.name().to_string()));
+    sorted
+        .iter()
+        .map(|o| {
+            let plural = o.kind().api_resource().plural;
+            let path = format!(
+                "/apis/admissionregistration.k8s.io/v1/{plural}/{}",
+                o.name()
+            );
+            expect(Method::DELETE, &path, Answer::Echo)
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn after_a_restart_an_invalid_edit_keeps_the_recorded_generations_policies() {
     let b = audit();
     let mut edited = invalid_edit(&b);
-    let recorded =
-        super::enforced::record(&validate(&b, crate::engine::test_support::VALIDATED_AT).unwrap())
-            .unwrap();
+    let valid = validate(&b, crate::engine::test_support::VALIDATED_AT).unwrap();
+    let recorded = super::enforced::record(&valid).unwrap();
     edited.status = Some(crate::api::SecurityBaselineStatus {
         last_valid: Some(recorded),
         ..Default::default()
     });
-    // Missing policies are written again from the record: it is enforced, not merely held.
-    let script = vec![
-        expect(Method::POST, POLICIES, Answer::Echo),
-        expect(Method::POST, BINDINGS, Answer::Echo),
-    ];
-    let (served, _) = keep(vec![edited.clone()], vec![], script).await;
-    served.result.expect("written");
+    // Kept as rendered: nothing to write, nothing deleted.
     let (served, _) = keep(vec![edited], rendered(&b), vec![]).await;
     served.result.expect("nothing to do");
     assert!(served.requests.is_empty(), "{:?}", served.requests);
@@ -266,19 +306,8 @@ async fn after_a_restart_an_invalid_edit_keeps_the_recorded_generations_policies
 
 #[tokio::test]
 async fn only_a_baseline_gone_from_the_cluster_has_its_policies_deleted() {
-    let b = audit();
-    let live = rendered(&b);
-    let script: Vec<Expect> = live
-        .iter()
-        .map(|o| {
-            let path = format!(
-                "/apis/admissionregistration.k8s.io/v1/{}/{}",
-                o.kind().api_resource().plural,
-                o.name()
-            );
-            expect(Method::DELETE, &path, Answer::Echo)
-        })
-        .collect();
-    let (served, _) = keep(vec![], live, script).await;
+    let live = rendered(&audit());
+    let (served, _) = keep(vec![], live.clone(), deletes(&live)).await;
     served.result.expect("deleted");
+    assert_eq!(served.requests.len(), live.len());
 }

@@ -19,7 +19,7 @@ use super::held_object::{Cacheable, Held, strip_metadata};
 use super::index::{NamespacedIndex, is_newer};
 use super::metrics::Metrics;
 use crate::engine::{
-    DriftReason, ForeignPolicy, Kind, LiveState, Object, Ownership, applied_by_us, ownership,
+    DriftReason, Kind, LiveState, Object, Ownership, PolicySummary, applied_by_us, ownership,
     summarize,
 };
 
@@ -29,8 +29,9 @@ pub struct Caches {
     /// (cluster-scoped: held under the namespace "").
     generated: BTreeMap<Kind, Arc<NamespacedIndex>>,
     service_accounts: Arc<NamespacedIndex>,
-    /// NetworkPolicies of others, summarised ([`ForeignSummary`]).
-    foreign_policies: Arc<NamespacedIndex>,
+    /// Every NetworkPolicy, ours included, summarised ([`CachedSummary`]): the engine judges
+    /// whose it is by content, never by labels.
+    network_policies: Arc<NamespacedIndex>,
     /// Namespaces as our label applies returned them, until the watch catches up.
     fresh_namespaces: Mutex<HashMap<String, Arc<HeldNamespace>>>,
 }
@@ -48,10 +49,10 @@ impl Caches {
                 .map(|&k| (k, index(k, Held::Generated)))
                 .collect(),
             service_accounts: index(Kind::ServiceAccount, Held::ServiceAccount),
-            foreign_policies: NamespacedIndex::new(
-                "foreign NetworkPolicy",
+            network_policies: NamespacedIndex::new(
+                "NetworkPolicy summary",
                 Held::AsIs,
-                metrics.cache(Kind::NetworkPolicy, "ForeignNetworkPolicy"),
+                metrics.cache(Kind::NetworkPolicy, "NetworkPolicySummary"),
             ),
             fresh_namespaces: Mutex::new(HashMap::new()),
         }
@@ -82,15 +83,15 @@ impl Caches {
         &self.service_accounts
     }
 
-    pub fn foreign_policies(&self) -> &Arc<NamespacedIndex> {
-        &self.foreign_policies
+    pub fn network_policies(&self) -> &Arc<NamespacedIndex> {
+        &self.network_policies
     }
 
     /// True once every watch has delivered its first full list.
     pub fn ready(&self) -> bool {
         self.generated.values().all(|i| i.is_ready())
             && self.service_accounts.is_ready()
-            && self.foreign_policies.is_ready()
+            && self.network_policies.is_ready()
     }
 
     /// True when `found`, a same-named object our watch does not show, is ours all the same:
@@ -135,9 +136,9 @@ impl Caches {
             .iter()
             .flat_map(|(&kind, index)| index.relabelled(&name).into_iter().map(move |n| (kind, n)))
             .collect();
-        let foreign_policies = self
-            .foreign_policies
-            .in_namespace(&name, |json| serde_json::from_slice::<ForeignSummary>(json))
+        let network_policies = self
+            .network_policies
+            .in_namespace(&name, |json| serde_json::from_slice::<CachedSummary>(json))
             .into_iter()
             .map(|s| s.policy)
             .collect();
@@ -151,7 +152,7 @@ impl Caches {
             objects,
             owned_namespace_labels: namespace.owned_label_keys(),
             relabelled,
-            foreign_policies,
+            network_policies,
         }
     }
 
@@ -160,6 +161,10 @@ impl Caches {
     pub fn write_through(&self, namespace: &str, written: Written) {
         match written {
             Written::Object(mut object) => {
+                if let Object::NetworkPolicy(policy) = &*object {
+                    self.network_policies
+                        .write_through(&CachedSummary::of(policy));
+                }
                 strip_metadata(object.meta_mut(), false);
                 self.generated(object.kind()).write_through(&*object);
             }
@@ -167,7 +172,12 @@ impl Caches {
                 strip_metadata(&mut sa.metadata, false);
                 self.service_accounts.write_through(&sa);
             }
-            Written::Deleted { kind, name } => self.generated(kind).forget(namespace, &name),
+            Written::Deleted { kind, name } => {
+                if kind == Kind::NetworkPolicy {
+                    self.network_policies.forget(namespace, &name);
+                }
+                self.generated(kind).forget(namespace, &name)
+            }
             Written::Namespace(ns) => {
                 self.fresh_namespaces
                     .lock()
@@ -203,24 +213,24 @@ impl Caches {
     }
 }
 
-/// What the foreign-policy cache holds of a NetworkPolicy someone else made: identity and the
-/// bounded summary the Widened finding needs, never the policy itself.
+/// What the NetworkPolicy summary cache holds of a policy: identity and the bounded summary the
+/// Widened finding needs, never the policy itself (a tenant cannot inflate it).
 #[derive(Serialize, Deserialize)]
-pub struct ForeignSummary {
+pub struct CachedSummary {
     metadata: ObjectMeta,
-    policy: ForeignPolicy,
+    policy: PolicySummary,
 }
 
-impl Cacheable for ForeignSummary {
+impl Cacheable for CachedSummary {
     fn metadata(&self) -> &ObjectMeta {
         &self.metadata
     }
 }
 
-impl ForeignSummary {
-    pub fn of(policy: &NetworkPolicy) -> ForeignSummary {
+impl CachedSummary {
+    pub fn of(policy: &NetworkPolicy) -> CachedSummary {
         let meta = &policy.metadata;
-        ForeignSummary {
+        CachedSummary {
             metadata: ObjectMeta {
                 name: meta.name.clone(),
                 namespace: meta.namespace.clone(),
@@ -233,29 +243,16 @@ impl ForeignSummary {
     }
 }
 
-/// True when `policy` is someone else's: not both our labels and our field manager.
-pub fn is_foreign(policy: &NetworkPolicy) -> bool {
-    ownership(&policy.metadata) == Ownership::Foreign
-}
-
-/// A watch event of all NetworkPolicies as the foreign-policy cache takes it: ours are left out
-/// (an object that becomes ours leaves the cache).
-pub fn foreign_event(
-    event: &watcher::Event<NetworkPolicy>,
-) -> Option<watcher::Event<ForeignSummary>> {
-    let foreign = is_foreign;
-    Some(match event {
-        watcher::Event::Apply(p) if foreign(p) => watcher::Event::Apply(ForeignSummary::of(p)),
-        watcher::Event::Apply(p) | watcher::Event::Delete(p) => {
-            watcher::Event::Delete(ForeignSummary::of(p))
-        }
-        watcher::Event::InitApply(p) if foreign(p) => {
-            watcher::Event::InitApply(ForeignSummary::of(p))
-        }
-        watcher::Event::InitApply(_) => return None,
+/// A watch event of all NetworkPolicies as the summary cache takes it: every policy, ours too, so
+/// that labels (which anyone can write) never take a policy out of the Widened judgement.
+pub fn summary_event(event: &watcher::Event<NetworkPolicy>) -> watcher::Event<CachedSummary> {
+    match event {
+        watcher::Event::Apply(p) => watcher::Event::Apply(CachedSummary::of(p)),
+        watcher::Event::Delete(p) => watcher::Event::Delete(CachedSummary::of(p)),
+        watcher::Event::InitApply(p) => watcher::Event::InitApply(CachedSummary::of(p)),
         watcher::Event::Init => watcher::Event::Init,
         watcher::Event::InitDone => watcher::Event::InitDone,
-    })
+    }
 }
 
 #[cfg(test)]
@@ -270,6 +267,38 @@ mod tests {
             "metadata": {"name": "team-a", "uid": "u-1", "resourceVersion": version, "labels": labels}
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn every_network_policy_is_summarised_whatever_its_labels_and_managers_say() {
+        let forged: NetworkPolicy = serde_json::from_value(json!({
+            "metadata": {"name": "zt-nobody-allow", "namespace": "team-a", "uid": "u-2",
+                "labels": {"app.kubernetes.io/managed-by": "zerotrust-operator",
+                           "zerotrust.dev/baseline": "nobody"},
+                "managedFields": [{"manager": "zerotrust-operator", "operation": "Apply"}]},
+            "spec": {"podSelector": {}, "ingress": [{}], "policyTypes": ["Ingress"]},
+        }))
+        .unwrap();
+        assert_eq!(
+            ownership(&forged.metadata),
+            Ownership::Baseline("nobody".into())
+        );
+        let caches = Caches::new(&Metrics::new(), &[]);
+        caches
+            .network_policies()
+            .apply(&summary_event(&watcher::Event::Apply(forged.clone())));
+        let held = HeldNamespace::from(namespace("1", json!({})));
+        let live = caches.live_state(&held);
+        assert_eq!(live.network_policies.len(), 1);
+        assert_eq!(live.network_policies[0].name, "zt-nobody-allow");
+        assert!(
+            !live.network_policies[0].ingress.is_empty(),
+            "held as opening"
+        );
+        caches
+            .network_policies()
+            .apply(&summary_event(&watcher::Event::Delete(forged)));
+        assert!(caches.live_state(&held).network_policies.is_empty());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use super::apply;
-use super::caches::{Caches, ForeignSummary, is_foreign};
+use super::caches::{CachedSummary, Caches};
 use super::decode::decode;
 use super::discovery::{AdmissionIdentity, admission_settings};
 use super::enforced::LastValid;
@@ -113,8 +113,8 @@ pub async fn check(
     Ok(report)
 }
 
-/// Fills `caches` as the operator's watches would: our labelled objects, the foreign
-/// NetworkPolicies (summarised), and the `default` ServiceAccounts.
+/// Fills `caches` as the operator's watches would: our labelled objects, every NetworkPolicy
+/// (summarised), and the `default` ServiceAccounts.
 async fn load_caches(client: &Client, caches: &Caches) -> Result<(), Error> {
     let managed = ListParams::default().labels(MANAGED_SELECTOR);
     for kind in Kind::GENERATED {
@@ -129,11 +129,9 @@ async fn load_caches(client: &Client, caches: &Caches) -> Result<(), Error> {
         "NetworkPolicy",
     )
     .await?;
-    let foreign = policies
-        .iter()
-        .filter(|p| is_foreign(p))
-        .map(ForeignSummary::of);
-    caches.foreign_policies().load(foreign);
+    caches
+        .network_policies()
+        .load(policies.iter().map(CachedSummary::of));
     let defaults = ListParams::default().fields("metadata.name=default");
     let accounts = list(
         Api::<ServiceAccount>::all(client.clone()),

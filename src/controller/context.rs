@@ -36,11 +36,10 @@ pub struct Context {
     pub(super) namespaces: Store<HeldNamespace>,
     pub(super) baselines: Store<SecurityBaseline>,
     pub(super) caches: Caches,
-    /// Stored baselines that cannot be decoded: reported, never enforced.
     pub(super) outcomes: Outcomes,
     /// The PolicyReports, when asked for.
     pub(super) reports: Option<Reports>,
-    /// Each baseline's last valid generation, enforced while a newer edit is invalid.
+    /// Each baseline's last valid generation, enforced while a newer edit is invalid or unreadable.
     pub(super) last_valid: LastValid,
     pub(super) recorder: Recorder,
     pub(super) metrics: Arc<Metrics>,

@@ -28,7 +28,7 @@ pub enum Held {
     Generated,
     /// `default` ServiceAccounts: identity and `automountServiceAccountToken` only.
     ServiceAccount,
-    /// Already bounded by whoever builds it (e.g. the foreign NetworkPolicy summaries).
+    /// Already bounded by whoever builds it (e.g. the NetworkPolicy summaries).
     AsIs,
 }
 

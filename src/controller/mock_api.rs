@@ -16,7 +16,7 @@ use kube::runtime::watcher::Event;
 use serde_json::{Value, json};
 use tower_test::mock::{self, Handle, SendResponse};
 
-use super::caches::ForeignSummary;
+use super::caches::CachedSummary;
 use super::context::Context;
 use super::held_namespace::HeldNamespace;
 use super::status::Outcome;
@@ -292,8 +292,8 @@ pub fn context(
         .service_accounts()
         .load(Vec::<ServiceAccount>::new());
     ctx.caches
-        .foreign_policies()
-        .load(Vec::<ForeignSummary>::new());
+        .network_policies()
+        .load(Vec::<CachedSummary>::new());
     (Arc::new(ctx), ApiServer(handle))
 }
 

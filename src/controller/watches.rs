@@ -19,7 +19,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::Notify;
 use tracing::warn;
 
-use super::caches::{Caches, foreign_event};
+use super::caches::{Caches, summary_event};
 use super::decode::decode_event;
 use super::held_namespace::HeldNamespace;
 use super::held_object::strip_metadata;
@@ -85,7 +85,7 @@ pub fn watch(
         generated,
         admission,
         service_accounts,
-        network_policies: watch_foreign_policies(client, caches.foreign_policies(), health),
+        network_policies: watch_network_policies(client, caches.network_policies(), health),
         baseline_changes: watch_baselines(client, baselines, admission_changed),
     }
 }
@@ -128,9 +128,9 @@ where
         .boxed()
 }
 
-/// Every NetworkPolicy in the cluster, for the Widened finding: others' are summarised into
-/// `index` (bounded, never held whole), ours are left to their own watch.
-fn watch_foreign_policies(
+/// Every NetworkPolicy in the cluster, ours included, summarised into `index` for the Widened
+/// finding (bounded, never held whole).
+fn watch_network_policies(
     client: &Client,
     index: &Arc<NamespacedIndex>,
     health: &Arc<Health>,
@@ -144,8 +144,8 @@ fn watch_foreign_policies(
     .backoff(watch_backoff())
     .inspect(move |event| {
         health.set_api_failing(event.is_err());
-        if let Some(summary) = event.as_ref().ok().and_then(foreign_event) {
-            index.apply(&summary);
+        if let Ok(event) = event {
+            index.apply(&summary_event(event));
         }
     })
     .touched_objects()

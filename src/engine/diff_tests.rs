@@ -326,7 +326,7 @@ fn a_foreign_policy_that_opens_the_namespace_is_a_finding_never_repaired() {
                      "policyTypes": ["Ingress", "Egress"]},
         }))
         .unwrap();
-    live.foreign_policies.push(summarize(&allow_all));
+    live.network_policies.push(summarize(&allow_all));
     let drift = diff(&desired, &live);
     assert_eq!(drift.len(), 1, "{drift:?}");
     assert_eq!(

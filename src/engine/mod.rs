@@ -17,7 +17,9 @@ mod template;
 mod validate;
 mod widening;
 
-pub use admission::{AdmissionSettings, gates_namespace, render_admission, unavailable, vet};
+pub use admission::{
+    AdmissionSettings, OWNERSHIP_MESSAGE, gates_namespace, render_admission, unavailable, vet,
+};
 pub use diff::{Drift, DriftReason, LiveState, compare, diff, diff_admission};
 pub use exemption::{ExemptControl, PermanentExemption, next_expiry, permanent_exemptions};
 pub use object::{
@@ -38,7 +40,7 @@ pub use results::{
 pub use select::{DEFAULT_OPERATOR_NAMESPACE, selects};
 
 pub use validate::{FieldError, InvalidSpec, ValidBaseline, validate};
-pub use widening::{ForeignPolicy, summarize, widening};
+pub use widening::{PolicySummary, summarize, widening};
 
 #[cfg(test)]
 mod diff_tests;
@@ -52,3 +54,5 @@ mod property_tests;
 mod render_tests;
 #[cfg(test)]
 pub(crate) mod test_support;
+#[cfg(test)]
+mod widened_tests;

@@ -500,7 +500,16 @@ proptest! {
         let baselines: Vec<ValidBaseline> = specs.into_iter().enumerate().map(|(i, s)| baseline(&format!("b{i}"), s)).collect();
         let desired = render(&baselines, &ns, &no_labels(), &env());
         let live = as_live(&desired);
-        prop_assert_eq!(diff(&desired, &live), vec![]);
+        // Only the composition finding: one baseline's allows opening another's default-deny,
+        // naming the other baseline.
+        let drift = diff(&desired, &live);
+        for d in &drift {
+            let composed = matches!(&d.reason, DriftReason::Widened(w) if w.starts_with("SecurityBaseline b") && !w.starts_with(&format!("SecurityBaseline {}'s", d.baseline)));
+            prop_assert!(composed, "{:?}", d);
+        }
+        if desired.baselines.len() == 1 {
+            prop_assert_eq!(drift, vec![]);
+        }
         prop_assert_eq!(plan(&desired, &live, &[], &none()), vec![]);
     }
 

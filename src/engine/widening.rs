@@ -1,8 +1,9 @@
-//! NetworkPolicies someone else made, reduced to what a default-deny finding needs: which peers
-//! outside their namespace they admit, in which direction, on which ports. NetworkPolicies are
-//! additive, so such a peer gets through whatever our default-deny says, unless one of the
-//! baseline's own allows admits it too. A summary is bounded: a tenant cannot grow the operator's
-//! memory with huge policies, because what does not fit is taken as opening everything.
+//! NetworkPolicies reduced to what a default-deny finding needs: which peers outside their
+//! namespace they admit, in which direction, on which ports. NetworkPolicies are additive, so such
+//! a peer gets through whatever our default-deny says, unless one of the baseline's own allows
+//! admits it too. Every policy but the baseline's own is judged so, whoever made it (labels prove
+//! nothing). A summary is bounded: a tenant cannot grow the operator's memory with huge policies,
+//! because what does not fit is taken as opening everything.
 
 use std::net::IpAddr;
 
@@ -42,9 +43,9 @@ pub struct Opening {
     pub ports: Option<Vec<NetworkPolicyPort>>,
 }
 
-/// A NetworkPolicy of someone else's, as far as the finding is concerned.
+/// A NetworkPolicy, as far as the finding is concerned.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct ForeignPolicy {
+pub struct PolicySummary {
     pub name: String,
     /// What it admits from outside the namespace, if it isolates ingress.
     pub ingress: Vec<Opening>,
@@ -53,7 +54,7 @@ pub struct ForeignPolicy {
 }
 
 /// Reduces `policy` to its openings.
-pub fn summarize(policy: &NetworkPolicy) -> ForeignPolicy {
+pub fn summarize(policy: &NetworkPolicy) -> PolicySummary {
     let namespace = policy.metadata.namespace.as_deref().unwrap_or_default();
     let spec = policy.spec.clone().unwrap_or_default();
     let types = spec.policy_types.clone().unwrap_or_else(|| {
@@ -75,7 +76,7 @@ pub fn summarize(policy: &NetworkPolicy) -> ForeignPolicy {
         .iter()
         .flatten()
         .map(|r| (r.to.as_deref(), r.ports.as_deref()));
-    ForeignPolicy {
+    PolicySummary {
         name: policy.metadata.name.clone().unwrap_or_default(),
         ingress: if isolates("Ingress") {
             openings(ingress, namespace)
@@ -171,13 +172,13 @@ fn normalized(selector: &LabelSelector) -> LabelSelector {
 }
 
 /// One direction's openings of a policy.
-type Openings = fn(&ForeignPolicy) -> &Vec<Opening>;
+type Openings = fn(&PolicySummary) -> &Vec<Opening>;
 
 /// Why `policy` opens what `ours` (one baseline's rendered NetworkPolicies) closes, if it does:
 /// a peer outside the namespace, in a direction our policies isolate, that none of our allows
 /// admits as well.
-pub fn widening(policy: &ForeignPolicy, ours: &[&NetworkPolicy]) -> Option<String> {
-    let ours: Vec<(Vec<String>, ForeignPolicy)> = ours
+pub fn widening(policy: &PolicySummary, ours: &[&NetworkPolicy]) -> Option<String> {
+    let ours: Vec<(Vec<String>, PolicySummary)> = ours
         .iter()
         .map(|p| {
             let types = p

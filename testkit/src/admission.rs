@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::{DeleteParams, ObjectMeta, PostParams};
+use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 
 use crate::poll::eventually;
@@ -39,16 +39,20 @@ pub async fn wait_mutation_in_force(client: &Client, selector: &str) {
     .await;
 }
 
-/// Waits until the API server refuses `as_client` deleting the NetworkPolicy `name` in
-/// `namespace` (the tamper protection in force).
+/// Waits until the API server refuses `as_client` annotating the NetworkPolicy `name` in
+/// `namespace` (the tamper protection in force). An edit that leaves our labels alone: a delete
+/// would be refused by the ownership protection as well, which the API server may pick up first.
 pub async fn wait_tamper_refused(as_client: &Client, namespace: &str, name: &str) {
     let policies: Api<NetworkPolicy> = Api::namespaced(as_client.clone(), namespace);
-    let dry_run = DeleteParams {
+    let dry_run = PatchParams {
         dry_run: true,
         ..Default::default()
     };
+    let annotated = Patch::Merge(serde_json::json!({
+        "metadata": {"annotations": {"zerotrust.dev/probe": "x"}}
+    }));
     wait_refused("the tamper protection in force", || {
-        policies.delete(name, &dry_run)
+        policies.patch(name, &dry_run, &annotated)
     })
     .await;
 }

@@ -7,7 +7,7 @@ use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 use zerotrust_testkit::*;
 
-use super::{ENFORCE_LABEL, WAIT, refused, wait_in_force};
+use super::{ENFORCE_LABEL, WAIT, refused_as_ours, wait_in_force};
 
 /// Applies `manifest` (one NetworkPolicy named `name`) in `namespace` as `user`, deleting and
 /// re-applying until it is admitted with a warning that names `baseline`: a freshly installed
@@ -115,7 +115,7 @@ async fn an_enforce_and_an_audit_baseline_on_one_namespace_each_do_their_part() 
         .delete(&deny, &Default::default())
         .await;
     assert!(
-        refused(&deleted, &format!("SecurityBaseline {enforce}")),
+        refused_as_ours(&deleted, &format!("SecurityBaseline {enforce}")),
         "{deleted:?}"
     );
     // ...the Audit baseline's refusal only warns, and its stricter level is not written.

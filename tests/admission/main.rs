@@ -4,9 +4,10 @@
 //! baseline beside an Enforce one. Every assertion is about what the API server refuses or admits.
 //!
 //! One test binary (`cargo test --test admission`), a module per attacker or story: `pod_security`,
-//! `tenant`, `audit` and `policies`. The helpers they share are here.
+//! `tenant`, `ownership`, `audit` and `policies`. The helpers they share are here.
 
 mod audit;
+mod ownership;
 mod pod_security;
 mod policies;
 mod tenant;
@@ -74,6 +75,13 @@ fn pod(name: &str, privileged: bool) -> Pod {
 
 fn refused(result: &Result<impl std::fmt::Debug, kube::Error>, says: &str) -> bool {
     matches!(result, Err(kube::Error::Api(e)) if e.code == 403 && e.message.contains(says))
+}
+
+/// Refused by a baseline's tamper protection (`owned`, its message) or by the ownership
+/// protection: both refuse a delete of our object or a change to our labels, and the API server
+/// reports the first it evaluates.
+fn refused_as_ours(result: &Result<impl std::fmt::Debug, kube::Error>, owned: &str) -> bool {
+    refused(result, owned) || refused(result, zerotrust_operator::engine::OWNERSHIP_MESSAGE)
 }
 
 fn labelled_namespace(name: &str, tag: &str) -> Namespace {

@@ -98,7 +98,11 @@ async fn every_policy_passes_the_api_servers_type_checking() {
         .list(&ListParams::default().labels(&format!("zerotrust.dev/baseline={tag}")))
         .await
         .unwrap();
-    assert_eq!(list.items.len(), 3, "gate, tamper, network policies");
+    assert_eq!(
+        list.items.len(),
+        4,
+        "gate, tamper, ownership, network policies"
+    );
     for policy in list.items {
         let name = policy.name_any();
         let warnings = policy

@@ -9,6 +9,7 @@
 //! `render` prints is exactly what the API server evaluates, and each expression stays small.
 
 mod onboarding_gate;
+mod ownership;
 mod pod_security_at_creation;
 mod policy;
 mod tamper;
@@ -16,6 +17,7 @@ mod vet;
 mod widening_refusal;
 
 pub use onboarding_gate::{gates_namespace, onboarded_label};
+pub use ownership::OWNERSHIP_MESSAGE;
 pub use vet::vet;
 
 use super::object::Object;
@@ -86,6 +88,12 @@ pub const PROTECTIONS: &[Protection] = &[
         api: AdmissionApi::Validating,
         asked: |_| true,
         render: tamper::tamper_protection,
+    },
+    Protection {
+        name: "ownership-protection",
+        api: AdmissionApi::Validating,
+        asked: |_| true,
+        render: |b, settings, _| ownership::ownership_protection(b, settings),
     },
     Protection {
         name: "network-policy-refusal",

@@ -108,14 +108,27 @@ pub(super) fn validating_policy(
     suffix: &str,
     spec: Value,
 ) -> [Object; 2] {
+    let actions: &[&str] = match baseline.baseline.spec.mode {
+        Mode::Enforce => &["Deny"],
+        Mode::Audit => &["Warn", "Audit"],
+    };
+    let selector = selection(baseline, settings);
+    validating_bound(baseline, suffix, spec, selector, actions)
+}
+
+/// The ValidatingAdmissionPolicy of `spec` and its binding to the namespaces `selector` picks,
+/// taking `actions`.
+pub(super) fn validating_bound(
+    baseline: &ValidBaseline,
+    suffix: &str,
+    spec: Value,
+    selector: LabelSelector,
+    actions: &[&str],
+) -> [Object; 2] {
     let mut policy: ValidatingAdmissionPolicy =
         serde_json::from_value(json!({"spec": spec})).expect("a ValidatingAdmissionPolicy");
     policy.metadata = metadata(baseline, suffix);
-    let actions = match baseline.baseline.spec.mode {
-        Mode::Enforce => vec!["Deny"],
-        Mode::Audit => vec!["Warn", "Audit"],
-    };
-    let mut spec = binding_spec(baseline, settings, suffix);
+    let mut spec = binding_spec(baseline, selector, suffix);
     spec["validationActions"] = json!(actions);
     let mut binding: ValidatingAdmissionPolicyBinding =
         serde_json::from_value(json!({ "spec": spec }))
@@ -137,7 +150,7 @@ pub(super) fn mutating_policy(
     let mut policy: MutatingAdmissionPolicy =
         serde_json::from_value(json!({ "spec": spec })).expect("a MutatingAdmissionPolicy");
     policy.metadata = metadata(baseline, suffix);
-    let spec = binding_spec(baseline, settings, suffix);
+    let spec = binding_spec(baseline, selection(baseline, settings), suffix);
     let mut binding: MutatingAdmissionPolicyBinding =
         serde_json::from_value(json!({ "spec": spec })).expect("a MutatingAdmissionPolicyBinding");
     binding.metadata = metadata(baseline, suffix);
@@ -147,13 +160,13 @@ pub(super) fn mutating_policy(
     ]
 }
 
-/// What every binding of ours says: which policy, and the baseline's namespaces.
-fn binding_spec(baseline: &ValidBaseline, settings: &AdmissionSettings, suffix: &str) -> Value {
+/// What every binding of ours says: which policy, and the namespaces `selector` picks.
+fn binding_spec(baseline: &ValidBaseline, selector: LabelSelector, suffix: &str) -> Value {
     json!({
         "policyName": object_name(baseline.name(), suffix),
         "matchResources": {
             "matchPolicy": "Equivalent",
-            "namespaceSelector": selection(baseline, settings),
+            "namespaceSelector": selector,
             "objectSelector": {},
         },
     })

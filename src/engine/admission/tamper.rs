@@ -3,7 +3,6 @@
 use serde_json::{Value, json};
 
 use super::AdmissionSettings;
-use super::onboarding_gate::onboarded_label;
 use super::policy::{match_constraints, privileged, rule, validating_policy};
 use crate::api::Control;
 use crate::engine::exemption::{cel, exempt_cel};
@@ -16,8 +15,8 @@ use crate::engine::validate::ValidBaseline;
 
 /// Nobody but the operator (or the break-glass group, or the namespace controller in a namespace
 /// being deleted) may create, change or delete what the baseline owns: its objects, their
-/// ownership labels, the Pod Security labels it set (lowered or removed), the onboarding marker,
-/// the default ServiceAccount's automount setting.
+/// ownership labels, the Pod Security labels it set (lowered or removed), the default
+/// ServiceAccount's automount setting. (The onboarding marker is the ownership protection's.)
 pub(super) fn tamper_protection(
     baseline: &ValidBaseline,
     settings: &AdmissionSettings,
@@ -32,7 +31,8 @@ pub(super) fn tamper_protection(
     ];
     let (mode_variables, pod_security) = pod_security_kept(baseline, now);
     variables.extend(mode_variables);
-    let mut validations = vec![owned_objects_kept(name), marker_kept(name), pod_security];
+    // The onboarding marker is guarded by the ownership protection, for every baseline's key.
+    let mut validations = vec![owned_objects_kept(name), pod_security];
     validations.extend(token_setting_kept(baseline, now));
     let write = ["CREATE", "UPDATE", "DELETE"];
     let policy_spec = json!({
@@ -72,18 +72,6 @@ fn owned_objects_kept(name: &str) -> Value {
         "messageExpression": format!(
             "request.resource.resource + ' ' + request.name + ' belongs to SecurityBaseline {name}: only zerotrust-operator may create, change or delete it, or give or take its ownership labels'"
         ),
-        "reason": "Forbidden",
-    })
-}
-
-/// The onboarding marker is the operator's to set, change or remove.
-fn marker_kept(name: &str) -> Value {
-    let marker = cel(&onboarded_label(name));
-    json!({
-        "expression": format!(
-            "variables.privileged || request.resource.resource != 'namespaces' || (({marker} in variables.oldLabels) == ({marker} in variables.newLabels) && (!({marker} in variables.newLabels) || variables.oldLabels[{marker}] == variables.newLabels[{marker}]))"
-        ),
-        "message": format!("the label {} is set only by zerotrust-operator", onboarded_label(name)),
         "reason": "Forbidden",
     })
 }
@@ -163,7 +151,7 @@ fn token_setting_kept(baseline: &ValidBaseline, now: i64) -> Option<Value> {
 }
 
 /// One match rule per API group of the generated kinds ([`Kind::GENERATED`], in its order).
-fn generated_kind_rules(operations: &[&str]) -> Vec<Value> {
+pub(super) fn generated_kind_rules(operations: &[&str]) -> Vec<Value> {
     let mut groups: Vec<(String, Vec<String>)> = Vec::new();
     for kind in Kind::GENERATED {
         let resource = kind.api_resource();

@@ -37,6 +37,7 @@ fn each_protection_renders_where_served_and_is_reported_missing_where_not() {
             "pod-security-at-creation",
             "onboarding-gate",
             "tamper-protection",
+            "ownership-protection",
             "network-policy-refusal"
         ]
     );
@@ -65,12 +66,20 @@ fn each_protection_renders_where_served_and_is_reported_missing_where_not() {
 fn a_protection_not_asked_for_is_neither_rendered_nor_missing() {
     let audit = baseline("mode: Audit\npodSecurity: {enforce: restricted}");
     let none = settings(false, false);
-    assert_eq!(unavailable(&audit, &none), ["tamper-protection"]);
+    assert_eq!(
+        unavailable(&audit, &none),
+        ["tamper-protection", "ownership-protection"]
+    );
     let rendered = render_admission(&audit, &settings(true, true), 0);
     assert_eq!(
         names(&rendered),
-        ["zt-b-tamper", "zt-b-tamper"],
-        "Audit: tamper protection only (as Warn), no gate, no labels at creation"
+        [
+            "zt-b-tamper",
+            "zt-b-tamper",
+            "zt-b-ownership",
+            "zt-b-ownership"
+        ],
+        "Audit: tamper protection (as Warn) and ownership, no gate, no labels at creation"
     );
 }
 

@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::object::{Kind, Object, Ownership, ownership};
 use super::pod_security::{PSA_MODES, PodSecurityPolicy, Shortfall, shortfall};
 use super::render::{DesiredObject, DesiredState};
-use super::widening::{ForeignPolicy, widening};
+use super::widening::{PolicySummary, summarize, widening};
 
 /// What a namespace holds now, as far as our baselines are concerned.
 #[derive(Clone, Debug, Default)]
@@ -33,8 +33,9 @@ pub struct LiveState {
     /// Objects that are ours though someone took our labels or field manager off them: the
     /// controller recognised them (by uid, or by our field manager's entry).
     pub relabelled: BTreeSet<(Kind, String)>,
-    /// NetworkPolicies someone else made in the namespace, summarised.
-    pub foreign_policies: Vec<ForeignPolicy>,
+    /// Every NetworkPolicy in the namespace, ours included, summarised: whose it is is judged by
+    /// content (is it a selecting baseline's desired object?), never by labels or field managers.
+    pub network_policies: Vec<PolicySummary>,
 }
 
 impl LiveState {
@@ -45,6 +46,14 @@ impl LiveState {
     /// nothing.
     pub fn complying(desired: &DesiredState, labels: &BTreeMap<String, String>) -> LiveState {
         use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+        let network_policies = desired
+            .objects
+            .iter()
+            .filter_map(|d| match &d.object {
+                Object::NetworkPolicy(p) => Some(summarize(p)),
+                _ => None,
+            })
+            .collect();
         let objects = desired
             .objects
             .iter()
@@ -82,6 +91,7 @@ impl LiveState {
             }),
             objects,
             owned_namespace_labels: desired.namespace_labels.keys().cloned().collect(),
+            network_policies,
             ..LiveState::default()
         }
     }
@@ -100,7 +110,8 @@ pub enum DriftReason {
     Conflict,
     /// One of our objects, with our labels or field manager taken off: ours all the same.
     Relabelled,
-    /// A NetworkPolicy someone else made lets through what the default-deny denies (policies are
+    /// A NetworkPolicy that is not one of the baseline's own (a tenant's, whatever its labels, or
+    /// another selecting baseline's) lets through what the default-deny denies (policies are
     /// additive, so it opens the namespace without touching ours). Never ours to repair.
     Widened(String),
     /// Ours, but its baseline no longer asks for it.
@@ -305,8 +316,12 @@ pub fn diff_admission(desired: &[DesiredObject], live: &[Object]) -> Vec<Drift> 
     drift
 }
 
-/// Findings for NetworkPolicies of others that open what a selecting baseline's default-deny
-/// closes, beyond the allows that baseline makes itself.
+/// Findings for NetworkPolicies that open what a selecting baseline's default-deny closes, beyond
+/// the allows that baseline makes itself: every policy in the namespace but the baseline's own
+/// desired ones is judged, whatever its labels or field managers say (both are forgeable). A
+/// policy that is another selecting baseline's desired object is named as such: NetworkPolicies
+/// add up, so another baseline's allow opens this one's default-deny, and the stricter baseline
+/// reports it.
 fn widened(desired: &DesiredState, live: &LiveState) -> Vec<Drift> {
     let mut found = Vec::new();
     for baseline in &desired.baselines {
@@ -319,18 +334,39 @@ fn widened(desired: &DesiredState, live: &LiveState) -> Vec<Drift> {
                 _ => None,
             })
             .collect();
-        for policy in &live.foreign_policies {
+        let own = |name: &str| {
+            ours.iter()
+                .any(|p| p.metadata.name.as_deref() == Some(name))
+        };
+        for policy in live.network_policies.iter().filter(|p| !own(&p.name)) {
             if let Some(detail) = widening(policy, &ours) {
                 found.push(Drift {
                     baseline: baseline.name.clone(),
                     kind: Kind::NetworkPolicy,
                     name: policy.name.clone(),
-                    reason: DriftReason::Widened(detail),
+                    reason: DriftReason::Widened(composed(desired, &baseline.name, policy, detail)),
                 });
             }
         }
     }
     found
+}
+
+/// The Widened detail, naming first the other selecting baseline when the policy is one of its
+/// desired objects (known from what the engine rendered, never from the object's labels).
+fn composed(
+    desired: &DesiredState,
+    baseline: &str,
+    policy: &PolicySummary,
+    detail: String,
+) -> String {
+    match desired.object(Kind::NetworkPolicy, &policy.name) {
+        Some(other) if other.baseline != baseline => format!(
+            "SecurityBaseline {}'s policy {detail}, which {baseline}'s allows do not (NetworkPolicies add up: another baseline's allow opens this one's default-deny)",
+            other.baseline
+        ),
+        _ => detail,
+    }
 }
 
 /// Whether the namespace's labels for `mode` hold at least `wanted`: the drift on the level or the
