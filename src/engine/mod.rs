@@ -17,7 +17,7 @@ mod template;
 mod validate;
 mod widening;
 
-pub use admission::{AdmissionSettings, gates_namespace, render_admission, unavailable, vet};
+pub use admission::{AdmissionSettings, marker_value, render_admission, unavailable, vet};
 pub use diff::{Drift, DriftReason, LiveState, compare, diff, diff_admission};
 pub use exemption::{ExemptControl, next_expiry};
 pub use object::{
@@ -25,8 +25,8 @@ pub use object::{
     Object, Ownership, applied_by_us, object_name, owned_label_keys, ownership,
 };
 pub use plan::{
-    Write, labels_wait_for_markers, markers_due, namespace_labels, onboarding_write, plan,
-    plan_admission, released_labels, repairable,
+    Write, labels_wait_for_markers, markers_due, markers_to_remove, markers_wanted,
+    namespace_labels, onboarding_write, plan, plan_admission, released_labels, repairable,
 };
 pub use pod_security::PSA_LABEL_PREFIX;
 pub use policy_report::{CONTENT_HASH_ANNOTATION, REPORT_NAME, ReportApi, policy_report};
@@ -44,6 +44,8 @@ pub use widening::{ForeignPolicy, summarize, widening};
 mod diff_tests;
 #[cfg(test)]
 mod network_tests;
+#[cfg(test)]
+mod onboarding_tests;
 #[cfg(test)]
 mod plan_tests;
 #[cfg(test)]

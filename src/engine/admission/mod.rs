@@ -15,7 +15,7 @@ mod tamper;
 mod vet;
 mod widening_refusal;
 
-pub use onboarding_gate::{gates_namespace, onboarded_label};
+pub use onboarding_gate::{ONBOARDED_LABEL_PREFIX, marker_value, onboarded_label};
 pub use vet::vet;
 
 use super::object::Object;
