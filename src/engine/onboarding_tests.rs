@@ -186,7 +186,9 @@ fn the_gate_opens_only_for_the_marker_with_the_namespaces_uid() {
         .unwrap();
     let suffix = &marker_value(NAMESPACE_UID, Some(BASELINE_UID))[NAMESPACE_UID.len()..];
     assert!(
-        expression.contains(&format!("== namespaceObject.metadata.uid + '{suffix}'")),
+        expression.contains(&format!(
+            "== string(dyn(namespaceObject.metadata).uid) + '{suffix}'"
+        )),
         "{expression}"
     );
     // Every selected namespace is gated, whenever it was created; "true" opens nothing.

@@ -56,8 +56,10 @@ pub(super) fn onboarding_gate(
 ) -> [Object; 2] {
     let name = baseline.name();
     let marker = cel(&onboarded_label(name));
+    // The API server declares the namespace's uid as `UID` but hands it over as `uid`: dyn()
+    // resolves it at run time (and fails, so refuses, if it were ever missing).
     let expected = format!(
-        "namespaceObject.metadata.uid + {}",
+        "string(dyn(namespaceObject.metadata).uid) + {}",
         cel(&marker_suffix(baseline.baseline.metadata.uid.as_deref()))
     );
     // The operator never creates pods, so only the break-glass group passes the gate.
