@@ -14,6 +14,7 @@ mod render;
 mod results;
 mod select;
 mod template;
+mod unclaimed;
 mod validate;
 mod widening;
 
@@ -36,6 +37,9 @@ pub use results::{
     Compliance, ControlResult, MAX_MESSAGE, Tally, admission_results, control, results, until,
 };
 pub use select::{DEFAULT_OPERATOR_NAMESPACE, selects};
+pub use unclaimed::{
+    MAX_LISTED_UNCLAIMED, TrustedName, trusted_names, unclaimed_message, unclaimed_names,
+};
 
 pub use validate::{FieldError, InvalidSpec, ValidBaseline, validate};
 pub use widening::{ForeignPolicy, summarize, widening};

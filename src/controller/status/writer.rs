@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{debug, warn};
@@ -18,7 +19,7 @@ use crate::controller::error::{Error, Failed, Operation};
 use crate::controller::finalizer::manage_finalizer;
 use crate::controller::held_namespace::HeldNamespace;
 use crate::controller::http::Health;
-use crate::engine::{FIELD_MANAGER, ValidBaseline, selects, unavailable};
+use crate::engine::{FIELD_MANAGER, ValidBaseline, selects, unavailable, unclaimed_names};
 
 /// How long the first full lists may take before the wait is logged as a warning.
 const UNSYNCED_WARNING: Duration = Duration::from_secs(30);
@@ -107,15 +108,26 @@ async fn keep_baseline(
         .as_ref()
         .map(|v| unavailable(v, &ctx.admission))
         .unwrap_or_default();
+    let unclaimed = enforced
+        .valid
+        .as_ref()
+        .map(|v| unclaimed_names(&v.baseline.spec, |n| exists(ctx, n)))
+        .unwrap_or_default();
     let spec = Spec {
         invalid: enforced.invalid.as_ref(),
         enforcing: enforced.generation(),
         admission: admission.as_ref(),
         unavailable: &unavailable,
+        unclaimed: &unclaimed,
     };
     if let Err(e) = write_status(ctx, raw, baseline, spec, &selected).await {
         warn!(baseline = baseline.name_any(), error = %e, "status write failed");
     }
+}
+
+/// A namespace named `name` exists (one being deleted still holds its name).
+fn exists(ctx: &Context, name: &str) -> bool {
+    ctx.namespaces.get(&ObjectRef::new(name)).is_some()
 }
 
 /// The namespaces, not being deleted, that the enforced generation `valid` selects.
@@ -146,6 +158,7 @@ async fn write_set_aside(ctx: &Context, raw: &Api<DynamicObject>) {
             enforcing: None,
             admission: None,
             unavailable: &[],
+            unclaimed: &[],
         };
         if let Err(e) = write_status(ctx, raw, baseline, spec, &[]).await {
             warn!(baseline = baseline.name_any(), error = %e, "status write failed");

@@ -51,6 +51,7 @@ fn valid(generation: i64) -> Spec<'static> {
         enforcing: Some(generation),
         admission: Some(admission),
         unavailable: &[],
+        unclaimed: &[],
     }
 }
 
@@ -236,6 +237,7 @@ fn an_invalid_baseline_never_valid_says_why_and_counts_nothing() {
         enforcing: None,
         admission: None,
         unavailable: &[],
+        unclaimed: &[],
     };
     let s = compute_status(
         &baseline(2),
