@@ -30,7 +30,9 @@ pub use plan::{
     namespace_labels, onboarding_write, plan, plan_admission, released_labels, repairable,
 };
 pub use pod_security::PSA_LABEL_PREFIX;
-pub use policy_report::{CONTENT_HASH_ANNOTATION, REPORT_NAME, ReportApi, policy_report};
+pub use policy_report::{
+    CONTENT_HASH_ANNOTATION, REPORT_NAME, ReportApi, ReportWarning, policy_report,
+};
 pub use quantity::Quantity;
 pub use render::{DesiredObject, DesiredState, Endpoint, Environment, render};
 pub use results::{

@@ -11,8 +11,9 @@ use crate::api::{AllowPeer, DnsProvider, SecurityBaselineSpec, SubjectKind};
 /// The label the API server sets to a namespace's name: the one selector label that names.
 const NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
-/// How many unclaimed names a message lists; the count says how many there are in all.
-pub const MAX_LISTED_UNCLAIMED: usize = 10;
+/// How many unclaimed names a message lists; the count says how many there are in all. Five
+/// names of 63 characters with their longest fields keep a message under a report's 1,024 bytes.
+pub const MAX_LISTED_UNCLAIMED: usize = 5;
 
 /// A namespace a baseline trusts by name, and where it does.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -213,7 +214,20 @@ exemptions:
             })
             .collect();
         let message = unclaimed_message(&many).unwrap();
-        assert!(message.contains("ns-09") && !message.contains("ns-10"));
-        assert!(message.contains("and 15 more"), "{message}");
+        assert!(message.contains("ns-04") && !message.contains("ns-05"));
+        assert!(message.contains("and 20 more"), "{message}");
+        // The longest names and fields stay under a report message's limit.
+        let longest: Vec<TrustedName> = (0..25)
+            .map(|i| TrustedName {
+                namespace: format!("{i:02}{}", "n".repeat(61)),
+                trusted_by: format!("rbac.roles[{}].subjects", "r".repeat(63)),
+            })
+            .collect();
+        let message = unclaimed_message(&longest).unwrap();
+        assert!(
+            message.len() <= crate::engine::MAX_MESSAGE,
+            "{}",
+            message.len()
+        );
     }
 }
