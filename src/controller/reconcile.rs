@@ -21,7 +21,7 @@ use super::events;
 use crate::api::{DeletionPolicy, SecurityBaseline};
 use crate::engine::{
     DesiredState, Drift, DriftReason, Kind, LiveState, Object, Ownership, ValidBaseline, Write,
-    diff, labels_wait_for_markers, markers_to_remove, onboarding_write, ownership, plan,
+    diff, labels_wait_for_markers, markers_to_close, onboarding_write, ownership, plan,
     released_labels, render, repairable,
 };
 use record::{record, report};
@@ -236,12 +236,11 @@ fn labels_wait(pass: &Pass, labels: &BTreeMap<String, String>) -> bool {
 }
 
 /// Step 3a, before any repair: the onboarding markers that may not stay while the namespace's
-/// drift is unrepaired ([`markers_to_remove`]) are removed first, so the gate is closed while
+/// drift is unrepaired ([`markers_to_close`]) are removed first, so the gate is closed while
 /// controls are put back (and stays closed if a repair fails); `mark_onboarded` sets them again.
 /// Markers someone else set go too. A new namespace has none: no write on the onboarding path.
 async fn close_gate(ctx: &Context, pass: &mut Pass) -> Option<Error> {
-    let drift: Vec<&Drift> = pass.drift.iter().collect();
-    let removed = markers_to_remove(&pass.desired, &drift, &pass.live);
+    let removed = markers_to_close(&pass.desired, &pass.drift, &pass.live);
     if removed.is_empty() {
         return None;
     }

@@ -26,8 +26,9 @@ pub use object::{
     Object, Ownership, applied_by_us, object_name, owned_label_keys, ownership,
 };
 pub use plan::{
-    Write, labels_wait_for_markers, markers_due, markers_to_remove, markers_wanted,
-    namespace_labels, onboarding_write, plan, plan_admission, released_labels, repairable,
+    Write, labels_wait_for_markers, markers_due, markers_to_close, markers_to_remove,
+    markers_wanted, namespace_labels, onboarding_write, plan, plan_admission, released_labels,
+    repairable,
 };
 pub use pod_security::PSA_LABEL_PREFIX;
 pub use policy_report::{

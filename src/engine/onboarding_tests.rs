@@ -131,6 +131,46 @@ fn a_namespace_whose_controls_are_not_in_place_keeps_no_marker() {
 }
 
 #[test]
+fn a_missing_allow_policy_closes_no_gate_before_the_repair() {
+    let mut spec = restricted_spec();
+    let np = spec.network_policy.get_or_insert_with(Default::default);
+    np.allow = vec![AllowRule {
+        name: "monitoring".into(),
+        direction: PolicyType::Ingress,
+        peers: vec![AllowPeer {
+            namespace: Some("monitoring".into()),
+            ..AllowPeer::default()
+        }],
+        ports: vec![],
+    }];
+    let mut tenants = baseline("tenants", spec);
+    tenants.baseline.metadata.uid = Some(BASELINE_UID.into());
+    let (desired, mut live) = compliant(&[tenants]);
+    live.namespace_labels
+        .insert(marker(), marker_value(NAMESPACE_UID, Some(BASELINE_UID)));
+    // A baseline edit added the allow: it only lets less through until it is there.
+    let allow = object_name("tenants", "allow-monitoring");
+    live.objects.retain(|o| o.name() != allow);
+    let drift = diff(&desired, &live);
+    assert!(drift.iter().any(|d| d.name == allow));
+    assert!(markers_to_close(&desired, &drift, &live).is_empty());
+    // The marker still waits for it at the end of a pass that could not create it.
+    let failed: Vec<&Drift> = drift.iter().collect();
+    assert_eq!(
+        markers_to_remove(&desired, &failed, &live),
+        BTreeSet::from([marker()])
+    );
+    // The default-deny missing closes the gate at once.
+    let deny = object_name("tenants", "default-deny");
+    live.objects.retain(|o| o.name() != deny);
+    let drift = diff(&desired, &live);
+    assert_eq!(
+        markers_to_close(&desired, &drift, &live),
+        BTreeSet::from([marker()])
+    );
+}
+
+#[test]
 fn markers_of_baselines_that_do_not_enforce_here_are_removed() {
     let (desired, mut live) = compliant(&[tenants(None)]);
     let ours = marker_value(NAMESPACE_UID, None);

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::admission::{ONBOARDED_LABEL_PREFIX, marker_value, onboarded_label};
 use super::diff::{Drift, DriftReason, LiveState};
-use super::object::{Kind, Object};
+use super::object::{Kind, Object, object_name};
 use super::pod_security::{
     PSA_LABEL_PREFIX, PSA_MODES, PodSecurityPolicy, level_label, policy_to_apply, version_label,
 };
@@ -125,6 +125,27 @@ pub fn markers_to_remove(
         .filter(|key| key.starts_with(ONBOARDED_LABEL_PREFIX) && !wanted.contains_key(*key))
         .cloned()
         .collect()
+}
+
+/// The onboarding markers to remove before a pass repairs anything: those that may not stay
+/// ([`markers_to_remove`]) given the drift that leaves the namespace less protected than its
+/// baseline asks. A missing allow policy (`zt-<b>-allow-*`) is left out: beside the default-deny
+/// it only lets less through, so a baseline edit that adds an allow does not close the gate of
+/// every namespace it selects (the marker waits for it all the same at the end of the pass).
+pub fn markers_to_close(
+    desired: &DesiredState,
+    drift: &[Drift],
+    live: &LiveState,
+) -> BTreeSet<String> {
+    let weakening: Vec<&Drift> = drift
+        .iter()
+        .filter(|d| {
+            !(d.kind == Kind::NetworkPolicy
+                && d.reason == DriftReason::Missing
+                && d.name.starts_with(&object_name(&d.baseline, "allow-")))
+        })
+        .collect();
+    markers_to_remove(desired, &weakening, live)
 }
 
 /// The namespace writes that end a pass: the markers that may not stay removed, then the markers
