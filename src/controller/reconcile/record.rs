@@ -101,8 +101,7 @@ pub(super) async fn report(ctx: &Context, pass: &Pass) {
 
 /// For each selecting baseline that trusts namespaces by name that do not exist, a warning for the
 /// report (bounded: [`crate::engine::MAX_LISTED_UNCLAIMED`] names and a count, under a report
-/// message's 1,024 bytes). A namespace created later clears it at this
-/// namespace's next pass.
+/// message's 1,024 bytes). A namespace created later clears it at this namespace's next pass.
 fn unclaimed_warnings(ctx: &Context, pass: &Pass) -> Vec<ReportWarning> {
     let exists = |name: &str| ctx.namespaces.get(&ObjectRef::new(name)).is_some();
     pass.desired
