@@ -418,3 +418,61 @@ async fn the_legacy_policy_report_holds_the_same_results() {
     assert_eq!(report.types.as_ref().unwrap().kind, "PolicyReport");
     assert_eq!(report_rows(&report).1, summary_of(&rows[&drifted.name]));
 }
+
+/// Names that can be squatted (issue 24, item 6): a baseline trusting a namespace by name that does
+/// not exist gets a `warn` result in the report of each namespace it selects, until that
+/// namespace exists (cleared at the selected namespace's next pass).
+#[tokio::test]
+async fn an_unclaimed_name_is_a_warn_result_until_the_namespace_exists() {
+    let _serial = SERIAL.lock().await;
+    let client = client().await;
+    let tag = unique("unclaimed-report");
+    let _cleanup = Cleanup(vec![tag.clone()]);
+    install(OPEN_REPORTS_CRD);
+    let selected = namespace(&client, &tag, &[("zt-test", &tag)]).await;
+    let monitoring = format!("{tag}-mon");
+    apply(&baseline(
+        &tag,
+        &tag,
+        &format!(
+            "networkPolicy:\n  defaultDeny: [Ingress]\n  allow:\n  - name: monitoring\n    direction: Ingress\n    peers: [{{namespace: {monitoring}}}]"
+        ),
+    ));
+    let _operator =
+        OperatorProcess::start("reports-unclaimed", &["--policy-reports", "openreports"]);
+    let reports = reports_api(&client, &selected.name, false);
+    let warned = |report: &DynamicObject| {
+        report_rows(report)
+            .0
+            .iter()
+            .any(|(policy, rule, result, message)| {
+                policy == &tag
+                    && rule == "UnclaimedNamespaces"
+                    && result == "warn"
+                    && message.contains(&monitoring)
+            })
+    };
+    let report = eventually(WAIT, "the warn result", || async {
+        let report = reports.get("zerotrust-operator").await.ok()?;
+        warned(&report).then_some(report)
+    })
+    .await;
+    assert_eq!(report_rows(&report).1["warn"], 1);
+
+    let _claimed = namespace(&client, &monitoring, &[]).await;
+    // The selected namespace's next pass (any change of it queues one) drops the warning.
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    namespaces
+        .patch(
+            &selected.name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"metadata": {"labels": {"touched": "1"}}})),
+        )
+        .await
+        .unwrap();
+    eventually(WAIT, "the warn result gone", || async {
+        let report = reports.get("zerotrust-operator").await.ok()?;
+        (!warned(&report) && report_rows(&report).1["warn"] == 0).then_some(())
+    })
+    .await;
+}

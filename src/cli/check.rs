@@ -124,6 +124,15 @@ pub fn run(args: CheckArgs) -> ExitCode {
     })
 }
 
+/// A name a baseline trusts that no namespace holds: a warning, never a failure (a shipped
+/// example names `monitoring`, which many clusters lack).
+fn unclaimed_notice(t: &crate::engine::TrustedName) -> String {
+    format!(
+        "namespace {:?} ({}) does not exist: whoever creates it gets what the baseline grants it",
+        t.namespace, t.trusted_by
+    )
+}
+
 /// The table and summary `check` prints for people.
 fn print_text(report: &Report) {
     for invalid in &report.invalid {
@@ -132,6 +141,12 @@ fn print_text(report: &Report) {
     for (baseline, protection) in &report.unavailable {
         println!(
             "NOTICE   SecurityBaseline {baseline:?}: protection off, this API server does not serve what it needs: {protection}"
+        );
+    }
+    for (baseline, t) in &report.unclaimed {
+        println!(
+            "WARNING  SecurityBaseline {baseline:?}: {}",
+            unclaimed_notice(t)
         );
     }
     let cluster = report.admission.iter().map(|d| ("-".to_string(), d));
@@ -436,6 +451,13 @@ impl BaselineEntry {
                          {protection}"
                     )
                 })
+                .chain(
+                    report
+                        .unclaimed
+                        .iter()
+                        .filter(|(baseline, _)| baseline == name)
+                        .map(|(_, t)| unclaimed_notice(t)),
+                )
                 .collect(),
             permanent_exemptions: report
                 .permanent

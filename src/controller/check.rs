@@ -19,9 +19,9 @@ use super::metrics::Metrics;
 use crate::api::SecurityBaseline;
 use crate::engine::{
     AdmissionSettings, ControlResult, DesiredObject, Drift, DriftReason, Environment,
-    ExemptControl, InvalidSpec, Kind, MANAGED_SELECTOR, Object, PermanentExemption, ValidBaseline,
-    admission_results, diff, diff_admission, permanent_exemptions, render, render_admission,
-    results, unavailable, validate,
+    ExemptControl, InvalidSpec, Kind, MANAGED_SELECTOR, Object, PermanentExemption, TrustedName,
+    ValidBaseline, admission_results, diff, diff_admission, permanent_exemptions, render,
+    render_admission, results, unavailable, unclaimed_names, validate,
 };
 
 /// What `check` found.
@@ -50,6 +50,9 @@ pub struct Report {
     pub controls: Vec<(String, ControlResult)>,
     /// The valid baselines' exemptions without end: listed, never a failure.
     pub permanent: Vec<PermanentExemption>,
+    /// Namespaces a baseline trusts by name that do not exist: (baseline, name). A warning: it
+    /// does not fail the check.
+    pub unclaimed: Vec<(String, TrustedName)>,
 }
 
 async fn list<K>(api: Api<K>, params: &ListParams, kind: &'static str) -> Result<Vec<K>, Error>
@@ -170,6 +173,18 @@ async fn check_namespaces(
     let namespaces = Api::<HeldNamespace>::all(client.clone());
     let mut namespaces = list(namespaces, &ListParams::default(), "Namespace").await?;
     namespaces.sort_by_key(|ns| ns.name_any());
+    let exists = |n: &str| {
+        namespaces
+            .binary_search_by(|ns| ns.name_any().as_str().cmp(n))
+            .is_ok()
+    };
+    for baseline in valid {
+        let unclaimed = unclaimed_names(&baseline.baseline.spec, exists);
+        let name = baseline.name().to_string();
+        report
+            .unclaimed
+            .extend(unclaimed.into_iter().map(|t| (name.clone(), t)));
+    }
     for namespace in namespaces
         .iter()
         .filter(|ns| ns.metadata.deletion_timestamp.is_none())

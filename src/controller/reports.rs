@@ -17,7 +17,7 @@ use super::apply::only_uid;
 use super::error::{Error, Failed, Operation};
 use crate::engine::{
     CONTENT_HASH_ANNOTATION, ControlResult, FIELD_MANAGER, MANAGED_SELECTOR, REPORT_NAME,
-    ReportApi, applied_by_us, policy_report,
+    ReportApi, ReportWarning, applied_by_us, policy_report,
 };
 
 /// Reports read per request at start-up.
@@ -88,9 +88,15 @@ impl Reports {
         Ok(reports)
     }
 
-    /// Puts `results` in the report of `namespace` if they changed; deletes our report when
-    /// there are none (no baseline selects the namespace any more).
-    pub async fn record(&self, client: &Client, namespace: &str, results: &[ControlResult]) {
+    /// Puts `results` and `warnings` in the report of `namespace` if they changed; deletes our
+    /// report when there are no results (no baseline selects the namespace any more).
+    pub async fn record(
+        &self,
+        client: &Client,
+        namespace: &str,
+        results: &[ControlResult],
+        warnings: &[ReportWarning],
+    ) {
         if !self.served.load(Ordering::Relaxed) {
             return;
         }
@@ -105,7 +111,7 @@ impl Reports {
                     .map(|()| None),
             }
         } else {
-            let (report, hash) = policy_report(self.api, namespace, results);
+            let (report, hash) = policy_report(self.api, namespace, results, warnings);
             match known {
                 Some(Known::Ours { hash: old, .. } | Known::Theirs { hash: old })
                     if old == hash =>

@@ -57,11 +57,27 @@ impl ReportApi {
     }
 }
 
+/// A warning about a baseline rather than one of its controls, reported as a `warn` result: the
+/// namespaces it trusts by name that do not exist (rule `UnclaimedNamespaces`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReportWarning {
+    pub baseline: String,
+    pub rule: &'static str,
+    /// At most [`super::results::MAX_MESSAGE`] bytes.
+    pub message: String,
+}
+
 /// The report of `namespace` holding `results` (which must be non-empty: a namespace no baseline
-/// selects has no report), and the hash stored in its [`CONTENT_HASH_ANNOTATION`].
-pub fn policy_report(api: ReportApi, namespace: &str, results: &[ControlResult]) -> (Value, u64) {
+/// selects has no report) and `warnings`, and the hash stored in its [`CONTENT_HASH_ANNOTATION`].
+pub fn policy_report(
+    api: ReportApi,
+    namespace: &str,
+    results: &[ControlResult],
+    warnings: &[ReportWarning],
+) -> (Value, u64) {
     let tally = Tally::of(results);
-    let entries: Vec<Value> = results.iter().map(entry).collect();
+    let mut entries: Vec<Value> = results.iter().map(entry).collect();
+    entries.extend(warnings.iter().map(warning_entry));
     let mut report = json!({
         "apiVersion": format!("{}/{}", api.group(), api.version()),
         "kind": api.kind(),
@@ -75,7 +91,7 @@ pub fn policy_report(api: ReportApi, namespace: &str, results: &[ControlResult])
             "pass": tally.pass,
             "fail": tally.fail,
             "skip": tally.skip,
-            "warn": 0,
+            "warn": warnings.len(),
             "error": 0,
         },
         "results": entries,
@@ -110,6 +126,18 @@ fn entry(result: &ControlResult) -> Value {
         entry["properties"] = properties.into();
     }
     entry
+}
+
+/// One warning: the baseline is the policy; advisory, so not scored.
+fn warning_entry(warning: &ReportWarning) -> Value {
+    json!({
+        "source": REPORT_SOURCE,
+        "policy": warning.baseline,
+        "rule": warning.rule,
+        "result": "warn",
+        "message": warning.message,
+        "scored": false,
+    })
 }
 
 /// A hash of `report` that stays the same across processes and builds (SipHash with fixed keys
@@ -152,7 +180,7 @@ mod tests {
             expires_at: Some(1_798_804_800),
         });
         let results = [result("LimitRange", Compliance::Pass), fail, skip];
-        let (report, hash) = policy_report(ReportApi::OpenReports, "team-a", &results);
+        let (report, hash) = policy_report(ReportApi::OpenReports, "team-a", &results, &[]);
         assert_eq!(report["apiVersion"], "openreports.io/v1alpha1");
         assert_eq!(report["kind"], "Report");
         assert_eq!(report["metadata"]["namespace"], "team-a");
@@ -199,6 +227,7 @@ mod tests {
             ReportApi::WgPolicy,
             "team-a",
             &[result("LimitRange", Compliance::Pass)],
+            &[],
         );
         assert_eq!(report["apiVersion"], "wgpolicyk8s.io/v1alpha2");
         assert_eq!(report["kind"], "PolicyReport");
@@ -210,15 +239,36 @@ mod tests {
     fn the_hash_changes_with_the_results_and_only_with_them() {
         let pass = [result("LimitRange", Compliance::Pass)];
         let fail = [result("LimitRange", Compliance::Fail)];
-        let (_, a) = policy_report(ReportApi::OpenReports, "team-a", &pass);
-        let (_, again) = policy_report(ReportApi::OpenReports, "team-a", &pass);
-        let (_, failed) = policy_report(ReportApi::OpenReports, "team-a", &fail);
-        let (_, elsewhere) = policy_report(ReportApi::OpenReports, "team-b", &pass);
+        let (_, a) = policy_report(ReportApi::OpenReports, "team-a", &pass, &[]);
+        let (_, again) = policy_report(ReportApi::OpenReports, "team-a", &pass, &[]);
+        let (_, failed) = policy_report(ReportApi::OpenReports, "team-a", &fail, &[]);
+        let (_, elsewhere) = policy_report(ReportApi::OpenReports, "team-b", &pass, &[]);
         assert_eq!(a, again);
         assert_ne!(a, failed);
         assert_ne!(a, elsewhere);
         // Fixed across processes and builds: a report read back at start-up is recognised as
         // unchanged (a change here makes every operator upgrade rewrite every report once).
         assert_eq!(a, 18_075_307_615_014_356_869);
+    }
+
+    #[test]
+    fn a_warning_is_a_warn_result_counted_in_the_summary() {
+        let warning = ReportWarning {
+            baseline: "restricted".into(),
+            rule: "UnclaimedNamespaces",
+            message: "namespaces trusted by name that do not exist: monitoring".into(),
+        };
+        let pass = [result("LimitRange", Compliance::Pass)];
+        let (report, hash) = policy_report(
+            ReportApi::OpenReports,
+            "team-a",
+            &pass,
+            std::slice::from_ref(&warning),
+        );
+        assert_eq!(report["summary"]["warn"], 1);
+        assert_eq!(report["results"][1]["result"], "warn");
+        assert_eq!(report["results"][1]["rule"], "UnclaimedNamespaces");
+        let (_, without) = policy_report(ReportApi::OpenReports, "team-a", &pass, &[]);
+        assert_ne!(hash, without, "the warning's going rewrites the report");
     }
 }

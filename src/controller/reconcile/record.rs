@@ -11,7 +11,10 @@ use crate::controller::context::Context;
 use crate::controller::events;
 use crate::controller::held_namespace::HeldNamespace;
 use crate::controller::verdict::verdict;
-use crate::engine::{Drift, ExemptControl, Kind, LiveState, applied_by_us, repairable, results};
+use crate::engine::{
+    Drift, ExemptControl, Kind, LiveState, ReportWarning, applied_by_us, repairable, results,
+    unclaimed_message, unclaimed_names,
+};
 
 /// Step 5: what the pass means for each selecting baseline: outcomes for the status, repairs and
 /// drift as metrics and Events, onboarding latency.
@@ -88,11 +91,36 @@ pub(super) async fn report(ctx: &Context, pass: &Pass) {
             &ctx.client,
             &pass.name,
             &results(&pass.desired, pass.unrepaired()),
+            &unclaimed_warnings(ctx, pass),
         )
         .await;
     reports.prune(ctx.namespaces.len(), |name| {
         ctx.namespaces.get(&ObjectRef::new(name)).is_some()
     });
+}
+
+/// For each selecting baseline that trusts namespaces by name that do not exist, a warning for the
+/// report (bounded: [`crate::engine::MAX_LISTED_UNCLAIMED`] names and a count, under a report
+/// message's 1,024 bytes). A namespace created later clears it at this namespace's next pass.
+fn unclaimed_warnings(ctx: &Context, pass: &Pass) -> Vec<ReportWarning> {
+    let exists = |name: &str| ctx.namespaces.get(&ObjectRef::new(name)).is_some();
+    pass.desired
+        .baselines
+        .iter()
+        .filter_map(|selected| {
+            let stored = pass
+                .baselines
+                .iter()
+                .find(|b| b.name_any() == selected.name)?;
+            let valid = ctx.last_valid.enforced(stored).valid?;
+            let message = unclaimed_message(&unclaimed_names(&valid.baseline.spec, exists))?;
+            Some(ReportWarning {
+                baseline: selected.name.clone(),
+                rule: "UnclaimedNamespaces",
+                message,
+            })
+        })
+        .collect()
 }
 
 /// Setting the default ServiceAccount the first time is onboarding, not a repair.
