@@ -29,7 +29,10 @@ pub use plan::{
     plan_admission, released_labels, repairable,
 };
 pub use pod_security::PSA_LABEL_PREFIX;
-pub use policy_report::{CONTENT_HASH_ANNOTATION, REPORT_NAME, ReportApi, policy_report};
+pub use policy_report::{
+    CONTENT_HASH_ANNOTATION, REPORT_NAME, ReportApi, fallback_report_name, policy_report,
+    visible_hash,
+};
 pub use quantity::Quantity;
 pub use render::{DesiredObject, DesiredState, Endpoint, Environment, render};
 pub use results::{

@@ -83,13 +83,23 @@ pub(super) async fn report(ctx: &Context, pass: &Pass) {
     let Some(reports) = &ctx.reports else {
         return;
     };
-    reports
+    let finding = reports
         .record(
             &ctx.client,
             &pass.name,
             &results(&pass.desired, pass.unrepaired()),
         )
         .await;
+    if let Some(finding) = finding {
+        ctx.metrics.count_report_finding(finding.reason());
+        let selecting = pass.baselines.iter().filter(|b| {
+            pass.desired
+                .baselines
+                .iter()
+                .any(|d| d.name == b.name_any())
+        });
+        events::report_report_finding(ctx, &pass.namespace, selecting, &finding).await;
+    }
     reports.prune(ctx.namespaces.len(), |name| {
         ctx.namespaces.get(&ObjectRef::new(name)).is_some()
     });
