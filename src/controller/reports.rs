@@ -16,9 +16,12 @@ use tracing::{info, warn};
 use super::apply::only_uid;
 use super::error::{Error, Failed, Operation};
 use crate::engine::{
-    ControlResult, FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE, REPORT_NAME, ReportApi,
-    applied_by_us, fallback_report_name, policy_report, visible_hash,
+    ControlResult, FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE, MANAGED_SELECTOR,
+    REPORT_NAME, ReportApi, applied_by_us, fallback_report_name, policy_report, visible_hash,
 };
+
+/// Reports read per request at start-up.
+const PAGE: u32 = 500;
 
 /// What this process knows of the report in one namespace: a few strings and hashes, never the
 /// report itself (a tenant who may write reports decides how large they are).
@@ -110,8 +113,11 @@ pub struct Reports {
 }
 
 impl Reports {
-    /// Finds out whether the kind is served; where it is not, says so once and writes none.
-    /// Nothing else is read: which report is ours is judged when a namespace's pass reads it.
+    /// Finds out whether the kind is served (where it is not, says so once and writes none), and
+    /// which namespaces hold a report that claims to be ours (metadata only, in pages): one
+    /// left behind by a namespace no baseline selects any more is deleted on its next pass.
+    /// What any of them shows is read on its namespace's first pass, never taken from its hash
+    /// annotation.
     pub async fn start(client: &Client, api: ReportApi) -> Result<Reports, Error> {
         let gvk = GroupVersionKind::gvk(api.group(), api.version(), api.kind());
         let reports = Reports {
@@ -121,18 +127,31 @@ impl Reports {
             known: Mutex::new(HashMap::new()),
         };
         let all: Api<DynamicObject> = Api::all_with(client.clone(), &reports.resource);
-        match all.list_metadata(&ListParams::default().limit(1)).await {
-            Err(kube::Error::Api(status)) if status.code == 404 => {
-                warn!(
-                    kind = api.kind(),
-                    group = api.group(),
-                    "PolicyReports: the API server does not serve this kind (its CRD is not installed); writing no reports"
-                );
-                reports.served.store(false, Ordering::Relaxed);
-                return Ok(reports);
+        let mut params = ListParams::default().labels(MANAGED_SELECTOR).limit(PAGE);
+        loop {
+            let page = match all.list_metadata(&params).await {
+                Err(kube::Error::Api(status)) if status.code == 404 => {
+                    warn!(
+                        kind = api.kind(),
+                        group = api.group(),
+                        "PolicyReports: the API server does not serve this kind (its CRD is not installed); writing no reports"
+                    );
+                    reports.served.store(false, Ordering::Relaxed);
+                    return Ok(reports);
+                }
+                page => page.failed(Operation::List, api.kind(), "", "")?,
+            };
+            let mut known = reports.known.lock();
+            for report in &page.items {
+                if let Some((namespace, entry)) = claimed(&report.metadata) {
+                    known.insert(namespace, entry);
+                }
             }
-            page => page.failed(Operation::List, api.kind(), "", "")?,
-        };
+            match page.metadata.continue_ {
+                Some(token) if !token.is_empty() => params = params.continue_token(&token),
+                _ => break,
+            }
+        }
         info!(
             kind = api.kind(),
             "PolicyReports: writing one per selected namespace"
@@ -384,6 +403,18 @@ impl Reports {
     fn namespaced(&self, client: &Client, namespace: &str) -> Api<DynamicObject> {
         Api::namespaced_with(client.clone(), namespace, &self.resource)
     }
+}
+
+/// A listed report's namespace and what that tells, when it claims to be ours at our name.
+fn claimed(meta: &ObjectMeta) -> Option<(String, Entry)> {
+    if meta.name.as_deref() != Some(REPORT_NAME) || !ours(meta, None) {
+        return None;
+    }
+    let entry = Entry {
+        uid: meta.uid.clone(),
+        ..Entry::default()
+    };
+    Some((meta.namespace.clone()?, entry))
 }
 
 /// A squatter at our name found by this pass (not one already known).
