@@ -8,6 +8,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Metric, Registry};
 
 use super::index::IndexMetrics;
+use super::reports::ReportFinding;
 use crate::engine::Kind;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -153,6 +154,11 @@ impl Metrics {
         self.reconciles.get_or_create_owned(&ResultLabels {
             result: "ok".to_string(),
         });
+        for reason in ReportFinding::REASONS {
+            self.report_findings.get_or_create_owned(&ReasonLabels {
+                reason: reason.to_string(),
+            });
+        }
         let drift_kinds = Kind::GENERATED
             .into_iter()
             .chain([Kind::Namespace, Kind::ServiceAccount]);

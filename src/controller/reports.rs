@@ -72,12 +72,15 @@ pub enum ReportFinding {
 }
 
 impl ReportFinding {
+    /// Every [`ReportFinding::reason`], for the metric's series from the first scrape.
+    pub const REASONS: [&str; 3] = ["ReportEdited", "ReportDeleted", "ReportSquatted"];
+
     /// The Event reason and metric label.
     pub fn reason(&self) -> &'static str {
         match self {
-            ReportFinding::Reasserted { deleted: false, .. } => "ReportEdited",
-            ReportFinding::Reasserted { deleted: true, .. } => "ReportDeleted",
-            ReportFinding::Squatted { .. } => "ReportSquatted",
+            ReportFinding::Reasserted { deleted: false, .. } => Self::REASONS[0],
+            ReportFinding::Reasserted { deleted: true, .. } => Self::REASONS[1],
+            ReportFinding::Squatted { .. } => Self::REASONS[2],
         }
     }
 
