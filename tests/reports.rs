@@ -368,14 +368,18 @@ async fn reports_match_check_stay_bounded_leave_others_alone_and_are_quiet_while
     drop(operator);
     let mark = audit_log.mark();
     let restarted = OperatorProcess::start("reports-restarted", &args);
-    // Every namespace the Enforce baseline selects: both reported ones and the one whose
-    // report is someone else's (a report we may not write is no drift of its controls).
-    let compliant_count =
-        format!("zerotrust_namespaces{{baseline=\"{enforce}\",state=\"compliant\"}}");
+    // Every namespace the Enforce baseline selects: both reported ones compliant, the one whose
+    // report at our name is someone else's a conflict (what readers find there is not ours).
+    let count =
+        |state: &str| format!("zerotrust_namespaces{{baseline=\"{enforce}\",state=\"{state}\"}}");
     eventually(
         WAIT,
         "the restarted operator passes all three namespaces",
-        || async { (restarted.metric(&compliant_count)? == 3.0).then_some(()) },
+        || async {
+            (restarted.metric(&count("compliant"))? == 2.0
+                && restarted.metric(&count("drifted"))? == 1.0)
+                .then_some(())
+        },
     )
     .await;
     let rewritten: Vec<String> = audit_log
@@ -572,6 +576,20 @@ async fn reports_tenants_edit_delete_or_squat_are_put_right_and_found() {
     );
     let squats = "zerotrust_policy_report_findings_total{reason=\"ReportSquatted\"}";
     assert!(operator.metric(squats).unwrap_or(0.0) >= 1.0, "{squats}");
+    // In the baseline's status, as a conflict, and as an Event on the baseline (kept, as for
+    // every cluster-scoped object, in `default`, out of the tenant's reach).
+    let status = wait_status(&client, &tag, WAIT, "the squatter in status", |s| {
+        s.drift.iter().any(|d| {
+            d.namespace == squatted.name && d.kind == "Report" && d.name == "zerotrust-operator"
+        })
+    })
+    .await;
+    assert_eq!(condition(&status, "Conflict").map(|c| c.0), Some("True"));
+    let on_baseline = events_for(&client, "default", "ReportSquatted").await;
+    assert!(
+        on_baseline.iter().any(|e| e.starts_with(&squatted.name)),
+        "{on_baseline:?}"
+    );
     let (code, found) = false_reports_in_check();
     assert_eq!(code, Some(1), "check fails on a report that lies");
     assert!(

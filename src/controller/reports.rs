@@ -15,6 +15,7 @@ use tracing::{info, warn};
 
 use super::apply::only_uid;
 use super::error::{Error, Failed, Operation};
+use crate::api::DriftRecord;
 use crate::engine::{
     ControlResult, FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE, MANAGED_SELECTOR,
     REPORT_NAME, ReportApi, applied_by_us, fallback_report_name, policy_report, visible_hash,
@@ -251,6 +252,24 @@ impl Reports {
                 None
             }
         }
+    }
+
+    /// The status record of a report at our name in `namespace` that we did not write: a
+    /// conflict, since what readers find under our name is not what the operator found.
+    pub fn squatted(&self, namespace: &str) -> Option<DriftRecord> {
+        let known = self.known.lock();
+        let entry = known.get(namespace)?;
+        entry.squatter.as_ref()?;
+        let published = match entry.uid {
+            Some(_) => format!("results published as {}", entry.name()),
+            None => "no results published: the fallback name is taken too".to_string(),
+        };
+        Some(DriftRecord {
+            namespace: namespace.to_string(),
+            kind: self.api.kind().to_string(),
+            name: REPORT_NAME.to_string(),
+            reason: format!("Conflict: not written by zerotrust-operator; left alone, {published}"),
+        })
     }
 
     /// Forgets `namespace` (terminating: its report goes with it).

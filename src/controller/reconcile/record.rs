@@ -7,11 +7,15 @@ use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 
 use super::Pass;
+use crate::api::{DriftRecord, MAX_STATUS_DRIFT};
 use crate::controller::context::Context;
 use crate::controller::events;
 use crate::controller::held_namespace::HeldNamespace;
+use crate::controller::status::Outcome;
 use crate::controller::verdict::verdict;
-use crate::engine::{Drift, ExemptControl, Kind, LiveState, applied_by_us, repairable, results};
+use crate::engine::{
+    Drift, DriftReason, ExemptControl, Kind, LiveState, applied_by_us, repairable, results,
+};
 
 /// Step 5: what the pass means for each selecting baseline: outcomes for the status, repairs and
 /// drift as metrics and Events, onboarding latency.
@@ -71,6 +75,9 @@ pub(super) async fn record(ctx: &Context, pass: &Pass) {
             observe_onboarding(ctx, &pass.namespace);
         }
         v.outcome.exempt = exempt;
+        if let Some(squatted) = ctx.reports.as_ref().and_then(|r| r.squatted(&pass.name)) {
+            add_conflict(&mut v.outcome, squatted);
+        }
         let repairs = v.repaired.len() as i64;
         ctx.outcomes
             .record(&baseline.name, &pass.name, v.outcome, repairs);
@@ -103,6 +110,19 @@ pub(super) async fn report(ctx: &Context, pass: &Pass) {
     reports.prune(ctx.namespaces.len(), |name| {
         ctx.namespaces.get(&ObjectRef::new(name)).is_some()
     });
+}
+
+/// `record` as one more conflict of `outcome`, among its records by severity (capped).
+fn add_conflict(outcome: &mut Outcome, record: DriftRecord) {
+    outcome.drift_count += 1;
+    outcome.conflicts += 1;
+    outcome
+        .drift
+        .push((DriftReason::Conflict.severity(), record));
+    outcome
+        .drift
+        .sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    outcome.drift.truncate(MAX_STATUS_DRIFT);
 }
 
 /// Setting the default ServiceAccount the first time is onboarding, not a repair.
