@@ -2,7 +2,9 @@
 //! ship (hack/report-crds.sh): one report per selected namespace that says exactly what
 //! `check -o json` says, one result per control, never written over a same-named report of
 //! someone else's, deleted with the namespace's last baseline, and no write while idle; without
-//! the CRD the operator says so once and enforces as usual.
+//! the CRD the operator says so once and enforces as usual. A tenant who may write reports cannot
+//! make ours lie: edits and deletes are undone within seconds, a squatter under our name is a
+//! finding and our results are published beside it.
 //!
 //! The tests run one at a time (`SERIAL`): each installs or removes CRDs cluster-wide, and counts
 //! the writes of the one operator it runs.

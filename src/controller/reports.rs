@@ -1,6 +1,8 @@
 //! PolicyReports (with `--policy-reports`): each selected namespace's report written when its
-//! results change, deleted with the namespace's last baseline. Reports inform; they guard
-//! nothing, so a failed write is logged and never fails a reconcile.
+//! results change or when it shows anything else (someone edited or deleted it), deleted with the
+//! namespace's last baseline; a same-named report we did not write is left alone and reported,
+//! ours published beside it. Reports inform; they guard nothing, so a failed write is logged and
+//! never fails a reconcile.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
