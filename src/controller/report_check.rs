@@ -10,8 +10,8 @@ use kube::{Api, Client};
 use super::error::{Error, Failed, Operation};
 use crate::engine::{ControlResult, REPORT_NAME, ReportApi, policy_report, visible_hash};
 
-/// Reports read per request.
-const PAGE: u32 = 100;
+/// Reports read per request: few, since whoever writes a report decides how large it is.
+const PAGE: u32 = 25;
 
 /// A report at our name that says something other than `check`.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -326,6 +326,8 @@ impl Reports {
                     if live_shown == visible_hash(&report) {
                         live
                     } else {
+                        // Without what we last showed (after a restart) an edit cannot be told
+                        // from results that changed meanwhile: written again all the same.
                         if before.shown.is_some_and(|s| s != live_shown) && before.name() == name {
                             finding = Some(ReportFinding::Reasserted {
                                 name: name.clone(),
