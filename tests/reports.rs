@@ -425,14 +425,32 @@ async fn the_legacy_policy_report_holds_the_same_results() {
     assert_eq!(report_rows(&report).1, summary_of(&rows[&drifted.name]));
 }
 
+/// Takes the grant back when dropped, so no other test runs with it.
+struct ReportWriteGrant;
+
+impl Drop for ReportWriteGrant {
+    fn drop(&mut self) {
+        let _ = control_plane().kubectl(
+            &[
+                "delete",
+                "clusterrole",
+                "zt-test-reports-admin",
+                "--ignore-not-found",
+            ],
+            None,
+        );
+    }
+}
+
 /// Grants the built-in `admin` role write on `openreports.io` reports the way Kyverno's chart
 /// does for its report kinds: an aggregated ClusterRole.
-fn grant_tenants_report_write() {
+fn grant_tenants_report_write() -> ReportWriteGrant {
     apply(
         "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\n\
          metadata: {name: zt-test-reports-admin, labels: {rbac.authorization.k8s.io/aggregate-to-admin: 'true'}}\n\
          rules: [{apiGroups: [openreports.io], resources: [reports], verbs: [get, list, watch, create, update, patch, delete]}]\n",
     );
+    ReportWriteGrant
 }
 
 /// `check -o json` over every baseline: its exit code and the namespaces of its false reports.
@@ -503,7 +521,7 @@ async fn reports_tenants_edit_delete_or_squat_are_put_right_and_found() {
     let tag = unique("lies");
     let _cleanup = Cleanup(vec![tag.clone()]);
     install(OPEN_REPORTS_CRD);
-    grant_tenants_report_write();
+    let _grant = grant_tenants_report_write();
     let edited = namespace(&client, &format!("{tag}-ed"), &[("zt-test", &tag)]).await;
     let squatted = namespace(&client, &format!("{tag}-sq"), &[]).await;
     let (_, tenant_a) = tenant_admin(&edited.name).await;
