@@ -190,6 +190,9 @@ fn print_text(report: &Report) {
     for permanent in &report.permanent {
         println!("PERMANENT  {permanent}");
     }
+    for false_report in &report.false_reports {
+        println!("REPORT   {false_report}");
+    }
     let counts = NamespaceCounts::of(report);
     println!(
         "{} namespace(s) checked: {} compliant, {} exempt, {} with drift or conflicts.",
@@ -242,6 +245,9 @@ pub struct CheckReport {
     pub admission: Vec<ResultEntry>,
     /// Every namespace a valid baseline selects, by name.
     pub namespaces: Vec<NamespaceEntry>,
+    /// Namespaces whose report named `zerotrust-operator` shows other results than these.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub false_reports: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -363,9 +369,13 @@ impl Finding {
     }
 }
 
-/// What the exit code is 0 for: no drift anywhere and no invalid baseline.
+/// What the exit code is 0 for: no drift anywhere, no invalid baseline, and no PolicyReport at
+/// our name that says anything else (a published view that lies fails like drift).
 fn compliant(report: &Report) -> bool {
-    report.admission.is_empty() && report.drift.is_empty() && report.invalid.is_empty()
+    report.admission.is_empty()
+        && report.drift.is_empty()
+        && report.invalid.is_empty()
+        && report.false_reports.is_empty()
 }
 
 impl CheckReport {
@@ -383,6 +393,7 @@ impl CheckReport {
                 .map(ResultEntry::of)
                 .collect(),
             namespaces: NamespaceEntry::all(report),
+            false_reports: report.false_reports.iter().map(|r| r.to_string()).collect(),
         }
     }
 }

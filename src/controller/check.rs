@@ -16,6 +16,7 @@ use super::error::{Error, Failed, Operation};
 use super::held_namespace::HeldNamespace;
 use super::held_object::strip_metadata;
 use super::metrics::Metrics;
+use super::report_check::{FalseReport, false_reports};
 use crate::api::SecurityBaseline;
 use crate::engine::{
     AdmissionSettings, ControlResult, DesiredObject, Drift, DriftReason, Environment,
@@ -53,6 +54,9 @@ pub struct Report {
     /// Namespaces a baseline trusts by name that do not exist: (baseline, name). A warning: it
     /// does not fail the check.
     pub unclaimed: Vec<(String, TrustedName)>,
+    /// Reports named `zerotrust-operator` that show other results (checked without `--baseline`
+    /// only: a report holds every baseline's results).
+    pub false_reports: Vec<FalseReport>,
 }
 
 async fn list<K>(api: Api<K>, params: &ListParams, kind: &'static str) -> Result<Vec<K>, Error>
@@ -100,6 +104,9 @@ pub async fn check(
         .collect();
     report.permanent = valid.iter().flat_map(permanent_exemptions).collect();
     check_namespaces(client, &caches, &valid, &env, &mut report).await?;
+    if only.is_none() {
+        report.false_reports = false_reports(client, &report.controls, &report.unclaimed).await?;
+    }
     Ok(report)
 }
 

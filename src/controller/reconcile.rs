@@ -125,8 +125,9 @@ pub(super) async fn reconcile(
     if ctx.admission.validating {
         failure = failure.or(mark_onboarded(ctx, &mut pass).await);
     }
-    record(ctx, &pass).await;
+    // The report first: a report at our name someone else holds is a finding of this pass.
     report(ctx, &pass).await;
+    record(ctx, &pass).await;
     match failure {
         Some(error) => Err(error),
         None => Ok(next_pass(&pass.drift, &pass.desired)),

@@ -34,7 +34,8 @@ pub use plan::{
 };
 pub use pod_security::PSA_LABEL_PREFIX;
 pub use policy_report::{
-    CONTENT_HASH_ANNOTATION, REPORT_NAME, ReportApi, ReportWarning, policy_report,
+    CONTENT_HASH_ANNOTATION, REPORT_NAME, ReportApi, ReportWarning, fallback_report_name,
+    policy_report, visible_hash,
 };
 pub use quantity::Quantity;
 pub use render::{DesiredObject, DesiredState, Endpoint, Environment, render};

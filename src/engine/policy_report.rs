@@ -140,6 +140,28 @@ fn warning_entry(warning: &ReportWarning) -> Value {
     })
 }
 
+/// The fields a reader of the report sees (Policy Reporter, `kubectl get`): what must say what
+/// the operator found, whatever the metadata says.
+const VISIBLE: [&str; 4] = ["scope", "summary", "results", "source"];
+
+/// A hash of what `report` shows its readers, computed from the object as read: the
+/// [`CONTENT_HASH_ANNOTATION`] is written by whoever writes the report, so it proves nothing.
+pub fn visible_hash(report: &Value) -> u64 {
+    let shown: serde_json::Map<String, Value> = VISIBLE
+        .iter()
+        .filter_map(|k| Some((k.to_string(), report.get(*k)?.clone())))
+        .collect();
+    content_hash(&Value::Object(shown))
+}
+
+/// Where a namespace's results go while a report we did not write holds [`REPORT_NAME`]: a name
+/// of its own per squatter, so the true results are still published beside the false ones.
+pub fn fallback_report_name(squatter_uid: &str) -> String {
+    let mut hasher = siphasher::sip::SipHasher13::new_with_keys(0, 0);
+    hasher.write(squatter_uid.as_bytes());
+    format!("{REPORT_NAME}-{:08x}", hasher.finish() as u32)
+}
+
 /// A hash of `report` that stays the same across processes and builds (SipHash with fixed keys
 /// over the JSON text, whose object keys serde_json keeps sorted).
 fn content_hash(report: &Value) -> u64 {
@@ -270,5 +292,34 @@ mod tests {
         assert_eq!(report["results"][1]["rule"], "UnclaimedNamespaces");
         let (_, without) = policy_report(ReportApi::OpenReports, "team-a", &pass, &[]);
         assert_ne!(hash, without, "the warning's going rewrites the report");
+    }
+
+    #[test]
+    fn the_visible_hash_ignores_metadata_and_sees_every_shown_field() {
+        let pass = [result("LimitRange", Compliance::Pass)];
+        let fail = [result("LimitRange", Compliance::Fail)];
+        let (ours, _) = policy_report(ReportApi::OpenReports, "team-a", &pass, &[]);
+        let mut forged = ours.clone();
+        forged["metadata"]["annotations"][CONTENT_HASH_ANNOTATION] = "1".into();
+        forged["metadata"]["labels"]["x"] = "y".into();
+        assert_eq!(visible_hash(&ours), visible_hash(&forged));
+        let (failing, _) = policy_report(ReportApi::OpenReports, "team-a", &fail, &[]);
+        // A fail edited to pass, the annotation kept: the hash sees it.
+        let mut edited = failing.clone();
+        edited["results"] = ours["results"].clone();
+        assert_ne!(visible_hash(&edited), visible_hash(&failing));
+        for field in VISIBLE {
+            let mut changed = ours.clone();
+            changed[field] = "x".into();
+            assert_ne!(visible_hash(&changed), visible_hash(&ours), "{field}");
+        }
+    }
+
+    #[test]
+    fn a_fallback_name_is_ours_plus_a_fixed_suffix_per_squatter() {
+        let a = fallback_report_name("uid-a");
+        assert_eq!(a, fallback_report_name("uid-a"));
+        assert_ne!(a, fallback_report_name("uid-b"));
+        assert!(a.starts_with("zerotrust-operator-") && a.len() == REPORT_NAME.len() + 9);
     }
 }
