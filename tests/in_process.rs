@@ -11,10 +11,11 @@ use kube::api::PostParams;
 use kube::runtime::controller::Action;
 use kube::{Api, Client, Config, ResourceExt};
 use serde_json::json;
+use zerotrust_operator::api::SecurityBaseline;
 use zerotrust_operator::controller::{
     AdmissionIdentity, DEFAULT_BREAK_GLASS_GROUP, FORBIDDEN_RETRY, InProcess, RESYNC,
 };
-use zerotrust_operator::engine::DEFAULT_OPERATOR_NAMESPACE;
+use zerotrust_operator::engine::{DEFAULT_OPERATOR_NAMESPACE, marker_value};
 use zerotrust_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -73,7 +74,10 @@ async fn one_pass_writes_what_the_baseline_asks_and_requeues_for_the_resync() {
     let namespace = namespaces.get(&ns.name).await.unwrap();
     let labels = namespace.labels();
     assert_eq!(labels["pod-security.kubernetes.io/enforce"], "restricted");
-    assert_eq!(labels[&format!("onboarded.zerotrust.dev/{tag}")], "true");
+    assert_eq!(
+        labels[&format!("onboarded.zerotrust.dev/{tag}")],
+        our_marker(&client, &ns.name, &tag).await
+    );
     assert_eq!(operator.drift_count(&tag, &ns.name), Some(0));
 
     // Deleted behind its back: once the watch has told the caches, one pass repairs it.
@@ -137,43 +141,33 @@ async fn writes_of_a_pass(
     namespace_writes(namespaces, namespace, before.as_deref(), &now).await
 }
 
+/// The onboarding marker the operator writes on `namespace` for `baseline`: their uids.
+async fn our_marker(client: &Client, namespace: &str, baseline: &str) -> String {
+    let namespace = Api::<Namespace>::all(client.clone())
+        .get(namespace)
+        .await
+        .unwrap();
+    let baseline = Api::<SecurityBaseline>::all(client.clone())
+        .get(baseline)
+        .await
+        .unwrap();
+    marker_value(&namespace.uid().unwrap(), baseline.uid().as_deref())
+}
+
 #[tokio::test]
-async fn onboarding_writes_the_namespace_once_unless_the_gate_holds_it() {
+async fn onboarding_writes_the_namespace_once_unless_that_opens_the_gate_early() {
     let client = client().await;
     let tag = unique("inproc-once");
     let namespaces = Api::<Namespace>::all(client.clone());
-    let old = namespace(&client, &format!("{tag}-old"), &[("zt-test", &tag)]).await;
-    // Creation times have whole seconds: the baseline comes a second later, so the gate (which
-    // holds namespaces created with or after it) leaves the older namespace alone.
-    let created = namespaces
-        .get(&old.name)
-        .await
-        .unwrap()
-        .creation_timestamp();
-    let created = created.expect("a creation time").0.as_second();
-    eventually(WAIT, "the next second", || async {
-        (k8s_openapi::jiff::Timestamp::now().as_second() > created).then_some(())
-    })
-    .await;
     apply(&baseline(
         &tag,
         &tag,
         "networkPolicy: {defaultDeny: [Ingress]}\npodSecurity: {enforce: restricted}",
     ));
     let new = namespace(&client, &format!("{tag}-new"), &[("zt-test", &tag)]).await;
-    let operator = in_process(client.clone(), &old.name, &tag).await;
-    eventually(WAIT, "the caches to know the new namespace", || async {
-        operator.knows_namespace(&new.name).then_some(())
-    })
-    .await;
+    let operator = in_process(client.clone(), &new.name, &tag).await;
     let enforce = "pod-security.kubernetes.io/enforce";
     let marker = format!("onboarded.zerotrust.dev/{tag}");
-
-    // Older than the baseline: no gate to open early, so labels and marker go in one write.
-    let writes = writes_of_a_pass(&operator, &namespaces, &old.name).await;
-    assert_eq!(writes.len(), 1, "one namespace write for labels and marker");
-    assert_eq!(writes[0].labels()[enforce], "restricted");
-    assert_eq!(writes[0].labels()[&marker], "true");
 
     // Held by the gate, without the mutating policy's labels (this in-process operator installs
     // no admission policy): a pod checked by PodSecurity before one write and by the gate after
@@ -185,7 +179,34 @@ async fn onboarding_writes_the_namespace_once_unless_the_gate_holds_it() {
         !writes[0].labels().contains_key(&marker),
         "not yet onboarded"
     );
-    assert_eq!(writes[1].labels()[&marker], "true");
+    assert_eq!(
+        writes[1].labels()[&marker],
+        our_marker(&client, &new.name, &tag).await
+    );
+
+    // Created with the Pod Security labels (as the mutating policy sets them at creation), the
+    // write only takes them over and raises nothing: labels and marker go in one write.
+    let mut labels: Vec<(&str, &str)> = writes[0]
+        .labels()
+        .iter()
+        .filter(|(k, _)| k.starts_with("pod-security.kubernetes.io/"))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    labels.push(("zt-test", &tag));
+    let labelled = namespace(&client, &format!("{tag}-labelled"), &labels).await;
+    eventually(
+        WAIT,
+        "the caches to know the labelled namespace",
+        || async { operator.knows_namespace(&labelled.name).then_some(()) },
+    )
+    .await;
+    let writes = writes_of_a_pass(&operator, &namespaces, &labelled.name).await;
+    assert_eq!(writes.len(), 1, "one namespace write for labels and marker");
+    assert_eq!(writes[0].labels()[enforce], "restricted");
+    assert_eq!(
+        writes[0].labels()[&marker],
+        our_marker(&client, &labelled.name, &tag).await
+    );
     delete_baseline(&tag);
 }
 

@@ -2,7 +2,9 @@
 //! ship (hack/report-crds.sh): one report per selected namespace that says exactly what
 //! `check -o json` says, one result per control, never written over a same-named report of
 //! someone else's, deleted with the namespace's last baseline, and no write while idle; without
-//! the CRD the operator says so once and enforces as usual.
+//! the CRD the operator says so once and enforces as usual. A tenant who may write reports cannot
+//! make ours lie: edits and deletes are undone within seconds, a squatter under our name is a
+//! finding and our results are published beside it.
 //!
 //! The tests run one at a time (`SERIAL`): each installs or removes CRDs cluster-wide, and counts
 //! the writes of the one operator it runs.
@@ -368,14 +370,18 @@ async fn reports_match_check_stay_bounded_leave_others_alone_and_are_quiet_while
     drop(operator);
     let mark = audit_log.mark();
     let restarted = OperatorProcess::start("reports-restarted", &args);
-    // Every namespace the Enforce baseline selects: both reported ones and the one whose
-    // report is someone else's (a report we may not write is no drift of its controls).
-    let compliant_count =
-        format!("zerotrust_namespaces{{baseline=\"{enforce}\",state=\"compliant\"}}");
+    // Every namespace the Enforce baseline selects: both reported ones compliant, the one whose
+    // report at our name is someone else's a conflict (what readers find there is not ours).
+    let count =
+        |state: &str| format!("zerotrust_namespaces{{baseline=\"{enforce}\",state=\"{state}\"}}");
     eventually(
         WAIT,
         "the restarted operator passes all three namespaces",
-        || async { (restarted.metric(&compliant_count)? == 3.0).then_some(()) },
+        || async {
+            (restarted.metric(&count("compliant"))? == 2.0
+                && restarted.metric(&count("drifted"))? == 1.0)
+                .then_some(())
+        },
     )
     .await;
     let rewritten: Vec<String> = audit_log
@@ -417,4 +423,286 @@ async fn the_legacy_policy_report_holds_the_same_results() {
         .unwrap();
     assert_eq!(report.types.as_ref().unwrap().kind, "PolicyReport");
     assert_eq!(report_rows(&report).1, summary_of(&rows[&drifted.name]));
+}
+
+/// Names that can be squatted (issue 24, item 6): a baseline trusting a namespace by name that does
+/// not exist gets a `warn` result in the report of each namespace it selects, until that
+/// namespace exists (cleared at the selected namespace's next pass).
+#[tokio::test]
+async fn an_unclaimed_name_is_a_warn_result_until_the_namespace_exists() {
+    let _serial = SERIAL.lock().await;
+    let client = client().await;
+    let tag = unique("unclaimed-report");
+    let _cleanup = Cleanup(vec![tag.clone()]);
+    install(OPEN_REPORTS_CRD);
+    let selected = namespace(&client, &tag, &[("zt-test", &tag)]).await;
+    let monitoring = format!("{tag}-mon");
+    apply(&baseline(
+        &tag,
+        &tag,
+        &format!(
+            "networkPolicy:\n  defaultDeny: [Ingress]\n  allow:\n  - name: monitoring\n    direction: Ingress\n    peers: [{{namespace: {monitoring}}}]"
+        ),
+    ));
+    let _operator =
+        OperatorProcess::start("reports-unclaimed", &["--policy-reports", "openreports"]);
+    let reports = reports_api(&client, &selected.name, false);
+    let warned = |report: &DynamicObject| {
+        report_rows(report)
+            .0
+            .iter()
+            .any(|(policy, rule, result, message)| {
+                policy == &tag
+                    && rule == "UnclaimedNamespaces"
+                    && result == "warn"
+                    && message.contains(&monitoring)
+            })
+    };
+    let report = eventually(WAIT, "the warn result", || async {
+        let report = reports.get("zerotrust-operator").await.ok()?;
+        warned(&report).then_some(report)
+    })
+    .await;
+    assert_eq!(report_rows(&report).1["warn"], 1);
+
+    let _claimed = namespace(&client, &monitoring, &[]).await;
+    // The selected namespace's next pass (any change of it queues one) drops the warning.
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    namespaces
+        .patch(
+            &selected.name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"metadata": {"labels": {"touched": "1"}}})),
+        )
+        .await
+        .unwrap();
+    eventually(WAIT, "the warn result gone", || async {
+        let report = reports.get("zerotrust-operator").await.ok()?;
+        (!warned(&report) && report_rows(&report).1["warn"] == 0).then_some(())
+    })
+    .await;
+}
+
+/// Takes the grant back when dropped, so no other test runs with it.
+struct ReportWriteGrant;
+
+impl Drop for ReportWriteGrant {
+    fn drop(&mut self) {
+        let _ = control_plane().kubectl(
+            &[
+                "delete",
+                "clusterrole",
+                "zt-test-reports-admin",
+                "--ignore-not-found",
+            ],
+            None,
+        );
+    }
+}
+
+/// Grants the built-in `admin` role write on `openreports.io` reports the way Kyverno's chart
+/// does for its report kinds: an aggregated ClusterRole.
+fn grant_tenants_report_write() -> ReportWriteGrant {
+    apply(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\n\
+         metadata: {name: zt-test-reports-admin, labels: {rbac.authorization.k8s.io/aggregate-to-admin: 'true'}}\n\
+         rules: [{apiGroups: [openreports.io], resources: [reports], verbs: [get, list, watch, create, update, patch, delete]}]\n",
+    );
+    ReportWriteGrant
+}
+
+/// `check -o json` over every baseline: its exit code and the namespaces of its false reports.
+fn false_reports_in_check() -> (Option<i32>, Vec<String>) {
+    let mut check = Command::new(operator_binary());
+    check
+        .args(["check", "-o", "json"])
+        .args(["--operator-user", "zerotrust-operator", "--kubeconfig"])
+        .arg(&control_plane().kubeconfig);
+    let out = run_bounded(&mut check, None, COMMAND_DEADLINE);
+    let report: Value = serde_json::from_str(&stdout(&out))
+        .unwrap_or_else(|e| panic!("check -o json: {e}\n{}{}", stdout(&out), stderr(&out)));
+    let found = report["falseReports"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| r.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    (out.status.code(), found)
+}
+
+/// The tenant's edit: every result passes, the summary says so, the hash annotation is kept.
+async fn edit_to_pass(reports: &Api<DynamicObject>) {
+    let report = reports.get("zerotrust-operator").await.unwrap();
+    let mut results = report.data["results"].clone();
+    for r in results.as_array_mut().unwrap() {
+        r["result"] = "pass".into();
+    }
+    let n = results.as_array().unwrap().len();
+    let patch = serde_json::json!({"results": results, "summary": {"pass": n, "fail": 0}});
+    reports
+        .patch(
+            "zerotrust-operator",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .expect("the tenant may edit reports");
+}
+
+/// Waits until our report in `namespace` says what check says again.
+async fn true_again(
+    client: &Client,
+    namespace: &str,
+    baseline: &str,
+    within: Duration,
+    what: &str,
+) {
+    let reports = reports_api(client, namespace, false);
+    let name = "zerotrust-operator";
+    eventually(within, what, || async {
+        let report = reports.get_opt(name).await.ok()??;
+        let checked = checked(baseline);
+        (report_rows(&report).0 == *checked.get(namespace)?).then_some(())
+    })
+    .await;
+}
+
+/// How soon a report someone else edited or deleted says the truth again (issue 31).
+const RESTORED: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn reports_tenants_edit_delete_or_squat_are_put_right_and_found() {
+    let _serial = SERIAL.lock().await;
+    let client = client().await;
+    let tag = unique("lies");
+    let _cleanup = Cleanup(vec![tag.clone()]);
+    install(OPEN_REPORTS_CRD);
+    let _grant = grant_tenants_report_write();
+    let edited = namespace(&client, &format!("{tag}-ed"), &[("zt-test", &tag)]).await;
+    let squatted = namespace(&client, &format!("{tag}-sq"), &[]).await;
+    let (_, tenant_a) = tenant_admin(&edited.name).await;
+    let (_, tenant_b) = tenant_admin(&squatted.name).await;
+    let theirs_a = reports_api(&tenant_a, &edited.name, false);
+    let theirs_b = reports_api(&tenant_b, &squatted.name, false);
+
+    // Before its namespace is selected, a tenant puts an all-pass report under our name, with
+    // our label (aggregation makes the grant effective within moments).
+    let squat: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "openreports.io/v1alpha1", "kind": "Report",
+        "metadata": {"name": "zerotrust-operator", "namespace": squatted.name,
+                     "labels": {"app.kubernetes.io/managed-by": "zerotrust-operator"}},
+        "summary": {"pass": 1},
+        "results": [{"policy": tag, "rule": "NetworkPolicy", "result": "pass", "source": "zerotrust-operator"}],
+    }))
+    .unwrap();
+    eventually(WAIT, "the tenant may create reports", || async {
+        theirs_b.create(&Default::default(), &squat).await.ok()
+    })
+    .await;
+
+    apply(&baseline(
+        &tag,
+        &tag,
+        "mode: Audit\nnetworkPolicy: {defaultDeny: [Ingress]}\n",
+    ));
+    let args = ["--policy-reports", "openreports"];
+    let operator = OperatorProcess::start("reports-lies", &args);
+    wait_matching(&client, &tag, &[edited.name.as_str()], false).await;
+
+    // Edited from fail to pass (hash annotation kept): true again within seconds.
+    edit_to_pass(&theirs_a).await;
+    true_again(&client, &edited.name, &tag, RESTORED, "the edit undone").await;
+    let edits = "zerotrust_policy_report_findings_total{reason=\"ReportEdited\"}";
+    assert!(operator.metric(edits).unwrap_or(0.0) >= 1.0, "{edits}");
+
+    // Deleted: back within seconds, without any result changing.
+    theirs_a
+        .delete("zerotrust-operator", &Default::default())
+        .await
+        .expect("the tenant may delete reports");
+    true_again(&client, &edited.name, &tag, RESTORED, "the report back").await;
+    let deletes = "zerotrust_policy_report_findings_total{reason=\"ReportDeleted\"}";
+    assert!(operator.metric(deletes).unwrap_or(0.0) >= 1.0, "{deletes}");
+
+    // The squatted namespace selected: the squatter is left as it was, our results go under
+    // another name within seconds, and check fails on the report that lies.
+    kubectl(&[
+        "label",
+        "namespace",
+        &squatted.name,
+        &format!("zt-test={tag}"),
+    ]);
+    let ours_b = reports_api(&client, &squatted.name, false);
+    let fallback = eventually(RESTORED, "our results under another name", || async {
+        let all = ours_b.list(&ListParams::default()).await.ok()?.items;
+        let other = all
+            .iter()
+            .find(|r| r.metadata.name.as_deref() != Some("zerotrust-operator"))?;
+        let checked = checked(&tag);
+        (report_rows(other).0 == *checked.get(&squatted.name)?)
+            .then(|| other.metadata.name.clone().unwrap())
+    })
+    .await;
+    assert!(fallback.starts_with("zerotrust-operator-"), "{fallback}");
+    let left = ours_b.get("zerotrust-operator").await.unwrap();
+    assert_eq!(
+        left.data["summary"],
+        serde_json::json!({"pass": 1}),
+        "left alone"
+    );
+    let squats = "zerotrust_policy_report_findings_total{reason=\"ReportSquatted\"}";
+    assert!(operator.metric(squats).unwrap_or(0.0) >= 1.0, "{squats}");
+    // In the baseline's status, as a conflict, and as an Event on the baseline (kept, as for
+    // every cluster-scoped object, in `default`, out of the tenant's reach).
+    let status = wait_status(&client, &tag, WAIT, "the squatter in status", |s| {
+        s.drift.iter().any(|d| {
+            d.namespace == squatted.name && d.kind == "Report" && d.name == "zerotrust-operator"
+        })
+    })
+    .await;
+    assert_eq!(condition(&status, "Conflict").map(|c| c.0), Some("True"));
+    let on_baseline = events_for(&client, "default", "ReportSquatted").await;
+    assert!(
+        on_baseline.iter().any(|e| e.starts_with(&squatted.name)),
+        "{on_baseline:?}"
+    );
+    let (code, found) = false_reports_in_check();
+    assert_eq!(code, Some(1), "check fails on a report that lies");
+    assert!(
+        found
+            .iter()
+            .any(|f| f.starts_with(&format!("{}:", squatted.name))),
+        "{found:?}"
+    );
+    assert!(
+        !found
+            .iter()
+            .any(|f| f.starts_with(&format!("{}:", edited.name))),
+        "{found:?}"
+    );
+
+    // Edited while the operator is down: a restarted operator reads what the report shows,
+    // not its hash annotation, and puts it right.
+    drop(operator);
+    edit_to_pass(&theirs_a).await;
+    let (code, found) = false_reports_in_check();
+    assert_eq!(code, Some(1));
+    assert!(
+        found
+            .iter()
+            .any(|f| f.starts_with(&format!("{}:", edited.name))),
+        "{found:?}"
+    );
+    let _restarted = OperatorProcess::start("reports-lies-restarted", &args);
+    // Within WAIT: a restarted operator first takes the lease and syncs its caches.
+    true_again(
+        &client,
+        &edited.name,
+        &tag,
+        WAIT,
+        "the edit undone after a restart",
+    )
+    .await;
 }

@@ -138,6 +138,15 @@ fn recorded_notice(generation: i64) -> String {
 /// Nothing recorded the identity the operator rendered a baseline's policies for.
 const IDENTITY_NOTICE: &str = "its status records no operator identity (the operator has not written it yet): admission policies checked as rendered for --operator-user";
 
+/// A name a baseline trusts that no namespace holds: a warning, never a failure (a shipped
+/// example names `monitoring`, which many clusters lack).
+fn unclaimed_notice(t: &crate::engine::TrustedName) -> String {
+    format!(
+        "namespace {:?} ({}) does not exist: whoever creates it gets what the baseline grants it",
+        t.namespace, t.trusted_by
+    )
+}
+
 /// The table and summary `check` prints for people.
 fn print_text(report: &Report) {
     for invalid in &report.invalid {
@@ -155,6 +164,12 @@ fn print_text(report: &Report) {
     for (baseline, protection) in &report.unavailable {
         println!(
             "NOTICE   SecurityBaseline {baseline:?}: protection off, this API server does not serve what it needs: {protection}"
+        );
+    }
+    for (baseline, t) in &report.unclaimed {
+        println!(
+            "WARNING  SecurityBaseline {baseline:?}: {}",
+            unclaimed_notice(t)
         );
     }
     let cluster = report.admission.iter().map(|d| ("-".to_string(), d));
@@ -197,6 +212,9 @@ fn print_text(report: &Report) {
     }
     for permanent in &report.permanent {
         println!("PERMANENT  {permanent}");
+    }
+    for false_report in &report.false_reports {
+        println!("REPORT   {false_report}");
     }
     let counts = NamespaceCounts::of(report);
     println!(
@@ -250,6 +268,9 @@ pub struct CheckReport {
     pub admission: Vec<ResultEntry>,
     /// Every namespace a valid baseline selects, by name.
     pub namespaces: Vec<NamespaceEntry>,
+    /// Namespaces whose report named `zerotrust-operator` shows other results than these.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub false_reports: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -372,9 +393,13 @@ impl Finding {
     }
 }
 
-/// What the exit code is 0 for: no drift anywhere and no invalid baseline.
+/// What the exit code is 0 for: no drift anywhere, no invalid baseline, and no PolicyReport at
+/// our name that says anything else (a published view that lies fails like drift).
 fn compliant(report: &Report) -> bool {
-    report.admission.is_empty() && report.drift.is_empty() && report.invalid.is_empty()
+    report.admission.is_empty()
+        && report.drift.is_empty()
+        && report.invalid.is_empty()
+        && report.false_reports.is_empty()
 }
 
 impl CheckReport {
@@ -392,6 +417,7 @@ impl CheckReport {
                 .map(ResultEntry::of)
                 .collect(),
             namespaces: NamespaceEntry::all(report),
+            false_reports: report.false_reports.iter().map(|r| r.to_string()).collect(),
         }
     }
 }
@@ -469,6 +495,13 @@ impl BaselineEntry {
                     (report.identity_unrecorded.iter())
                         .filter(|baseline| *baseline == name)
                         .map(|_| IDENTITY_NOTICE.to_string()),
+                )
+                .chain(
+                    report
+                        .unclaimed
+                        .iter()
+                        .filter(|(baseline, _)| baseline == name)
+                        .map(|(_, t)| unclaimed_notice(t)),
                 )
                 .collect(),
             permanent_exemptions: report

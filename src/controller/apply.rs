@@ -235,6 +235,23 @@ pub async fn execute(
                     .failed(Operation::Apply, "Namespace", "", namespace)?,
             )
         }
+        Write::RemoveNamespaceLabels(keys) => {
+            let removed: serde_json::Map<String, serde_json::Value> = keys
+                .iter()
+                .map(|k| (k.clone(), serde_json::Value::Null))
+                .collect();
+            let patch = json!({"metadata": {"labels": removed}});
+            let params = PatchParams {
+                field_manager: Some(FIELD_MANAGER.to_string()),
+                ..PatchParams::default()
+            };
+            Written::Namespace(
+                Api::<Namespace>::all(client.clone())
+                    .patch(namespace, &params, &Patch::Merge(&patch))
+                    .await
+                    .failed(Operation::Apply, "Namespace", "", namespace)?,
+            )
+        }
         Write::DisableDefaultTokenAutomount => {
             let patch = desired.service_account_patch();
             Written::ServiceAccount(

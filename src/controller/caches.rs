@@ -144,6 +144,7 @@ impl Caches {
             .collect();
         LiveState {
             namespace_labels: namespace.labels().clone(),
+            namespace_uid: namespace.metadata.uid.clone(),
             default_service_account: self
                 .service_accounts
                 .in_namespace(&name, |json| serde_json::from_slice::<ServiceAccount>(json))

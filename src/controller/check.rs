@@ -18,12 +18,13 @@ use super::error::{Error, Failed, Operation};
 use super::held_namespace::HeldNamespace;
 use super::held_object::strip_metadata;
 use super::metrics::Metrics;
+use super::report_check::{FalseReport, false_reports};
 use crate::api::{AdmissionIdentityRecord, SecurityBaseline};
 use crate::engine::{
     AdmissionSettings, ControlResult, DesiredObject, Drift, DriftReason, Environment,
-    ExemptControl, InvalidSpec, Kind, MANAGED_SELECTOR, Object, PermanentExemption, ValidBaseline,
-    admission_results, diff, diff_admission, permanent_exemptions, render, render_admission,
-    results, unavailable,
+    ExemptControl, InvalidSpec, Kind, MANAGED_SELECTOR, Object, PermanentExemption, TrustedName,
+    ValidBaseline, admission_results, diff, diff_admission, permanent_exemptions, render,
+    render_admission, results, unavailable, unclaimed_names,
 };
 
 /// What `check` found.
@@ -58,6 +59,12 @@ pub struct Report {
     pub controls: Vec<(String, ControlResult)>,
     /// The valid baselines' exemptions without end: listed, never a failure.
     pub permanent: Vec<PermanentExemption>,
+    /// Namespaces a baseline trusts by name that do not exist: (baseline, name). A warning: it
+    /// does not fail the check.
+    pub unclaimed: Vec<(String, TrustedName)>,
+    /// Reports named `zerotrust-operator` that show other results (checked without `--baseline`
+    /// only: a report holds every baseline's results).
+    pub false_reports: Vec<FalseReport>,
 }
 
 async fn list<K>(api: Api<K>, params: &ListParams, kind: &'static str) -> Result<Vec<K>, Error>
@@ -110,6 +117,9 @@ pub async fn check(
         .collect();
     report.permanent = valid.iter().flat_map(permanent_exemptions).collect();
     check_namespaces(client, &caches, &valid, &env, &mut report).await?;
+    if only.is_none() {
+        report.false_reports = false_reports(client, &report.controls, &report.unclaimed).await?;
+    }
     Ok(report)
 }
 
@@ -213,6 +223,18 @@ async fn check_namespaces(
     let namespaces = Api::<HeldNamespace>::all(client.clone());
     let mut namespaces = list(namespaces, &ListParams::default(), "Namespace").await?;
     namespaces.sort_by_key(|ns| ns.name_any());
+    let exists = |n: &str| {
+        namespaces
+            .binary_search_by(|ns| ns.name_any().as_str().cmp(n))
+            .is_ok()
+    };
+    for baseline in valid {
+        let unclaimed = unclaimed_names(&baseline.baseline.spec, exists);
+        let name = baseline.name().to_string();
+        report
+            .unclaimed
+            .extend(unclaimed.into_iter().map(|t| (name.clone(), t)));
+    }
     for namespace in namespaces
         .iter()
         .filter(|ns| ns.metadata.deletion_timestamp.is_none())

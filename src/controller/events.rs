@@ -8,6 +8,7 @@ use tracing::{info, warn};
 
 use super::context::Context;
 use super::error::Error;
+use super::reports::ReportFinding;
 use crate::api::{Mode, SecurityBaseline};
 use crate::engine::{Drift, DriftReason, ExemptControl};
 
@@ -177,6 +178,34 @@ pub async fn report_exemptions(
             secondary: None,
         };
         publish(ctx, &event, namespace, baseline).await;
+    }
+}
+
+/// A PolicyReport someone else edited, deleted or holds our name with: a Warning on the
+/// namespace and on each selecting baseline (whose Events, unlike the namespace's, its tenants
+/// cannot delete).
+pub async fn report_report_finding(
+    ctx: &Context,
+    namespace: &HeldNamespace,
+    baselines: impl Iterator<Item = &std::sync::Arc<SecurityBaseline>>,
+    finding: &ReportFinding,
+) {
+    let note = finding.note(&namespace.name_any());
+    warn!(reason = finding.reason(), "{note}");
+    let event = Event {
+        type_: EventType::Warning,
+        reason: finding.reason().to_string(),
+        note: Some(cut(note)),
+        action: "Report".to_string(),
+        secondary: None,
+    };
+    let mut published = false;
+    for baseline in baselines {
+        publish(ctx, &event, namespace, Some(baseline)).await;
+        published = true;
+    }
+    if !published {
+        publish(ctx, &event, namespace, None).await;
     }
 }
 

@@ -8,6 +8,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Metric, Registry};
 
 use super::index::IndexMetrics;
+use super::reports::ReportFinding;
 use crate::engine::Kind;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -39,9 +40,15 @@ pub struct Metrics {
     pub leader: Gauge,
     pub status_writes: Counter,
     cache_dropped: Family<KindLabels, Counter>,
+    report_findings: Family<ReasonLabels, Counter>,
     cache_bytes: Family<CacheLabels, Gauge>,
     allocator: AllocatorMetrics,
     registry: Registry,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -128,6 +135,12 @@ impl Metrics {
                 "Bytes of object JSON the caches hold, by cache",
                 Family::<CacheLabels, Gauge>::default(),
             ),
+            report_findings: registered(
+                r,
+                "policy_report_findings",
+                "Our PolicyReports edited, deleted or squatted by someone else, by reason",
+                Family::<ReasonLabels, Counter>::default(),
+            ),
             allocator: AllocatorMetrics::registered(r),
             registry,
         };
@@ -141,6 +154,11 @@ impl Metrics {
         self.reconciles.get_or_create_owned(&ResultLabels {
             result: "ok".to_string(),
         });
+        for reason in ReportFinding::REASONS {
+            self.report_findings.get_or_create_owned(&ReasonLabels {
+                reason: reason.to_string(),
+            });
+        }
         let drift_kinds = Kind::GENERATED
             .into_iter()
             .chain([Kind::Namespace, Kind::ServiceAccount]);
@@ -159,6 +177,15 @@ impl Metrics {
             histogram: self.reconcile_duration.clone(),
             start: std::time::Instant::now(),
         }
+    }
+
+    /// Counts a PolicyReport someone else edited, deleted or holds our name with.
+    pub fn count_report_finding(&self, reason: &str) {
+        self.report_findings
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
     }
 
     /// Counts one reconcile by its result: `ok` or the failed operation.

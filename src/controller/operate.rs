@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use futures::{FutureExt, StreamExt};
 use kube::Client;
+use kube::core::ObjectMeta;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use tracing::{debug, info, warn};
 
@@ -19,7 +20,7 @@ use super::reports::Reports;
 use super::settings::Settings;
 use super::shutdown::drain_deadline;
 use super::status::write_statuses;
-use super::watches::{drain, namespace_of};
+use super::watches::{drain, namespace_of, watch_reports};
 
 /// Reconciles until `stop` completes, then drains in-flight reconciles.
 pub async fn operate(
@@ -43,6 +44,17 @@ pub async fn operate(
         .with_config(ControllerConfig::default().concurrency(settings.concurrency));
     for (kind, touched) in inputs.generated {
         controller = controller.watches_stream_with(touched, namespace_of, kind.api_resource());
+    }
+    if let Some(resource) = ctx.reports.as_ref().and_then(Reports::resource) {
+        let reports = ctx.clone();
+        let touched = move |meta: &ObjectMeta, deleted: bool| {
+            reports
+                .reports
+                .as_ref()
+                .is_some_and(|r| r.touched(meta, deleted))
+        };
+        let watch = watch_reports(&ctx.client, resource, touched);
+        controller = controller.watches_stream_with(watch, namespace_of, resource.clone());
     }
     let controller = controller
         .watches_stream(inputs.service_accounts, namespace_of)

@@ -3,7 +3,7 @@
 //! objects of leaving baselines -> record (outcomes, metrics, Events). A compliant namespace costs
 //! no API request at all.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ use super::events;
 use crate::api::{DeletionPolicy, SecurityBaseline};
 use crate::engine::{
     DesiredState, Drift, DriftReason, Kind, LiveState, Object, Ownership, ValidBaseline, Write,
-    diff, gates_namespace, labels_wait_for_markers, onboarding_write, ownership, plan,
+    diff, labels_wait_for_markers, markers_to_close, onboarding_write, ownership, plan,
     released_labels, render, repairable,
 };
 use record::{record, report};
@@ -83,6 +83,9 @@ struct Pass {
     /// The Pod Security label write was held back for the onboarding marker's
     /// ([`labels_wait_for_markers`]): `mark_onboarded` makes it, marker or not.
     labels_held_back: bool,
+    /// The labels the leaving baselines give up ([`released_labels`]), read before the pass's
+    /// first write: its last write (`mark_onboarded`) gives them up too.
+    released: BTreeSet<String>,
 }
 
 impl Pass {
@@ -122,8 +125,9 @@ pub(super) async fn reconcile(
     if ctx.admission.validating {
         failure = failure.or(mark_onboarded(ctx, &mut pass).await);
     }
-    record(ctx, &pass).await;
+    // The report first: a report at our name someone else holds is a finding of this pass.
     report(ctx, &pass).await;
+    record(ctx, &pass).await;
     match failure {
         Some(error) => Err(error),
         None => Ok(next_pass(&pass.drift, &pass.desired)),
@@ -174,6 +178,7 @@ fn gather(ctx: &Context, namespace: Arc<HeldNamespace>) -> Pass {
         live,
         drift,
         labels_held_back: false,
+        released: BTreeSet::new(),
     }
 }
 
@@ -203,9 +208,9 @@ async fn classify_missing(ctx: &Context, pass: &mut Pass) -> Option<Error> {
 /// marker, step 4b). A write RBAC refuses is reported as unrepaired drift, rather than retried at
 /// once; any other failed write is reported too, and the rest go on. Returns the first failure.
 async fn repair(ctx: &Context, pass: &mut Pass) -> Option<Error> {
-    let released = released_labels(&pass.desired, &pass.leaving, &pass.live);
-    let mut failure = None;
-    for write in plan(&pass.desired, &pass.live, &pass.drift, &released) {
+    pass.released = released_labels(&pass.desired, &pass.leaving, &pass.live);
+    let mut failure = close_gate(ctx, pass).await;
+    for write in plan(&pass.desired, &pass.live, &pass.drift, &pass.released) {
         if let Write::ApplyNamespaceLabels(labels) = &write
             && ctx.admission.validating
             && labels_wait(pass, labels)
@@ -229,18 +234,40 @@ async fn repair(ctx: &Context, pass: &mut Pass) -> Option<Error> {
 }
 
 /// The pass's Pod Security labels may wait for its onboarding marker
-/// ([`labels_wait_for_markers`]), given which baselines gate this namespace.
+/// ([`labels_wait_for_markers`]).
 fn labels_wait(pass: &Pass, labels: &BTreeMap<String, String>) -> bool {
     let remaining: Vec<&Drift> = pass.unrepaired().collect();
-    let created = pass.namespace.metadata.creation_timestamp.as_ref();
-    let gated = |name: &str| {
-        let baseline = pass.baselines.iter().find(|b| b.name_any() == name);
-        gates_namespace(
-            baseline.and_then(|b| b.metadata.creation_timestamp.as_ref()),
-            created,
-        )
-    };
-    labels_wait_for_markers(&pass.desired, &pass.live, &remaining, labels, gated)
+    labels_wait_for_markers(&pass.desired, &pass.live, &remaining, labels)
+}
+
+/// Step 3a, before any repair: the onboarding markers that may not stay while the namespace's
+/// drift is unrepaired ([`markers_to_close`]) are removed first, so the gate is closed while
+/// controls are put back (and stays closed if a repair fails); `mark_onboarded` sets them again.
+/// Markers someone else set go too. A new namespace has none: no write on the onboarding path.
+async fn close_gate(ctx: &Context, pass: &mut Pass) -> Option<Error> {
+    let removed = markers_to_close(&pass.desired, &pass.drift, &pass.live);
+    if removed.is_empty() {
+        return None;
+    }
+    let write = Write::RemoveNamespaceLabels(removed.clone());
+    match apply::execute(&ctx.client, &pass.desired, &write).await {
+        Ok(written) => {
+            info!(markers = ?removed, "onboarding markers removed");
+            ctx.caches.write_through(&pass.name, written);
+            // What the rest of the pass reads: the markers are gone, and an apply of our labels
+            // must not bring back one we owned.
+            for key in &removed {
+                pass.live.namespace_labels.remove(key);
+                pass.live.owned_namespace_labels.remove(key);
+            }
+            pass.released.retain(|k| !removed.contains(k));
+            None
+        }
+        Err(error) => {
+            warn!(%error, "onboarding markers not removed");
+            Some(error)
+        }
+    }
 }
 
 /// Marks the drift `write` was to repair as unrepaired: refused by RBAC, or failed. Returns true
@@ -368,28 +395,30 @@ async fn mark_onboarded(ctx: &Context, pass: &mut Pass) -> Option<Error> {
     let fresh = ctx.caches.latest_namespace(stored);
     let live = LiveState {
         namespace_labels: fresh.labels().clone(),
+        namespace_uid: fresh.metadata.uid.clone(),
         owned_namespace_labels: fresh.owned_label_keys(),
         ..LiveState::default()
     };
-    let write = onboarding_write(
+    let writes = onboarding_write(
         &pass.desired,
-        &pass.leaving,
+        &pass.released,
         &live,
         &remaining,
         pass.labels_held_back,
-    )?;
-    match apply::execute(&ctx.client, &pass.desired, &write).await {
-        Ok(written) => {
-            ctx.caches.write_through(&pass.name, written);
-            None
-        }
-        Err(error) => {
-            if pass.labels_held_back {
-                note_failed_write(&pass.desired, &mut pass.drift, &write, &error);
+    );
+    for write in writes {
+        match apply::execute(&ctx.client, &pass.desired, &write).await {
+            Ok(written) => ctx.caches.write_through(&pass.name, written),
+            Err(error) => {
+                if pass.labels_held_back && matches!(write, Write::ApplyNamespaceLabels(_)) {
+                    note_failed_write(&pass.desired, &mut pass.drift, &write, &error);
+                }
+                // A marker that was not removed is not set after it either.
+                return Some(error);
             }
-            Some(error)
         }
     }
+    None
 }
 
 /// When to look at the namespace again without a watch event: soon after a write RBAC refused,

@@ -11,6 +11,7 @@ use futures::{Stream, StreamExt, future};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{ApiResource, DynamicObject};
+use kube::core::{ObjectMeta, PartialObjectMeta};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::utils::ResetTimerBackoff;
 use kube::runtime::watcher::ExponentialBackoff;
@@ -207,6 +208,40 @@ fn watch_baselines(
                 admission_changed.notify_one();
             }
             future::ready(changed.then_some(()))
+        })
+        .boxed()
+}
+
+/// Every report's metadata (never a report itself: a tenant decides how large one is), yielding
+/// those `touched` says concern what we published, as objects naming only their namespace and
+/// name: an edit or delete of our report is put right within a second, as for every object we own.
+pub fn watch_reports(
+    client: &Client,
+    resource: &ApiResource,
+    touched: impl Fn(&ObjectMeta, bool) -> bool + Send + 'static,
+) -> Touched {
+    let api = Api::<PartialObjectMeta<DynamicObject>>::all_with(client.clone(), resource);
+    watcher(api, watcher::Config::default())
+        .backoff(watch_backoff())
+        .filter_map(move |event| {
+            let report = match event {
+                Ok(watcher::Event::Apply(m) | watcher::Event::InitApply(m)) => {
+                    touched(&m.metadata, false).then_some(m)
+                }
+                Ok(watcher::Event::Delete(m)) => touched(&m.metadata, true).then_some(m),
+                Ok(_) => None,
+                Err(e) => {
+                    warn!(error = %e, "report watch failed; retrying");
+                    None
+                }
+            };
+            future::ready(report.map(|m| {
+                Ok(DynamicObject {
+                    types: None,
+                    metadata: m.metadata,
+                    data: serde_json::Value::Null,
+                })
+            }))
         })
         .boxed()
 }

@@ -2,9 +2,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::admission::onboarded_label;
+use super::admission::{ONBOARDED_LABEL_PREFIX, marker_value, onboarded_label};
 use super::diff::{Drift, DriftReason, LiveState};
-use super::object::{Kind, Object};
+use super::object::{Kind, Object, object_name};
 use super::pod_security::{
     PSA_LABEL_PREFIX, PSA_MODES, PodSecurityPolicy, level_label, policy_to_apply, version_label,
 };
@@ -32,6 +32,9 @@ pub enum Write {
     ApplyNamespaceLabels(BTreeMap<String, String>),
     /// Apply `automountServiceAccountToken: false` to the `default` ServiceAccount.
     DisableDefaultTokenAutomount,
+    /// Remove these Namespace labels whoever set them (a merge patch, not an apply: a label
+    /// another field manager owns outlives our apply): onboarding markers that may not stay.
+    RemoveNamespaceLabels(BTreeSet<String>),
 }
 
 /// True when the operator repairs `drift` rather than only reporting it: its baseline is in
@@ -66,14 +69,17 @@ pub fn blocks_onboarding(drift: &Drift) -> bool {
         )
 }
 
-/// The onboarding markers to set after a pass: for each Enforce baseline whose drift left
-/// (`remaining`: what the pass did not repair) blocks nothing, and whose marker the namespace
-/// lacks.
-pub fn markers_due(
+/// The onboarding markers a namespace may carry after a pass that leaves `remaining` unrepaired:
+/// for each Enforce baseline none of whose drift left blocks onboarding, its marker with the value
+/// only the operator can know ([`marker_value`]). None without the namespace's uid.
+pub fn markers_wanted(
     desired: &DesiredState,
     remaining: &[&Drift],
-    labels: &BTreeMap<String, String>,
+    live: &LiveState,
 ) -> BTreeMap<String, String> {
+    let Some(namespace_uid) = live.namespace_uid.as_deref() else {
+        return BTreeMap::new();
+    };
     desired
         .baselines
         .iter()
@@ -83,31 +89,90 @@ pub fn markers_due(
                 .iter()
                 .any(|d| d.baseline == b.name && blocks_onboarding(d))
         })
-        .map(|b| onboarded_label(&b.name))
-        .filter(|key| labels.get(key).map(String::as_str) != Some("true"))
-        .map(|key| (key, "true".to_string()))
+        .map(|b| {
+            let value = marker_value(namespace_uid, b.uid.as_deref());
+            (onboarded_label(&b.name), value)
+        })
         .collect()
 }
 
-/// The namespace write that ends a pass: the onboarding markers due (`remaining`: the drift the
-/// pass left), with the Pod Security labels as they must be now, read from `fresh`, the newest
-/// namespace there is (a label someone raised during the pass stays raised). None when no marker
-/// is due and no label write was held back for one ([`labels_wait_for_markers`]).
+/// The onboarding markers to set after a pass: those wanted ([`markers_wanted`]) that the
+/// namespace lacks, or carries with another value.
+pub fn markers_due(
+    desired: &DesiredState,
+    remaining: &[&Drift],
+    live: &LiveState,
+) -> BTreeMap<String, String> {
+    markers_wanted(desired, remaining, live)
+        .into_iter()
+        .filter(|(key, value)| live.namespace_labels.get(key) != Some(value))
+        .collect()
+}
+
+/// The onboarding markers on the namespace that may not stay, given the drift `unrepaired`: every
+/// one not wanted ([`markers_wanted`]), whoever set it and whatever its value: a marker of a
+/// baseline that does not select the namespace (so coming back is gated again), or only audits
+/// it, or whose controls are not all in place. A wanted marker with a wrong value is rewritten
+/// by [`markers_due`] instead (it opens nothing meanwhile: the gate compares the value).
+pub fn markers_to_remove(
+    desired: &DesiredState,
+    unrepaired: &[&Drift],
+    live: &LiveState,
+) -> BTreeSet<String> {
+    let wanted = markers_wanted(desired, unrepaired, live);
+    live.namespace_labels
+        .keys()
+        .filter(|key| key.starts_with(ONBOARDED_LABEL_PREFIX) && !wanted.contains_key(*key))
+        .cloned()
+        .collect()
+}
+
+/// The onboarding markers to remove before a pass repairs anything: those that may not stay
+/// ([`markers_to_remove`]) given the drift that leaves the namespace less protected than its
+/// baseline asks. A missing allow policy (`zt-<b>-allow-*`) is left out: beside the default-deny
+/// it only lets less through, so a baseline edit that adds an allow does not close the gate of
+/// every namespace it selects (the marker waits for it all the same at the end of the pass).
+pub fn markers_to_close(
+    desired: &DesiredState,
+    drift: &[Drift],
+    live: &LiveState,
+) -> BTreeSet<String> {
+    let weakening: Vec<&Drift> = drift
+        .iter()
+        .filter(|d| {
+            !(d.kind == Kind::NetworkPolicy
+                && d.reason == DriftReason::Missing
+                && d.name.starts_with(&object_name(&d.baseline, "allow-")))
+        })
+        .collect();
+    markers_to_remove(desired, &weakening, live)
+}
+
+/// The namespace writes that end a pass: the markers that may not stay removed, then the markers
+/// due (`remaining`: the drift the pass left) applied with the Pod Security labels as they must be
+/// now, read from `fresh`, the newest namespace there is (a label someone raised during the pass
+/// stays raised), less `released`. The apply comes only when a marker is due or a label write was
+/// held back for one ([`labels_wait_for_markers`]).
 pub fn onboarding_write(
     desired: &DesiredState,
-    leaving: &[ValidBaseline],
+    released: &BTreeSet<String>,
     fresh: &LiveState,
     remaining: &[&Drift],
     labels_held_back: bool,
-) -> Option<Write> {
-    let due = markers_due(desired, remaining, &fresh.namespace_labels);
-    if due.is_empty() && !labels_held_back {
-        return None;
+) -> Vec<Write> {
+    let mut writes = Vec::new();
+    let removed = markers_to_remove(desired, remaining, fresh);
+    if !removed.is_empty() {
+        writes.push(Write::RemoveNamespaceLabels(removed.clone()));
     }
-    let released = released_labels(desired, leaving, fresh);
-    let mut labels = namespace_labels(desired, fresh, &released);
-    labels.extend(due);
-    Some(Write::ApplyNamespaceLabels(labels))
+    let due = markers_due(desired, remaining, fresh);
+    if !due.is_empty() || labels_held_back {
+        let given_up: BTreeSet<String> = released.union(&removed).cloned().collect();
+        let mut labels = namespace_labels(desired, fresh, &given_up);
+        labels.extend(due);
+        writes.push(Write::ApplyNamespaceLabels(labels));
+    }
+    writes
 }
 
 /// True when a pass may hold back `labels`, its Pod Security label write, to make it with the
@@ -117,36 +182,25 @@ pub fn onboarding_write(
 /// Only where that opens nothing early. The API server's PodSecurity check and the onboarding
 /// gate read the namespace at different moments of one pod's admission, so a single write that
 /// both raised Pod Security and set a marker could let a pod pass PodSecurity on the old labels
-/// and the gate on the new marker. So the labels wait only when
-/// - a marker can be due after this pass (an Enforce baseline's marker is missing, and no drift
-///   the pass cannot repair, `remaining`, already keeps it back), and
-/// - every baseline whose marker would come with them does not gate this namespace (`gated`: the
-///   namespace is not older than the baseline), or the write raises no Pod Security label (the
-///   mutating policy set them at creation, and the write only takes them over).
-///
-/// A namespace that existed before the baseline ran pods unchecked until this pass anyway; its
-/// labels wait only for the pass's own object writes. The held-back labels are written even when
-/// every other write of the pass fails (`reconcile::mark_onboarded`).
+/// and the gate on the new marker. So the labels wait only when a marker can be due after this
+/// pass (an Enforce baseline's marker is missing, and no drift the pass cannot repair,
+/// `remaining`, already keeps it back), and the write raises no Pod Security label (the mutating
+/// policy set them at creation, and the write only takes them over). Every selected namespace is
+/// gated, whenever it was created: one older than the baseline gets its labels, then its marker.
+/// The held-back labels are written even when every other write of the pass fails
+/// (`reconcile::mark_onboarded`).
 pub fn labels_wait_for_markers(
     desired: &DesiredState,
     live: &LiveState,
     remaining: &[&Drift],
     labels: &BTreeMap<String, String>,
-    gated: impl Fn(&str) -> bool,
 ) -> bool {
-    let due = markers_due(desired, remaining, &live.namespace_labels);
-    if due.is_empty() {
+    if markers_due(desired, remaining, live).is_empty() {
         return false;
     }
-    let raises_pod_security = labels
+    !labels
         .iter()
-        .any(|(k, v)| k.starts_with(PSA_LABEL_PREFIX) && live.namespace_labels.get(k) != Some(v));
-    !raises_pod_security
-        || desired
-            .baselines
-            .iter()
-            .filter(|b| due.contains_key(&onboarded_label(&b.name)))
-            .all(|b| !gated(&b.name))
+        .any(|(k, v)| k.starts_with(PSA_LABEL_PREFIX) && live.namespace_labels.get(k) != Some(v))
 }
 
 /// PSA labels (and onboarding markers) to give up: those a leaving baseline (`deletionPolicy: Delete`, and no longer
@@ -156,10 +210,11 @@ pub fn labels_wait_for_markers(
 /// Only a baseline that was in force here releases anything: every Delete baseline of the cluster
 /// that does not select this namespace is "leaving" it, and one whose levels happen to equal those
 /// an Orphan baseline left behind must not take them away. With one field manager we cannot tell
-/// who set a label, so the evidence is the baseline's onboarding marker on the namespace, which
-/// only the operator may set (its tamper policy). Not one of its objects: a tenant can create an
-/// object that looks like ours (labels and field manager are not authenticated) where no baseline
-/// protects the namespace any more. Without the marker the labels stay (the stricter state wins).
+/// who set a label, so the evidence is the baseline's onboarding marker on the namespace, with the
+/// value only the operator can know (the namespace's and the baseline's uids). Not one of its
+/// objects: a tenant can create an object that looks like ours (labels and field manager are not
+/// authenticated) where no baseline protects the namespace any more. Without the marker the labels
+/// stay (the stricter state wins).
 pub fn released_labels(
     desired: &DesiredState,
     leaving: &[ValidBaseline],
@@ -167,10 +222,10 @@ pub fn released_labels(
 ) -> BTreeSet<String> {
     leaving
         .iter()
-        .filter(|b| was_in_force(b.name(), live))
-        .flat_map(|b| {
+        .filter_map(|b| Some((b, in_force_marker(b, live)?)))
+        .flat_map(|(b, marker)| {
             let mut labels = pod_security_labels(b);
-            labels.insert(onboarded_label(b.name()), "true".to_string());
+            labels.insert(onboarded_label(b.name()), marker);
             labels
         })
         .filter(|(key, value)| {
@@ -182,13 +237,18 @@ pub fn released_labels(
         .collect()
 }
 
-/// True when the namespace carries `baseline`'s onboarding marker, set by us: it was in force
-/// here. (Baselines are known by name: one deleted and created again under the same name is
-/// the same baseline to its markers and objects.)
-fn was_in_force(baseline: &str, live: &LiveState) -> bool {
-    let marker = onboarded_label(baseline);
-    live.namespace_labels.get(&marker).map(String::as_str) == Some("true")
-        && live.owned_namespace_labels.contains(&marker)
+/// The value of `baseline`'s onboarding marker on the namespace when the operator set it: the
+/// baseline was in force here. None for any other value (one someone else set, one of a baseline
+/// deleted and created again under the same name, the `"true"` of older versions).
+fn in_force_marker(baseline: &ValidBaseline, live: &LiveState) -> Option<String> {
+    let marker = onboarded_label(baseline.name());
+    let value = marker_value(
+        live.namespace_uid.as_deref()?,
+        baseline.baseline.metadata.uid.as_deref(),
+    );
+    (live.namespace_labels.get(&marker) == Some(&value)
+        && live.owned_namespace_labels.contains(&marker))
+    .then_some(value)
 }
 
 /// The writes that bring `live` to `desired`, given the `drift` between them and the labels to
@@ -286,6 +346,7 @@ impl Write {
             Write::Delete { kind, name, .. } => *kind == drift.kind && *name == drift.name,
             Write::ApplyNamespaceLabels(_) => drift.kind == Kind::Namespace,
             Write::DisableDefaultTokenAutomount => drift.kind == Kind::ServiceAccount,
+            Write::RemoveNamespaceLabels(_) => false,
         }
     }
 }

@@ -6,13 +6,16 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ManagedFieldsEntry};
 
-use super::admission::onboarded_label;
+use super::admission::{marker_value, onboarded_label};
 use super::test_support::{
     ENFORCE_LABEL, as_live, baseline_of as baseline, env, no_labels, none, psa_spec,
     restricted_spec, tenant_labels,
 };
 use super::*;
 use crate::api::*;
+
+/// A namespace's uid, as the API server gives it.
+pub(super) const NAMESPACE_UID: &str = "6f1c2a3b-1d2e-4f50-9a8b-000000000001";
 
 #[test]
 fn audit_mode_plans_nothing() {
@@ -76,6 +79,7 @@ fn labels_of_a_leaving_delete_baseline_are_released_others_kept() {
             (enforce.clone(), "restricted".into()),
             (version.clone(), "latest".into()),
         ]),
+        namespace_uid: Some(NAMESPACE_UID.into()),
         owned_namespace_labels: [enforce.clone(), version.clone()].into(),
         ..LiveState::default()
     };
@@ -86,13 +90,23 @@ fn labels_of_a_leaving_delete_baseline_are_released_others_kept() {
         none()
     );
     let marker = onboarded_label("gone");
-    live.namespace_labels.insert(marker.clone(), "true".into());
+    live.namespace_labels
+        .insert(marker.clone(), marker_value(NAMESPACE_UID, None));
     // A marker someone else set is no evidence either.
     assert_eq!(
         released_labels(&desired, std::slice::from_ref(&leaving), &live),
         none()
     );
     live.owned_namespace_labels.insert(marker.clone());
+    // Nor one of ours with a value we would not write now (the "true" of older versions).
+    let mut old_marker = live.clone();
+    old_marker
+        .namespace_labels
+        .insert(marker.clone(), "true".into());
+    assert_eq!(
+        released_labels(&desired, std::slice::from_ref(&leaving), &old_marker),
+        none()
+    );
     let released = released_labels(&desired, std::slice::from_ref(&leaving), &live);
     assert_eq!(
         released,
@@ -277,24 +291,24 @@ fn labels_wait_for_the_marker_only_where_that_opens_nothing_early() {
         &tenant_labels(),
         &env(),
     );
-    let mut live = LiveState::default();
+    let mut live = LiveState {
+        namespace_uid: Some(NAMESPACE_UID.into()),
+        ..LiveState::default()
+    };
     let marker = onboarded_label("tenants");
     let labels = namespace_labels(&desired, &live, &none());
     assert!(labels.keys().any(|k| k.starts_with(PSA_LABEL_PREFIX)));
-    let older = |_: &str| false;
-    let gated = |_: &str| true;
-    let waits = |live: &LiveState, remaining: &[&Drift], gated: &dyn Fn(&str) -> bool| {
-        labels_wait_for_markers(&desired, live, remaining, &labels, gated)
+    let waits = |live: &LiveState, remaining: &[&Drift]| {
+        labels_wait_for_markers(&desired, live, remaining, &labels)
     };
-    // Onboarding a namespace older than the baseline (no gate): the label write waits.
-    assert!(waits(&live, &[], &older));
-    // One the gate holds: raising Pod Security in the write that opens the gate could let a pod
-    // pass PodSecurity on the old labels and the gate on the new marker. Labels first.
-    assert!(!waits(&live, &[], &gated));
+    // Every selected namespace is gated, whenever it was created: raising Pod Security in the
+    // write that opens the gate could let a pod pass PodSecurity on the old labels and the gate
+    // on the new marker. Labels first.
+    assert!(!waits(&live, &[]));
     // Unless the mutating policy already set them at creation: the write then raises nothing.
     let mut created_labelled = live.clone();
     created_labelled.namespace_labels = labels.clone();
-    assert!(waits(&created_labelled, &[], &gated));
+    assert!(waits(&created_labelled, &[]));
     // A finding the pass cannot repair keeps the marker back, so nothing waits for it.
     let drift = diff(&desired, &live);
     let conflict = Drift {
@@ -305,17 +319,25 @@ fn labels_wait_for_the_marker_only_where_that_opens_nothing_early() {
             .unwrap()
             .clone()
     };
-    assert!(!waits(&live, &[&conflict], &older));
+    assert!(!waits(&created_labelled, &[&conflict]));
     // A missing Role does not keep the marker back.
     let roles: Vec<&Drift> = drift.iter().filter(|d| d.kind == Kind::Role).collect();
     assert!(!roles.is_empty());
-    assert!(waits(&live, &roles, &older));
+    assert!(waits(&created_labelled, &roles));
     // Onboarded: a repair writes its labels at once.
-    live.namespace_labels.insert(marker.clone(), "true".into());
-    assert!(!waits(&live, &[], &older));
-    // A marker with another value is not the operator's "true": still onboarding.
-    live.namespace_labels.insert(marker, "false".into());
-    assert!(waits(&live, &[], &older));
+    created_labelled
+        .namespace_labels
+        .insert(marker.clone(), marker_value(NAMESPACE_UID, None));
+    assert!(!waits(&created_labelled, &[]));
+    // A marker with another value is not the operator's: still onboarding.
+    created_labelled
+        .namespace_labels
+        .insert(marker.clone(), "true".into());
+    assert!(waits(&created_labelled, &[]));
+    // Without the namespace's uid no marker can be due: nothing waits for one.
+    live.namespace_labels = labels.clone();
+    live.namespace_uid = None;
+    assert!(!waits(&live, &[]));
     // Audit baselines set no marker and write nothing: nothing waits.
     let mut spec = restricted_spec();
     spec.mode = Mode::Audit;
@@ -325,31 +347,10 @@ fn labels_wait_for_the_marker_only_where_that_opens_nothing_early() {
         &tenant_labels(),
         &env(),
     );
-    let none_live = LiveState::default();
     assert!(!labels_wait_for_markers(
         &audit,
-        &none_live,
+        &created_labelled,
         &[],
-        &labels,
-        older
+        &labels
     ));
-}
-
-#[test]
-fn the_gate_holds_namespaces_created_with_or_after_the_baseline() {
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-    let at = |s: &str| Time(s.parse().unwrap());
-    let baseline = at("2026-12-07T10:00:00Z");
-    assert!(!gates_namespace(
-        Some(&baseline),
-        Some(&at("2026-12-07T09:59:59Z"))
-    ));
-    assert!(gates_namespace(Some(&baseline), Some(&baseline)));
-    assert!(gates_namespace(
-        Some(&baseline),
-        Some(&at("2026-12-07T10:00:01Z"))
-    ));
-    // Unknown times: gated, as the gate's CEL is without the baseline's time.
-    assert!(gates_namespace(None, Some(&baseline)));
-    assert!(gates_namespace(Some(&baseline), None));
 }

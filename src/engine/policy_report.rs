@@ -57,11 +57,27 @@ impl ReportApi {
     }
 }
 
+/// A warning about a baseline rather than one of its controls, reported as a `warn` result: the
+/// namespaces it trusts by name that do not exist (rule `UnclaimedNamespaces`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReportWarning {
+    pub baseline: String,
+    pub rule: &'static str,
+    /// At most [`super::results::MAX_MESSAGE`] bytes.
+    pub message: String,
+}
+
 /// The report of `namespace` holding `results` (which must be non-empty: a namespace no baseline
-/// selects has no report), and the hash stored in its [`CONTENT_HASH_ANNOTATION`].
-pub fn policy_report(api: ReportApi, namespace: &str, results: &[ControlResult]) -> (Value, u64) {
+/// selects has no report) and `warnings`, and the hash stored in its [`CONTENT_HASH_ANNOTATION`].
+pub fn policy_report(
+    api: ReportApi,
+    namespace: &str,
+    results: &[ControlResult],
+    warnings: &[ReportWarning],
+) -> (Value, u64) {
     let tally = Tally::of(results);
-    let entries: Vec<Value> = results.iter().map(entry).collect();
+    let mut entries: Vec<Value> = results.iter().map(entry).collect();
+    entries.extend(warnings.iter().map(warning_entry));
     let mut report = json!({
         "apiVersion": format!("{}/{}", api.group(), api.version()),
         "kind": api.kind(),
@@ -75,7 +91,7 @@ pub fn policy_report(api: ReportApi, namespace: &str, results: &[ControlResult])
             "pass": tally.pass,
             "fail": tally.fail,
             "skip": tally.skip,
-            "warn": 0,
+            "warn": warnings.len(),
             "error": 0,
         },
         "results": entries,
@@ -110,6 +126,40 @@ fn entry(result: &ControlResult) -> Value {
         entry["properties"] = properties.into();
     }
     entry
+}
+
+/// One warning: the baseline is the policy; advisory, so not scored.
+fn warning_entry(warning: &ReportWarning) -> Value {
+    json!({
+        "source": REPORT_SOURCE,
+        "policy": warning.baseline,
+        "rule": warning.rule,
+        "result": "warn",
+        "message": warning.message,
+        "scored": false,
+    })
+}
+
+/// The fields a reader of the report sees (Policy Reporter, `kubectl get`): what must say what
+/// the operator found, whatever the metadata says.
+const VISIBLE: [&str; 4] = ["scope", "summary", "results", "source"];
+
+/// A hash of what `report` shows its readers, computed from the object as read: the
+/// [`CONTENT_HASH_ANNOTATION`] is written by whoever writes the report, so it proves nothing.
+pub fn visible_hash(report: &Value) -> u64 {
+    let shown: serde_json::Map<String, Value> = VISIBLE
+        .iter()
+        .filter_map(|k| Some((k.to_string(), report.get(*k)?.clone())))
+        .collect();
+    content_hash(&Value::Object(shown))
+}
+
+/// Where a namespace's results go while a report we did not write holds [`REPORT_NAME`]: a name
+/// of its own per squatter, so the true results are still published beside the false ones.
+pub fn fallback_report_name(squatter_uid: &str) -> String {
+    let mut hasher = siphasher::sip::SipHasher13::new_with_keys(0, 0);
+    hasher.write(squatter_uid.as_bytes());
+    format!("{REPORT_NAME}-{:08x}", hasher.finish() as u32)
 }
 
 /// A hash of `report` that stays the same across processes and builds (SipHash with fixed keys
@@ -152,7 +202,7 @@ mod tests {
             expires_at: Some(1_798_804_800),
         });
         let results = [result("LimitRange", Compliance::Pass), fail, skip];
-        let (report, hash) = policy_report(ReportApi::OpenReports, "team-a", &results);
+        let (report, hash) = policy_report(ReportApi::OpenReports, "team-a", &results, &[]);
         assert_eq!(report["apiVersion"], "openreports.io/v1alpha1");
         assert_eq!(report["kind"], "Report");
         assert_eq!(report["metadata"]["namespace"], "team-a");
@@ -199,6 +249,7 @@ mod tests {
             ReportApi::WgPolicy,
             "team-a",
             &[result("LimitRange", Compliance::Pass)],
+            &[],
         );
         assert_eq!(report["apiVersion"], "wgpolicyk8s.io/v1alpha2");
         assert_eq!(report["kind"], "PolicyReport");
@@ -210,15 +261,65 @@ mod tests {
     fn the_hash_changes_with_the_results_and_only_with_them() {
         let pass = [result("LimitRange", Compliance::Pass)];
         let fail = [result("LimitRange", Compliance::Fail)];
-        let (_, a) = policy_report(ReportApi::OpenReports, "team-a", &pass);
-        let (_, again) = policy_report(ReportApi::OpenReports, "team-a", &pass);
-        let (_, failed) = policy_report(ReportApi::OpenReports, "team-a", &fail);
-        let (_, elsewhere) = policy_report(ReportApi::OpenReports, "team-b", &pass);
+        let (_, a) = policy_report(ReportApi::OpenReports, "team-a", &pass, &[]);
+        let (_, again) = policy_report(ReportApi::OpenReports, "team-a", &pass, &[]);
+        let (_, failed) = policy_report(ReportApi::OpenReports, "team-a", &fail, &[]);
+        let (_, elsewhere) = policy_report(ReportApi::OpenReports, "team-b", &pass, &[]);
         assert_eq!(a, again);
         assert_ne!(a, failed);
         assert_ne!(a, elsewhere);
         // Fixed across processes and builds: a report read back at start-up is recognised as
         // unchanged (a change here makes every operator upgrade rewrite every report once).
         assert_eq!(a, 18_075_307_615_014_356_869);
+    }
+
+    #[test]
+    fn a_warning_is_a_warn_result_counted_in_the_summary() {
+        let warning = ReportWarning {
+            baseline: "restricted".into(),
+            rule: "UnclaimedNamespaces",
+            message: "namespaces trusted by name that do not exist: monitoring".into(),
+        };
+        let pass = [result("LimitRange", Compliance::Pass)];
+        let (report, hash) = policy_report(
+            ReportApi::OpenReports,
+            "team-a",
+            &pass,
+            std::slice::from_ref(&warning),
+        );
+        assert_eq!(report["summary"]["warn"], 1);
+        assert_eq!(report["results"][1]["result"], "warn");
+        assert_eq!(report["results"][1]["rule"], "UnclaimedNamespaces");
+        let (_, without) = policy_report(ReportApi::OpenReports, "team-a", &pass, &[]);
+        assert_ne!(hash, without, "the warning's going rewrites the report");
+    }
+
+    #[test]
+    fn the_visible_hash_ignores_metadata_and_sees_every_shown_field() {
+        let pass = [result("LimitRange", Compliance::Pass)];
+        let fail = [result("LimitRange", Compliance::Fail)];
+        let (ours, _) = policy_report(ReportApi::OpenReports, "team-a", &pass, &[]);
+        let mut forged = ours.clone();
+        forged["metadata"]["annotations"][CONTENT_HASH_ANNOTATION] = "1".into();
+        forged["metadata"]["labels"]["x"] = "y".into();
+        assert_eq!(visible_hash(&ours), visible_hash(&forged));
+        let (failing, _) = policy_report(ReportApi::OpenReports, "team-a", &fail, &[]);
+        // A fail edited to pass, the annotation kept: the hash sees it.
+        let mut edited = failing.clone();
+        edited["results"] = ours["results"].clone();
+        assert_ne!(visible_hash(&edited), visible_hash(&failing));
+        for field in VISIBLE {
+            let mut changed = ours.clone();
+            changed[field] = "x".into();
+            assert_ne!(visible_hash(&changed), visible_hash(&ours), "{field}");
+        }
+    }
+
+    #[test]
+    fn a_fallback_name_is_ours_plus_a_fixed_suffix_per_squatter() {
+        let a = fallback_report_name("uid-a");
+        assert_eq!(a, fallback_report_name("uid-a"));
+        assert_ne!(a, fallback_report_name("uid-b"));
+        assert!(a.starts_with("zerotrust-operator-") && a.len() == REPORT_NAME.len() + 9);
     }
 }

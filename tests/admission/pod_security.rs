@@ -203,6 +203,24 @@ async fn a_pinned_version_beside_baseline_at_latest_yields_both_the_level_and_th
 
     let labeller = namespace_labeller(&format!("{tag}-labeller")).await;
     let as_labeller: Api<Namespace> = Api::all(labeller);
+    let lower = json!({"metadata": {"labels": {version_label.clone(): "v1.34"}}});
+    // The API server loads admission policies from its own informer: wait until a dry run of the
+    // lowering is refused or raised back, then try it for real.
+    eventually(WAIT, "baseline@latest's protection in force", || async {
+        let dry_run = PatchParams {
+            dry_run: true,
+            ..Default::default()
+        };
+        match as_labeller
+            .patch(&ns.name, &dry_run, &Patch::Merge(lower.clone()))
+            .await
+        {
+            Err(kube::Error::Api(e)) if e.code == 403 => Some(()),
+            Ok(n) => (n.labels()[&version_label] == "latest").then_some(()),
+            Err(_) => None,
+        }
+    })
+    .await;
     for version in ["v1.34", "v1.36"] {
         let patch = json!({"metadata": {"labels": {version_label.clone(): version}}});
         // Refused, or raised back in the same request: either way the label holds.

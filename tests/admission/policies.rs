@@ -90,7 +90,7 @@ async fn every_policy_passes_the_api_servers_type_checking() {
     apply(&baseline(
         &tag,
         &tag,
-        "podSecurity: {enforce: restricted, audit: restricted, warn: baseline, version: v1.33}\nnetworkPolicy: {defaultDeny: [Ingress, Egress], allowDNS: true, allowSameNamespace: true, refuseWidening: true}\nserviceAccounts: {automountDefaultToken: false}",
+        "podSecurity: {enforce: restricted, audit: restricted, warn: baseline, version: v1.35}\nnetworkPolicy: {defaultDeny: [Ingress, Egress], allowDNS: true, allowSameNamespace: true, refuseWidening: true}\nserviceAccounts: {automountDefaultToken: false}",
     ));
     wait_in_force(&client, &tag, 0).await;
     let policies: Api<ValidatingAdmissionPolicy> = Api::all(client.clone());

@@ -12,6 +12,7 @@ mod deletion;
 mod drift;
 mod edits;
 mod onboarding;
+mod unclaimed;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

@@ -198,3 +198,27 @@ fn compliant_is_what_exit_code_0_means() {
     report.drift.clear();
     assert!(CheckReport::of(&report).compliant);
 }
+
+#[test]
+fn an_unclaimed_name_is_a_notice_of_its_baseline_not_a_failure() {
+    let mut report = sample();
+    let before = compliant(&report);
+    report.unclaimed = vec![(
+        "b".into(),
+        crate::engine::TrustedName {
+            namespace: "monitoring".into(),
+            trusted_by: "networkPolicy.allow[monitoring]".into(),
+        },
+    )];
+    assert_eq!(compliant(&report), before, "a warning, not a failure");
+    let json = json_of(&report);
+    let notices = json["baselines"][0]["notices"].as_array().unwrap();
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.as_str().unwrap().contains(
+                "namespace \"monitoring\" (networkPolicy.allow[monitoring]) does not exist"
+            )),
+        "{notices:?}"
+    );
+}

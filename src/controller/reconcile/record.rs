@@ -7,11 +7,16 @@ use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 
 use super::Pass;
+use crate::api::{DriftRecord, MAX_STATUS_DRIFT};
 use crate::controller::context::Context;
 use crate::controller::events;
 use crate::controller::held_namespace::HeldNamespace;
+use crate::controller::status::Outcome;
 use crate::controller::verdict::verdict;
-use crate::engine::{Drift, ExemptControl, Kind, LiveState, applied_by_us, repairable, results};
+use crate::engine::{
+    Drift, DriftReason, ExemptControl, Kind, LiveState, ReportWarning, applied_by_us, repairable,
+    results, unclaimed_message, unclaimed_names,
+};
 
 /// Step 5: what the pass means for each selecting baseline: outcomes for the status, repairs and
 /// drift as metrics and Events, onboarding latency.
@@ -71,6 +76,9 @@ pub(super) async fn record(ctx: &Context, pass: &Pass) {
             observe_onboarding(ctx, &pass.namespace);
         }
         v.outcome.exempt = exempt;
+        if let Some(squatted) = ctx.reports.as_ref().and_then(|r| r.squatted(&pass.name)) {
+            add_conflict(&mut v.outcome, squatted);
+        }
         let repairs = v.repaired.len() as i64;
         ctx.outcomes
             .record(&baseline.name, &pass.name, v.outcome, repairs);
@@ -83,16 +91,64 @@ pub(super) async fn report(ctx: &Context, pass: &Pass) {
     let Some(reports) = &ctx.reports else {
         return;
     };
-    reports
+    let finding = reports
         .record(
             &ctx.client,
             &pass.name,
             &results(&pass.desired, pass.unrepaired()),
+            &unclaimed_warnings(ctx, pass),
         )
         .await;
+    if let Some(finding) = finding {
+        ctx.metrics.count_report_finding(finding.reason());
+        let selecting = pass.baselines.iter().filter(|b| {
+            pass.desired
+                .baselines
+                .iter()
+                .any(|d| d.name == b.name_any())
+        });
+        events::report_report_finding(ctx, &pass.namespace, selecting, &finding).await;
+    }
     reports.prune(ctx.namespaces.len(), |name| {
         ctx.namespaces.get(&ObjectRef::new(name)).is_some()
     });
+}
+
+/// For each selecting baseline that trusts namespaces by name that do not exist, a warning for the
+/// report (bounded: [`crate::engine::MAX_LISTED_UNCLAIMED`] names and a count, under a report
+/// message's 1,024 bytes). A namespace created later clears it at this namespace's next pass.
+fn unclaimed_warnings(ctx: &Context, pass: &Pass) -> Vec<ReportWarning> {
+    let exists = |name: &str| ctx.namespaces.get(&ObjectRef::new(name)).is_some();
+    pass.desired
+        .baselines
+        .iter()
+        .filter_map(|selected| {
+            let stored = pass
+                .baselines
+                .iter()
+                .find(|b| b.name_any() == selected.name)?;
+            let valid = ctx.last_valid.enforced(stored).valid?;
+            let message = unclaimed_message(&unclaimed_names(&valid.baseline.spec, exists))?;
+            Some(ReportWarning {
+                baseline: selected.name.clone(),
+                rule: "UnclaimedNamespaces",
+                message,
+            })
+        })
+        .collect()
+}
+
+/// `record` as one more conflict of `outcome`, among its records by severity (capped).
+fn add_conflict(outcome: &mut Outcome, record: DriftRecord) {
+    outcome.drift_count += 1;
+    outcome.conflicts += 1;
+    outcome
+        .drift
+        .push((DriftReason::Conflict.severity(), record));
+    outcome
+        .drift
+        .sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    outcome.drift.truncate(MAX_STATUS_DRIFT);
 }
 
 /// Setting the default ServiceAccount the first time is onboarding, not a repair.

@@ -6,7 +6,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::outcomes::{Outcome, truncate};
 use crate::api::{DriftRecord, MAX_STATUS_DRIFT, SecurityBaseline, SecurityBaselineStatus};
-use crate::engine::InvalidSpec;
+use crate::engine::{InvalidSpec, TrustedName, unclaimed_message};
 
 /// What the status says about a baseline's spec.
 pub struct Spec<'a> {
@@ -20,6 +20,8 @@ pub struct Spec<'a> {
     pub unavailable: &'a [&'a str],
     /// The enforced generation's exemptions without end, by index in `spec.exemptions`.
     pub permanent_exemptions: Vec<i32>,
+    /// Namespaces the baseline trusts by name that do not exist (names that can be squatted).
+    pub unclaimed: &'a [TrustedName],
 }
 
 /// The status `baseline` should have. `outcomes` holds one entry per selected namespace (`None`
@@ -48,6 +50,7 @@ pub fn compute_status(
         invalid_spec_condition(&spec, now),
         admission_condition(&spec, now),
         conflict_condition(tally.as_ref(), now),
+        unclaimed_condition(&spec, now),
     ];
     status.conditions = conditions.into_iter().flatten().collect();
     keep_transition_times(&mut status.conditions, previous, generation);
@@ -246,6 +249,20 @@ fn conflict_condition(tally: Option<&Tally<'_>>, now: Timestamp) -> Option<Condi
         true,
         "ObjectNotOwned",
         "same-named objects exist that zerotrust-operator did not create; see status.drift",
+        now,
+    ))
+}
+
+/// Step 5b: UnclaimedNamespaces, while the baseline trusts names no namespace holds: a warning
+/// (Ready does not depend on it: a shipped example names `monitoring`, which many clusters lack),
+/// bounded to a few names and a count.
+fn unclaimed_condition(spec: &Spec<'_>, now: Timestamp) -> Option<Condition> {
+    let message = unclaimed_message(spec.unclaimed)?;
+    Some(condition(
+        "UnclaimedNamespaces",
+        true,
+        "NamespaceNotFound",
+        &truncate(&message, 1024),
         now,
     ))
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{debug, warn};
@@ -22,7 +23,9 @@ use crate::controller::error::{Error, Failed, Operation};
 use crate::controller::finalizer::manage_finalizer;
 use crate::controller::held_namespace::HeldNamespace;
 use crate::controller::http::Health;
-use crate::engine::{FIELD_MANAGER, ValidBaseline, permanent_exemptions, selects, unavailable};
+use crate::engine::{
+    FIELD_MANAGER, ValidBaseline, permanent_exemptions, selects, unavailable, unclaimed_names,
+};
 
 /// How long the first full lists may take before the wait is logged as a warning.
 const UNSYNCED_WARNING: Duration = Duration::from_secs(30);
@@ -122,6 +125,11 @@ async fn keep_baseline(
         .as_ref()
         .map(|v| unavailable(v, &ctx.admission))
         .unwrap_or_default();
+    let unclaimed = enforced
+        .valid
+        .as_ref()
+        .map(|v| unclaimed_names(&v.baseline.spec, |n| exists(ctx, n)))
+        .unwrap_or_default();
     let spec = Spec {
         invalid: enforced.invalid.as_ref(),
         enforcing: enforced.generation(),
@@ -130,6 +138,7 @@ async fn keep_baseline(
         permanent_exemptions: (enforced.valid.iter().flat_map(permanent_exemptions))
             .map(|p| p.index as i32)
             .collect(),
+        unclaimed: &unclaimed,
     };
     let recorded = Recorded {
         last_valid: enforced.valid.as_ref().and_then(record),
@@ -147,6 +156,11 @@ async fn keep_baseline(
 struct Recorded {
     last_valid: Option<LastValidSpec>,
     identity: AdmissionIdentityRecord,
+}
+
+/// A namespace named `name` exists (one being deleted still holds its name).
+fn exists(ctx: &Context, name: &str) -> bool {
+    ctx.namespaces.get(&ObjectRef::new(name)).is_some()
 }
 
 /// The namespaces, not being deleted, that the enforced generation `valid` selects.

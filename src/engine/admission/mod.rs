@@ -16,7 +16,7 @@ mod tamper;
 mod vet;
 mod widening_refusal;
 
-pub use onboarding_gate::{gates_namespace, onboarded_label};
+pub use onboarding_gate::{ONBOARDED_LABEL_PREFIX, marker_value, onboarded_label};
 pub use ownership::OWNERSHIP_MESSAGE;
 pub use vet::vet;
 

@@ -1,7 +1,6 @@
-//! The onboarding gate: pods are refused in a namespace created after the baseline until the
-//! operator has put every control in place and set its onboarding marker.
+//! The onboarding gate: pods are refused in every namespace a baseline selects until the operator
+//! has put every control in place and set its onboarding marker.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::json;
 
 use super::AdmissionSettings;
@@ -11,46 +10,58 @@ use crate::engine::object::Object;
 use crate::engine::validate::ValidBaseline;
 
 /// Prefix of the label the operator sets on a Namespace once a baseline's controls are in place:
-/// `onboarded.zerotrust.dev/<baseline>: "true"`. Only the operator may set or change it.
+/// `onboarded.zerotrust.dev/<baseline>: <marker_value>`. Only the operator may set or change it.
 pub const ONBOARDED_LABEL_PREFIX: &str = "onboarded.zerotrust.dev/";
+
+/// How much of the baseline's uid the marker carries: the namespace's uid (36), a dot and this
+/// fill a label value's 63 characters. 26 characters of a random uid are ~100 bits: unguessable.
+const BASELINE_UID_CHARS: usize = 26;
 
 /// The onboarding marker of `baseline`.
 pub fn onboarded_label(baseline: &str) -> String {
     format!("{ONBOARDED_LABEL_PREFIX}{baseline}")
 }
 
-/// Whether a baseline created at `baseline_created` gates a namespace created at
-/// `namespace_created`: the rule of the gate's CEL below (a namespace older than the baseline is
-/// not gated); gated when either time is unknown, as the CEL is without the baseline's.
-pub fn gates_namespace(baseline_created: Option<&Time>, namespace_created: Option<&Time>) -> bool {
-    match (baseline_created, namespace_created) {
-        (Some(baseline), Some(namespace)) => namespace.0 >= baseline.0,
-        _ => true,
-    }
+/// The value of the onboarding marker the operator writes: the namespace's uid, then (when the
+/// baseline has one) a dot and the start of the baseline's uid. Nobody knows a namespace's uid
+/// before the API server creates it, so a marker set at creation (or carried in from outside the
+/// selector) never matches; the baseline's part makes a baseline deleted and created again under
+/// the same name ignore the markers of the old one. The gate's CEL builds the same string.
+pub fn marker_value(namespace_uid: &str, baseline_uid: Option<&str>) -> String {
+    format!("{namespace_uid}{}", marker_suffix(baseline_uid))
 }
 
-/// Pods are refused in a namespace created after the baseline until the operator has put every
-/// control in place and marked the namespace onboarded. Namespaces that existed before the
-/// baseline already run pods; they are onboarded without a gate.
+/// The part of the marker that comes from the baseline: fixed for a baseline, so the gate's CEL
+/// carries it as a constant.
+fn marker_suffix(baseline_uid: Option<&str>) -> String {
+    baseline_uid
+        .map(|uid| {
+            let start: String = uid.chars().take(BASELINE_UID_CHARS).collect();
+            // A label value ends with an alphanumeric character.
+            format!(
+                ".{}",
+                start.trim_end_matches(|c: char| !c.is_ascii_alphanumeric())
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// Pods are refused in every namespace the baseline selects until the operator has put every
+/// control in place and marked the namespace onboarded with the marker only it can know: however
+/// the namespace came under the baseline (created in the selector, labelled into it, older than
+/// the baseline), and whatever marker it carried before.
 pub(super) fn onboarding_gate(
     baseline: &ValidBaseline,
     settings: &AdmissionSettings,
 ) -> [Object; 2] {
     let name = baseline.name();
     let marker = cel(&onboarded_label(name));
-    let before = baseline
-        .baseline
-        .metadata
-        .creation_timestamp
-        .as_ref()
-        .map(|t| {
-            format!(
-                // Declared a timestamp, handed over as a string: dyn() resolves at run time.
-                "timestamp(dyn(namespaceObject.metadata.creationTimestamp)) < timestamp({}) || ",
-                cel(&t.0.to_string())
-            )
-        })
-        .unwrap_or_default();
+    // The API server declares the namespace's uid as `UID` but hands it over as `uid`: dyn()
+    // resolves it at run time (and fails, so refuses, if it were ever missing).
+    let expected = format!(
+        "string(dyn(namespaceObject.metadata).uid) + {}",
+        cel(&marker_suffix(baseline.baseline.metadata.uid.as_deref()))
+    );
     // The operator never creates pods, so only the break-glass group passes the gate.
     let break_glass = format!(
         "(has(request.userInfo.groups) && {} in request.userInfo.groups)",
@@ -61,7 +72,7 @@ pub(super) fn onboarding_gate(
         "matchConstraints": match_constraints(vec![rule("", &["pods"], &["CREATE"])]),
         "validations": [{
             "expression": format!(
-                "{break_glass} || {before}(has(namespaceObject.metadata.labels) && {marker} in namespaceObject.metadata.labels && namespaceObject.metadata.labels[{marker}] == 'true')"
+                "{break_glass} || (has(namespaceObject.metadata.labels) && {marker} in namespaceObject.metadata.labels && namespaceObject.metadata.labels[{marker}] == {expected})"
             ),
             "messageExpression": format!(
                 "'namespace ' + request.namespace + ' is being onboarded by SecurityBaseline {name}: its controls are not all in place yet; retry in a few seconds'"

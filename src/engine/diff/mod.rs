@@ -23,6 +23,8 @@ use super::widening::{PolicySummary, summarize, widening};
 #[derive(Clone, Debug, Default)]
 pub struct LiveState {
     pub namespace_labels: BTreeMap<String, String>,
+    /// The namespace's uid: what its onboarding markers carry (none: no marker can be set).
+    pub namespace_uid: Option<String>,
     /// The `default` ServiceAccount, once the controller-manager has created it.
     pub default_service_account: Option<ServiceAccount>,
     /// Objects of the kinds we generate: those named like a desired object, and those carrying our

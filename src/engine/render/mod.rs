@@ -65,6 +65,9 @@ pub struct SelectedBaseline {
     pub conflict_policy: ConflictPolicy,
     /// The generation rendered (the last valid one, while a newer edit is invalid).
     pub generation: i64,
+    /// The baseline's uid (none offline): part of its onboarding marker.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
 }
 
 /// What one baseline asks of the namespace's shared objects, checked on its own in both modes:
@@ -203,6 +206,7 @@ pub fn render(
             mode: spec.mode,
             conflict_policy: spec.conflict_policy,
             generation: baseline.baseline.metadata.generation.unwrap_or(0),
+            uid: baseline.baseline.metadata.uid.clone(),
         });
         let exempted = exempted(baseline, namespace, labels, env.now);
         for object in render_objects(name, spec, namespace, &exempted, &env.api_server) {

@@ -52,6 +52,7 @@ fn valid(generation: i64) -> Spec<'static> {
         admission: Some(admission),
         unavailable: &[],
         permanent_exemptions: vec![],
+        unclaimed: &[],
     }
 }
 
@@ -238,6 +239,7 @@ fn an_invalid_baseline_never_valid_says_why_and_counts_nothing() {
         admission: None,
         unavailable: &[],
         permanent_exemptions: vec![],
+        unclaimed: &[],
     };
     let s = compute_status(
         &baseline(2),
@@ -361,5 +363,44 @@ fn admission_policies_count_in_the_status() {
         ready(&s),
         ("True", "Compliant"),
         "the rest is still enforced"
+    );
+}
+
+#[test]
+fn unclaimed_names_are_a_notice_that_leaves_ready_alone() {
+    let unclaimed = [crate::engine::TrustedName {
+        namespace: "monitoring".into(),
+        trusted_by: "networkPolicy.allow[monitoring]".into(),
+    }];
+    let spec = Spec {
+        unclaimed: &unclaimed,
+        ..valid(1)
+    };
+    let s = compute_status(
+        &baseline(1),
+        spec,
+        &[compliant()],
+        0,
+        &Default::default(),
+        at(1),
+    );
+    assert_eq!(ready(&s).0, "True");
+    let c = condition_of(&s, "UnclaimedNamespaces");
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("True", "NamespaceNotFound")
+    );
+    assert!(
+        c.message
+            .contains("monitoring (networkPolicy.allow[monitoring])"),
+        "{}",
+        c.message
+    );
+    // Once the namespace exists, the condition goes.
+    let s = compute_status(&baseline(1), valid(1), &[compliant()], 0, &s, at(2));
+    assert!(
+        s.conditions
+            .iter()
+            .all(|c| c.type_ != "UnclaimedNamespaces")
     );
 }
