@@ -169,15 +169,3 @@ async fn a_new_namespace_admits_no_pod_until_onboarded_even_with_the_operator_do
     .await;
     delete_baseline(&tag);
 }
-
-fn scopeguard(f: impl FnOnce()) -> impl Drop {
-    struct Guard<F: FnOnce()>(Option<F>);
-    impl<F: FnOnce()> Drop for Guard<F> {
-        fn drop(&mut self) {
-            if let Some(f) = self.0.take() {
-                f();
-            }
-        }
-    }
-    Guard(Some(f))
-}

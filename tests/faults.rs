@@ -578,18 +578,3 @@ async fn a_baseline_that_cannot_be_decoded_does_not_break_the_watch() {
         );
     }
 }
-
-/// Runs `f` if dropped while the test panics: puts things back for the tests that follow.
-fn scopeguard(f: impl FnOnce()) -> impl Drop {
-    struct Guard<F: FnOnce()>(Option<F>);
-    impl<F: FnOnce()> Drop for Guard<F> {
-        fn drop(&mut self) {
-            if std::thread::panicking()
-                && let Some(f) = self.0.take()
-            {
-                f()
-            }
-        }
-    }
-    Guard(Some(f))
-}

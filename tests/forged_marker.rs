@@ -237,15 +237,3 @@ async fn a_forged_marker_labelled_into_the_selector_opens_no_gate_with_the_opera
         assert!(deny.is_some(), "{name}: open only with the default-deny");
     }
 }
-
-fn scopeguard(f: impl FnOnce()) -> impl Drop {
-    struct Guard<F: FnOnce()>(Option<F>);
-    impl<F: FnOnce()> Drop for Guard<F> {
-        fn drop(&mut self) {
-            if let Some(f) = self.0.take() {
-                f();
-            }
-        }
-    }
-    Guard(Some(f))
-}

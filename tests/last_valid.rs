@@ -126,14 +126,16 @@ async fn wait_invalid(client: &Client, tag: &str, field: &str) -> SecurityBaseli
 /// After a restart: the admission objects are the same objects (same uids), still in force,
 /// the generated default-deny is the same object, and a new namespace is onboarded from the last
 /// valid generation.
-async fn assert_protection_kept(
-    client: &Client,
-    tag: &str,
-    ns: &str,
-    tenant: &Client,
-    before: &BTreeSet<(String, String)>,
-    deny_uid: &str,
-) {
+async fn assert_protection_kept(protected: &Protected) {
+    let Protected {
+        client,
+        tag,
+        ns,
+        tenant,
+        before,
+        deny_uid,
+        ..
+    } = protected;
     // The new process's first admission pass is done once it has onboarded a namespace.
     let late = namespace(client, &format!("{tag}-late"), &[("zt-test", tag)]).await;
     let deny = format!("zt-{tag}-default-deny");
@@ -154,25 +156,61 @@ async fn assert_protection_kept(
         .get(&deny)
         .await
         .expect("the default-deny is still there");
-    assert_eq!(kept.uid().as_deref(), Some(deny_uid), "the same object");
+    assert_eq!(kept.uid().as_ref(), Some(deny_uid), "the same object");
+}
+
+/// A namespace under a valid Enforce baseline, its tenant admin, an operator, and what the
+/// baseline's protection holds before the edit under test: its admission objects, and the uid of
+/// its default-deny.
+/// Dropped in field order, as the tests' locals were: the operator stopped first, then the
+/// baseline deleted, then the namespace.
+struct Protected {
+    operator: OperatorProcess,
+    client: Client,
+    tag: String,
+    ns: String,
+    tenant: Client,
+    before: BTreeSet<(String, String)>,
+    deny_uid: String,
+    _cleanup: Cleanup,
+    _namespace: NamespaceGuard,
+}
+
+async fn protected(prefix: &str) -> Protected {
+    let client = client().await;
+    let tag = unique(prefix);
+    let guard = namespace(&client, &tag, &[("zt-test", &tag)]).await;
+    let ns = guard.name.clone();
+    let _cleanup = Cleanup(vec![tag.clone()]);
+    let (_, tenant) = tenant_admin(&ns).await;
+    let operator = start_operator(prefix);
+    enforce_valid(&client, &tag, &ns, &tenant).await;
+    let before = admission_objects(&client, &tag).await;
+    assert!(!before.is_empty(), "the baseline has admission policies");
+    let deny_uid = Api::<NetworkPolicy>::namespaced(client.clone(), &ns)
+        .get(&format!("zt-{tag}-default-deny"))
+        .await
+        .unwrap()
+        .uid()
+        .unwrap();
+    Protected {
+        client,
+        tag,
+        ns,
+        tenant,
+        operator,
+        before,
+        deny_uid,
+        _cleanup,
+        _namespace: guard,
+    }
 }
 
 #[tokio::test]
 async fn an_invalid_edit_and_a_restart_keep_the_last_valid_protection() {
     let _serial = SERIAL.lock().await;
-    let client = client().await;
-    let tag = unique("lv-invalid");
-    let ns = namespace(&client, &tag, &[("zt-test", &tag)]).await;
-    let _cleanup = Cleanup(vec![tag.clone()]);
-    let (_, tenant) = tenant_admin(&ns.name).await;
-    let operator = start_operator("lv-invalid");
-    enforce_valid(&client, &tag, &ns.name, &tenant).await;
-    let before = admission_objects(&client, &tag).await;
-    assert!(!before.is_empty(), "the baseline has admission policies");
-    let deny = Api::<NetworkPolicy>::namespaced(client.clone(), &ns.name)
-        .get(&format!("zt-{tag}-default-deny"))
-        .await
-        .unwrap();
+    let mut protected = protected("lv-invalid").await;
+    let (client, tag) = (protected.client.clone(), protected.tag.clone());
 
     // An edit the API server stores and the operator's validation refuses.
     apply(&baseline(
@@ -183,18 +221,8 @@ async fn an_invalid_edit_and_a_restart_keep_the_last_valid_protection() {
         ),
     ));
     wait_invalid(&client, &tag, "spec.rbac.roles[0].subjects[0].name").await;
-    drop(operator);
-    let _restarted = start_operator("lv-invalid-restarted");
-
-    assert_protection_kept(
-        &client,
-        &tag,
-        &ns.name,
-        &tenant,
-        &before,
-        &deny.uid().unwrap(),
-    )
-    .await;
+    protected.operator = start_operator("lv-invalid-restarted");
+    assert_protection_kept(&protected).await;
     let s = wait_invalid(&client, &tag, "spec.rbac.roles[0].subjects[0].name").await;
     let (_, _, message) = condition(&s, "Ready").unwrap();
     assert!(message.ends_with("enforcing generation 1"), "{message}");
@@ -213,19 +241,8 @@ async fn an_invalid_edit_and_a_restart_keep_the_last_valid_protection() {
 #[tokio::test]
 async fn an_undecodable_edit_and_a_restart_keep_the_last_valid_protection() {
     let _serial = SERIAL.lock().await;
-    let client = client().await;
-    let tag = unique("lv-undecodable");
-    let ns = namespace(&client, &tag, &[("zt-test", &tag)]).await;
-    let _cleanup = Cleanup(vec![tag.clone()]);
-    let (_, tenant) = tenant_admin(&ns.name).await;
-    let operator = start_operator("lv-undecodable");
-    enforce_valid(&client, &tag, &ns.name, &tenant).await;
-    let before = admission_objects(&client, &tag).await;
-    assert!(!before.is_empty(), "the baseline has admission policies");
-    let deny = Api::<NetworkPolicy>::namespaced(client.clone(), &ns.name)
-        .get(&format!("zt-{tag}-default-deny"))
-        .await
-        .unwrap();
+    let mut protected = protected("lv-undecodable").await;
+    let (client, tag) = (protected.client.clone(), protected.tag.clone());
 
     // A time the API server's `date-time` format takes and the operator cannot parse: the CRD
     // now refuses it, naming the field.
@@ -265,21 +282,11 @@ async fn an_undecodable_edit_and_a_restart_keep_the_last_valid_protection() {
     wait_invalid(&client, &tag, "expiresAt").await;
     assert_eq!(
         admission_objects(&client, &tag).await,
-        before,
+        protected.before,
         "the admission policies stay while the edit cannot be read"
     );
-    drop(operator);
-    let _restarted = start_operator("lv-undecodable-restarted");
-
-    assert_protection_kept(
-        &client,
-        &tag,
-        &ns.name,
-        &tenant,
-        &before,
-        &deny.uid().unwrap(),
-    )
-    .await;
+    protected.operator = start_operator("lv-undecodable-restarted");
+    assert_protection_kept(&protected).await;
     let s = wait_invalid(&client, &tag, "expiresAt").await;
     let (_, _, message) = condition(&s, "Ready").unwrap();
     assert!(message.ends_with("enforcing generation 1"), "{message}");
@@ -359,17 +366,4 @@ async fn check_beside_an_operator_of_another_identity_renders_for_the_recorded_o
         "{}",
         stdout(&out)
     );
-}
-
-/// Runs `f` when dropped, on a panic as on success: the real CRD is put back either way.
-fn scopeguard(f: impl FnOnce()) -> impl Drop {
-    struct Guard<F: FnOnce()>(Option<F>);
-    impl<F: FnOnce()> Drop for Guard<F> {
-        fn drop(&mut self) {
-            if let Some(f) = self.0.take() {
-                f();
-            }
-        }
-    }
-    Guard(Some(f))
 }

@@ -208,8 +208,8 @@ fn rolebinding_roleref_change_is_recreated() {
 }
 
 /// A stricter level does not excuse an older version: `restricted` at v1.34 admits what `baseline`
-/// at `latest` may come to refuse, so it falls short of it, and the repair keeps both the stricter
-/// level and the newer version.
+/// at `latest` may come to refuse, so it falls short of it, as does any version older than the
+/// floor; the repair keeps the stricter level, at the newer version.
 #[test]
 fn a_stricter_level_at_an_older_version_falls_short_of_a_newer_one() {
     let desired = render(
@@ -221,64 +221,31 @@ fn a_stricter_level_at_an_older_version_falls_short_of_a_newer_one() {
         &no_labels(),
         &env(),
     );
-    let mut live = as_live(&desired);
-    live.namespace_labels
-        .insert(ENFORCE_LABEL.into(), "restricted".into());
-    live.namespace_labels.insert(
-        "pod-security.kubernetes.io/enforce-version".into(),
-        "v1.34".into(),
-    );
-    let drift = diff(&desired, &live);
-    assert_eq!(drift.len(), 1, "{drift:?}");
-    assert_eq!(drift[0].name, "pod-security.kubernetes.io/enforce-version");
-    let [Write::ApplyNamespaceLabels(labels)] = &plan(&desired, &live, &drift, &none())[..] else {
-        panic!()
-    };
-    assert_eq!(labels[ENFORCE_LABEL], "restricted");
-    assert_eq!(
-        labels["pod-security.kubernetes.io/enforce-version"],
-        "latest"
-    );
-}
-
-#[test]
-fn a_live_version_older_than_the_floor_is_drift_whatever_the_level() {
-    let desired = render(
-        &[baseline(
-            "a",
-            psa_spec(Mode::Enforce, PodSecurityLevel::Baseline, None),
-        )],
-        "ns",
-        &no_labels(),
-        &env(),
-    );
-    let mut live = as_live(&desired);
-    live.namespace_labels
-        .insert(ENFORCE_LABEL.into(), "restricted".into());
-    live.namespace_labels.insert(
-        "pod-security.kubernetes.io/enforce-version".into(),
-        "v1.0".into(),
-    );
-    let drift = diff(&desired, &live);
-    assert_eq!(drift.len(), 1, "{drift:?}");
-    assert_eq!(drift[0].name, "pod-security.kubernetes.io/enforce-version");
-    // The repair keeps the stricter level, at a version that counts.
-    let [Write::ApplyNamespaceLabels(labels)] = &plan(&desired, &live, &drift, &none())[..] else {
-        panic!()
-    };
-    assert_eq!(labels[ENFORCE_LABEL], "restricted");
-    assert_eq!(
-        labels["pod-security.kubernetes.io/enforce-version"],
-        "latest"
-    );
-    // A malformed level is drift too (admission would fall back to the cluster default).
-    live.namespace_labels
-        .insert(ENFORCE_LABEL.into(), "strict".into());
-    assert!(
-        diff(&desired, &live)
-            .iter()
-            .any(|d| d.name == ENFORCE_LABEL)
-    );
+    let version_label = "pod-security.kubernetes.io/enforce-version";
+    for older in ["v1.34", "v1.0"] {
+        let mut live = as_live(&desired);
+        live.namespace_labels
+            .insert(ENFORCE_LABEL.into(), "restricted".into());
+        live.namespace_labels
+            .insert(version_label.into(), older.into());
+        let drift = diff(&desired, &live);
+        assert_eq!(drift.len(), 1, "{older}: {drift:?}");
+        assert_eq!(drift[0].name, version_label);
+        let [Write::ApplyNamespaceLabels(labels)] = &plan(&desired, &live, &drift, &none())[..]
+        else {
+            panic!("{older}")
+        };
+        assert_eq!(labels[ENFORCE_LABEL], "restricted");
+        assert_eq!(labels[version_label], "latest");
+        // A malformed level is drift too (admission would fall back to the cluster default).
+        live.namespace_labels
+            .insert(ENFORCE_LABEL.into(), "strict".into());
+        assert!(
+            diff(&desired, &live)
+                .iter()
+                .any(|d| d.name == ENFORCE_LABEL)
+        );
+    }
 }
 
 #[test]

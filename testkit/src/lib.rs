@@ -8,6 +8,7 @@ pub mod audit;
 pub mod baselines;
 pub mod cluster;
 pub mod crd;
+pub mod guard;
 pub mod helm;
 pub mod http;
 pub mod identity;
@@ -25,6 +26,7 @@ pub use cluster::{
     ControlPlane, SeparateControlPlane, client, connect, control_plane, controlplane, run_bounded,
     stderr, stdout, unique,
 };
+pub use guard::scopeguard;
 pub use http::http_get;
 pub use identity::{client_as, namespace_labeller, tenant_admin};
 pub use namespaces::{LabelledNamespaces, NamespaceGuard, namespace, namespaces};
