@@ -15,16 +15,6 @@ use zerotrust_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn restricted_pod(name: &str) -> Pod {
-    serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "spec": {"containers": [{"name": "c", "image": "busybox", "securityContext": {
-            "runAsNonRoot": true, "allowPrivilegeEscalation": false,
-            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}}]},
-    }))
-    .unwrap()
-}
-
 #[tokio::test]
 async fn a_new_namespace_admits_no_pod_until_onboarded_even_with_the_operator_down() {
     let client = client().await;

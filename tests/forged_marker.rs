@@ -22,16 +22,6 @@ const WAIT: Duration = Duration::from_secs(30);
 /// One test at a time: one of them pauses the operator both share.
 static TURN: Mutex<()> = Mutex::const_new(());
 
-fn restricted_pod(name: &str) -> Pod {
-    serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "spec": {"containers": [{"name": "c", "image": "busybox", "securityContext": {
-            "runAsNonRoot": true, "allowPrivilegeEscalation": false,
-            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}}]},
-    }))
-    .unwrap()
-}
-
 fn marker(tag: &str) -> String {
     format!("onboarded.zerotrust.dev/{tag}")
 }
